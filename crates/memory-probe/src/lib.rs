@@ -1,0 +1,67 @@
+//! What the allocator and the kernel say about memory.
+//!
+//! `memory-probe` is the leaf crate of the workspace. Every layer reads memory through it:
+//!
+//! - [`thread_counters`]: cumulative bytes allocated and freed by the calling thread, read in a
+//!   couple of nanoseconds from jemalloc's per-thread counters or from [`CountingAlloc`], a wrapper
+//!   around any other global allocator. [`self_check`] tells which backend is live.
+//! - [`allocator_stats`]: allocated, active, resident, mapped, retained and metadata bytes as the
+//!   allocator sees them (off the request path: it refreshes jemalloc's statistics epoch).
+//! - [`process_memory`] and [`cgroup_memory`]: resident and peak resident set from `/proc`, and the
+//!   container's usage, limit, working set and OOM kills from cgroup v2, v1 or a hybrid host. Every
+//!   reader has an `_at(root)` form that reads a fixture tree instead of `/`.
+//! - [`Reclaimer`]: hands freed memory back to the operating system (jemalloc purge, glibc
+//!   `malloc_trim`, mimalloc `mi_collect`) on a blocking thread, single-flight and rate-limited.
+//! - [`Pressure`] and [`PressureSignal`]: the memory pressure level, published by a monitor and
+//!   read by layers without taking a lock.
+//!
+//! # Example
+//!
+//! ```
+//! use memory_probe::{thread_counters, CountingAlloc};
+//! use std::alloc::System;
+//!
+//! // Any allocator can be counted; with the `jemalloc` feature, jemalloc's own counters are used.
+//! #[global_allocator]
+//! static ALLOC: CountingAlloc<System> = CountingAlloc::new(System);
+//!
+//! let before = thread_counters();
+//! let buffer = vec![0u8; 1 << 20];
+//! drop(buffer);
+//! let delta = thread_counters().since(before);
+//! assert!(delta.allocated >= 1 << 20);
+//! assert!(delta.deallocated >= 1 << 20);
+//!
+//! let rss = memory_probe::process_memory().expect("/proc is readable on Linux");
+//! assert!(rss.rss_bytes > 0 && rss.peak_rss_bytes >= rss.rss_bytes);
+//! ```
+//!
+//! # Features
+//!
+//! - `jemalloc`: jemalloc counters, statistics and purge (through `tikv-jemalloc-ctl`). The
+//!   program still has to install `tikv_jemallocator::Jemalloc` as its global allocator;
+//!   [`self_check`] warns when it is linked but not installed.
+//! - `mimalloc`: `mi_collect(true)` in the [`Reclaimer`] when mimalloc is the global allocator.
+
+mod cgroup;
+mod counters;
+mod counting;
+mod error;
+#[cfg(feature = "jemalloc")]
+mod jemalloc;
+mod pressure;
+mod process;
+mod reclaim;
+mod stats;
+
+pub use cgroup::{CgroupMemory, CgroupVersion, cgroup_memory, cgroup_memory_at};
+pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check, thread_counters};
+pub use counting::CountingAlloc;
+pub use error::ProbeError;
+pub use pressure::{Pressure, PressureSignal};
+pub use process::{
+    ProcessMemory, physical_memory, physical_memory_at, process_memory, process_memory_at,
+    process_memory_of,
+};
+pub use reclaim::{ReclaimError, ReclaimReport, Reclaimer, ReclaimerBuilder};
+pub use stats::{AllocatorStats, allocator_stats};

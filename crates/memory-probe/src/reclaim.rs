@@ -1,0 +1,320 @@
+//! Handing freed memory back to the operating system.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::process::resident_now;
+use crate::{AllocatorKind, ProbeError, self_check};
+
+/// What one reclaim run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// The allocator that was asked to release memory.
+    pub allocator: AllocatorKind,
+    /// Process resident bytes just before the run.
+    pub resident_before: u64,
+    /// Process resident bytes just after the run.
+    pub resident_after: u64,
+    /// How long the allocator call took.
+    pub duration: Duration,
+    /// When the run finished.
+    pub finished_at: SystemTime,
+}
+
+impl ReclaimReport {
+    /// Resident bytes released (zero when the resident set grew meanwhile).
+    pub fn released_bytes(&self) -> u64 {
+        self.resident_before.saturating_sub(self.resident_after)
+    }
+}
+
+/// Why a reclaim did not run.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReclaimError {
+    /// The previous run started less than the minimum interval ago.
+    #[error("reclaim rate-limited: next run allowed in {retry_after:?}")]
+    RateLimited {
+        /// How long until a run is allowed.
+        retry_after: Duration,
+    },
+    /// The heap's allocator has no release call this crate knows (or its feature is off).
+    #[error("the {0} allocator has no supported release call")]
+    Unsupported(AllocatorKind),
+    /// The allocator call failed.
+    #[error("reclaim failed: {0}")]
+    Failed(String),
+    /// No Tokio runtime to run the blocking call on.
+    #[error("reclaim needs a Tokio runtime")]
+    NoRuntime,
+}
+
+/// Releases memory the allocator holds but the program has freed, back to the OS.
+///
+/// - jemalloc: `arena.4096.purge` (every arena's dirty and muzzy pages);
+/// - glibc: `malloc_trim(0)` (every arena, including pages in the middle of the heap);
+/// - mimalloc (feature `mimalloc`): `mi_collect(true)`.
+///
+/// The call runs on Tokio's blocking pool, never on the caller's task. Concurrent callers share
+/// one run (single-flight): whoever arrives while a run is under way gets that run's report.
+/// Runs are at least `min_interval` apart (default 1 s); an earlier call gets
+/// [`ReclaimError::RateLimited`]. Cloning shares the state.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use memory_probe::Reclaimer;
+///
+/// let reclaimer = Reclaimer::new();
+/// drop(vec![1u8; 64 << 20]);
+/// match reclaimer.reclaim().await {
+///     Ok(report) => println!("released {} bytes in {:?}", report.released_bytes(), report.duration),
+///     Err(e) => println!("nothing released: {e}"),
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Reclaimer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    min_interval: Duration,
+    allocator: AllocatorKind,
+    state: Mutex<State>,
+    runs: AtomicU64,
+    failures: AtomicU64,
+    released: AtomicU64,
+}
+
+type Outcome = Option<Result<ReclaimReport, ReclaimError>>;
+
+#[derive(Default)]
+struct State {
+    running: Option<watch::Receiver<Outcome>>,
+    last_start: Option<Instant>,
+    last: Option<ReclaimReport>,
+}
+
+/// Builder for [`Reclaimer`].
+#[derive(Debug, Clone)]
+pub struct ReclaimerBuilder {
+    min_interval: Duration,
+    allocator: Option<AllocatorKind>,
+}
+
+impl ReclaimerBuilder {
+    /// Minimum time between the starts of two runs (default 1 s).
+    pub fn min_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval;
+        self
+    }
+
+    /// The reclaimer.
+    pub fn build(self) -> Reclaimer {
+        Reclaimer {
+            inner: Arc::new(Inner {
+                min_interval: self.min_interval,
+                allocator: self.allocator.unwrap_or_else(|| self_check().allocator),
+                state: Mutex::new(State::default()),
+                runs: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                released: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl Default for Reclaimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Reclaimer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reclaimer")
+            .field("allocator", &self.inner.allocator)
+            .field("min_interval", &self.inner.min_interval)
+            .field("runs", &self.runs())
+            .finish()
+    }
+}
+
+impl Reclaimer {
+    /// A reclaimer for the allocator [`self_check`] detects, with the default interval.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> ReclaimerBuilder {
+        ReclaimerBuilder {
+            min_interval: Duration::from_secs(1),
+            allocator: None,
+        }
+    }
+
+    /// The allocator this reclaimer releases memory from.
+    pub fn allocator(&self) -> AllocatorKind {
+        self.inner.allocator
+    }
+
+    /// Completed runs.
+    pub fn runs(&self) -> u64 {
+        self.inner.runs.load(Ordering::Relaxed)
+    }
+
+    /// Runs that failed.
+    pub fn failures(&self) -> u64 {
+        self.inner.failures.load(Ordering::Relaxed)
+    }
+
+    /// Resident bytes released over all runs.
+    pub fn released_bytes_total(&self) -> u64 {
+        self.inner.released.load(Ordering::Relaxed)
+    }
+
+    /// The report of the last completed run.
+    pub fn last(&self) -> Option<ReclaimReport> {
+        self.inner
+            .state
+            .lock()
+            .expect("reclaimer state")
+            .last
+            .clone()
+    }
+
+    /// Runs a reclaim (or joins the one under way) and waits for its report.
+    pub async fn reclaim(&self) -> Result<ReclaimReport, ReclaimError> {
+        let mut rx = self.start()?;
+        loop {
+            if let Some(outcome) = rx.borrow_and_update().clone() {
+                return outcome;
+            }
+            if rx.changed().await.is_err() {
+                // The run's task ended without a result: the runtime is shutting down.
+                return Err(ReclaimError::Failed("reclaim task was cancelled".into()));
+            }
+        }
+    }
+
+    /// Starts a run in the background unless one is under way or the interval has not passed.
+    /// Returns whether a new run started. Never blocks; needs a Tokio runtime.
+    pub fn reclaim_in_background(&self) -> bool {
+        self.start_new_only().unwrap_or(false)
+    }
+
+    fn start_new_only(&self) -> Result<bool, ReclaimError> {
+        let state = self.inner.state.lock().expect("reclaimer state");
+        if state.running.is_some() {
+            return Ok(false);
+        }
+        drop(state);
+        self.start().map(|_| true)
+    }
+
+    /// Joins the run under way, or starts one.
+    fn start(&self) -> Result<watch::Receiver<Outcome>, ReclaimError> {
+        let mut state = self.inner.state.lock().expect("reclaimer state");
+        if let Some(rx) = &state.running {
+            return Ok(rx.clone());
+        }
+        if let Some(last_start) = state.last_start {
+            let since = last_start.elapsed();
+            if since < self.inner.min_interval {
+                return Err(ReclaimError::RateLimited {
+                    retry_after: self.inner.min_interval - since,
+                });
+            }
+        }
+        if self.inner.allocator == AllocatorKind::Unknown
+            || (self.inner.allocator == AllocatorKind::Mimalloc && !cfg!(feature = "mimalloc"))
+        {
+            return Err(ReclaimError::Unsupported(self.inner.allocator));
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| ReclaimError::NoRuntime)?;
+        let (tx, rx) = watch::channel(None);
+        state.running = Some(rx.clone());
+        state.last_start = Some(Instant::now());
+        drop(state);
+
+        // The run lives in its own task so that a caller dropping its future cannot leave the
+        // state marked as running forever.
+        let inner = Arc::clone(&self.inner);
+        handle.spawn(async move {
+            let allocator = inner.allocator;
+            let outcome = match tokio::task::spawn_blocking(move || run_blocking(allocator)).await {
+                Ok(result) => result,
+                Err(e) => Err(ReclaimError::Failed(format!("reclaim thread failed: {e}"))),
+            };
+            let mut state = inner.state.lock().expect("reclaimer state");
+            state.running = None;
+            match &outcome {
+                Ok(report) => {
+                    inner.runs.fetch_add(1, Ordering::Relaxed);
+                    inner
+                        .released
+                        .fetch_add(report.released_bytes(), Ordering::Relaxed);
+                    state.last = Some(report.clone());
+                    tracing::debug!(
+                        target: "memory_probe",
+                        allocator = %report.allocator,
+                        resident_before = report.resident_before,
+                        resident_after = report.resident_after,
+                        duration_ms = report.duration.as_secs_f64() * 1e3,
+                        "memory reclaimed"
+                    );
+                }
+                Err(e) => {
+                    inner.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target: "memory_probe", error = %e, "memory reclaim failed");
+                }
+            }
+            drop(state);
+            let _ = tx.send(Some(outcome));
+        });
+        Ok(rx)
+    }
+}
+
+/// One release call, on the current (blocking) thread.
+fn run_blocking(allocator: AllocatorKind) -> Result<ReclaimReport, ReclaimError> {
+    let resident_before = resident_now().unwrap_or(0);
+    let start = Instant::now();
+    release(allocator).map_err(|e| ReclaimError::Failed(e.to_string()))?;
+    let duration = start.elapsed();
+    Ok(ReclaimReport {
+        allocator,
+        resident_before,
+        resident_after: resident_now().unwrap_or(0),
+        duration,
+        finished_at: SystemTime::now(),
+    })
+}
+
+fn release(allocator: AllocatorKind) -> Result<(), ProbeError> {
+    match allocator {
+        #[cfg(feature = "jemalloc")]
+        AllocatorKind::Jemalloc => crate::jemalloc::purge_all_arenas(),
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        AllocatorKind::Glibc => {
+            // SAFETY: malloc_trim is safe to call at any time from any thread.
+            unsafe { libc::malloc_trim(0) };
+            Ok(())
+        }
+        #[cfg(feature = "mimalloc")]
+        AllocatorKind::Mimalloc => {
+            // SAFETY: mi_collect may be called from any thread at any time.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+            Ok(())
+        }
+        other => Err(ProbeError::Allocator(format!(
+            "no release call for the {other} allocator"
+        ))),
+    }
+}

@@ -1,0 +1,127 @@
+// Shared by the per-allocator test binaries (each installs its own global allocator).
+#![allow(dead_code)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use memory_probe::{Reclaimer, process_memory, thread_counters};
+
+pub const MIB: u64 = 1 << 20;
+
+/// A 1 MiB `Vec` moves both counters by at least 1 MiB and less than 1.1 MiB.
+pub fn one_mib_vec_is_counted() {
+    let before = thread_counters();
+    let v = vec![7u8; MIB as usize];
+    black_box(&v);
+    let mid = thread_counters().since(before);
+    drop(v);
+    let after = thread_counters().since(before);
+    assert!(
+        mid.allocated >= MIB && mid.allocated < MIB + MIB / 10,
+        "allocated moved by {}",
+        mid.allocated
+    );
+    assert!(
+        after.deallocated >= MIB && after.deallocated < MIB + MIB / 10,
+        "deallocated moved by {}",
+        after.deallocated
+    );
+    assert!(after.net().abs() < (MIB / 10) as i64);
+}
+
+/// Counters are per thread: another thread's allocations do not show here.
+pub fn counters_are_per_thread() {
+    let before = thread_counters();
+    let other = std::thread::spawn(|| {
+        let before = thread_counters();
+        let v = vec![1u8; 4 * MIB as usize];
+        black_box(&v);
+        drop(v);
+        thread_counters().since(before).allocated
+    })
+    .join()
+    .unwrap();
+    let here = thread_counters().since(before).allocated;
+    assert!(other >= 4 * MIB, "the other thread saw {other}");
+    assert!(here < MIB, "this thread was charged {here}");
+}
+
+/// Allocates 256 MiB in many small and medium blocks, frees them, reclaims: at least 90% of the
+/// resident memory the blocks took is gone afterwards.
+pub async fn reclaim_returns_freed_memory() {
+    let baseline = process_memory().unwrap().rss_bytes;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0u64;
+    let sizes = [48usize, 200, 1000, 3000, 16 << 10, 60 << 10, 100 << 10];
+    let mut i = 0;
+    while total < 256 * MIB {
+        let size = sizes[i % sizes.len()];
+        blocks.push(vec![(i % 251) as u8; size]);
+        total += size as u64;
+        i += 1;
+    }
+    let peak = process_memory().unwrap().rss_bytes;
+    assert!(
+        peak - baseline > 200 * MIB,
+        "the blocks were not resident: {}",
+        peak - baseline
+    );
+    drop(blocks);
+    let freed = process_memory().unwrap().rss_bytes;
+
+    let reclaimer = Reclaimer::builder()
+        .min_interval(Duration::from_millis(1))
+        .build();
+    let report = reclaimer.reclaim().await.expect("reclaim runs");
+    let after = process_memory().unwrap().rss_bytes;
+    let grown = peak - baseline;
+    let left = after.saturating_sub(baseline);
+    eprintln!(
+        "allocator {:?}: baseline {} MiB, peak {} MiB, after free {} MiB, after reclaim {} MiB ({:?})",
+        report.allocator,
+        baseline / MIB,
+        peak / MIB,
+        freed / MIB,
+        after / MIB,
+        report.duration
+    );
+    assert!(
+        left * 10 <= grown,
+        "{} MiB of {} MiB still resident after reclaim",
+        left / MIB,
+        grown / MIB
+    );
+    assert!(report.resident_before >= report.resident_after);
+    assert_eq!(reclaimer.runs(), 1);
+    assert_eq!(reclaimer.last(), Some(report));
+}
+
+/// Concurrent callers share one run; a call inside the interval is refused.
+pub async fn reclaim_is_single_flight_and_rate_limited() {
+    let reclaimer = Reclaimer::builder()
+        .min_interval(Duration::from_secs(60))
+        .build();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let r = reclaimer.clone();
+            tokio::spawn(async move { r.reclaim().await })
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for call in calls {
+        reports.push(call.await.unwrap().expect("joined the run"));
+    }
+    assert!(
+        reports.windows(2).all(|w| w[0] == w[1]),
+        "one run, one report"
+    );
+    assert_eq!(reclaimer.runs(), 1);
+    match reclaimer.reclaim().await {
+        Err(memory_probe::ReclaimError::RateLimited { retry_after }) => {
+            assert!(retry_after > Duration::from_secs(50))
+        }
+        other => panic!("expected rate limiting, got {other:?}"),
+    }
+    assert!(!reclaimer.reclaim_in_background());
+    assert_eq!(reclaimer.runs(), 1);
+}
