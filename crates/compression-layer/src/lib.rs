@@ -1,3 +1,151 @@
-//! Tower layers for fast, memory-bounded response compression and bomb-proof request decompression.
+//! Tower layers for fast, memory-bounded response compression and bomb-proof request
+//! decompression.
 //!
-//! Not built yet: this crate is filled by its own issue (see `../shared/DESIGN.md`).
+//! - [`CompressionLayer`] compresses responses with gzip, deflate (zlib-wrapped), br or zstd,
+//!   each a cargo feature (all on by default), negotiated from `Accept-Encoding` (q-values,
+//!   `*`, `identity;q=0` answered 406). It compresses a body that arrives at once in one shot
+//!   and sends its exact length; it streams the rest in frames of at least 16 KiB, flushing
+//!   when the input pauses so that Server-Sent Events arrive promptly. Bodies under the
+//!   threshold (1024 bytes by default, also for bodies of unknown size) and already-compressed
+//!   or opaque content types pass through. Codecs: zlib-rs for gzip/deflate (about twice the
+//!   speed of miniz_oxide), libzstd with a pledged size and a pool of reused contexts, the
+//!   `brotli` crate with a window fitted to the body. With a
+//!   [`PressureSignal`](memory_probe::PressureSignal), `Warning` switches new responses to the
+//!   fastest levels and small windows, `Critical` stops compressing.
+//! - [`DecompressionLayer`] decodes compressed request bodies under hard caps enforced inside
+//!   the decoder ([`DecodeLimits`]: decoded bytes, ratio, zstd and brotli windows): a bomb is
+//!   answered 413 having cost at most the cap; corrupt data 400; an unknown coding 415.
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use bytes::Bytes;
+//! use compression_layer::{CompressionLayer, DecompressionLayer};
+//! use http::{Request, Response, header};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(CompressionLayer::new().threshold(1024))
+//!     .layer(DecompressionLayer::new().max_decoded_bytes(16 << 20))
+//!     .service_fn(|request: Request<_>| async move {
+//!         // The handler reads the decoded request body...
+//!         let body = BodyExt::collect(request.into_body()).await?.to_bytes();
+//!         // ...and answers with a document that will be compressed.
+//!         let json = format!("{{\"received\":{},\"items\":[{}]}}", body.len(), "1,".repeat(2000) + "1");
+//!         Ok::<_, compression_layer::BoxError>(Response::new(Full::new(Bytes::from(json))))
+//!     });
+//!
+//! let upload = compression_layer::compress_to_vec(compression_layer::Encoding::Gzip, &[b'x'; 5000]);
+//! let request = Request::post("/api/documents")
+//!     .header(header::CONTENT_ENCODING, "gzip")
+//!     .header(header::ACCEPT_ENCODING, "gzip;q=0.5, zstd")
+//!     .body(Full::new(Bytes::from(upload)))
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()[header::CONTENT_ENCODING], "zstd");
+//! assert_eq!(response.headers()[header::VARY], "accept-encoding");
+//! // Compressed in one shot: the exact length is known.
+//! let length: usize = response.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+//! let compressed = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(compressed.len(), length);
+//! let json = compression_layer::Decoder::decode_all(
+//!     &[compression_layer::Encoding::Zstd],
+//!     &compressed,
+//!     Default::default(),
+//! )
+//! .unwrap();
+//! assert!(json.starts_with(b"{\"received\":5000,"));
+//! # }
+//! ```
+//!
+//! # Memory
+//!
+//! Per in-flight compressed stream, with the defaults: gzip/deflate about 370 KiB of codec
+//! state (zlib-rs, window 32 KiB, memLevel 8; only the pages a stream reaches are resident);
+//! zstd level 3 with a 1 MiB window for bodies of unknown length, and tables sized to the body
+//! when its length is known; brotli quality 4 with a 1 MiB window for streams, fitted to the
+//! body otherwise. See `BENCHMARKS.md` for measured figures.
+//!
+//! # Runtime
+//!
+//! Time-based flushing and the threshold hold use Tokio timers: the layers must run inside a
+//! Tokio runtime with the time driver enabled (as every hyper or axum server does).
+//!
+//! # Metrics
+//!
+//! Counters through the `metrics` facade, named in [`metrics`]:
+//! `http_compression_input_bytes_total` and `http_compression_output_bytes_total` by
+//! `encoding`, `http_compression_skipped_total` by `reason`, and their decompression
+//! counterparts.
+
+mod body;
+mod codec;
+pub mod decoder;
+mod decompress;
+mod encoding;
+mod flush;
+mod future;
+mod layer;
+pub mod metrics;
+mod negotiate;
+mod params;
+mod service;
+mod skip;
+
+pub use body::CompressionBody;
+pub use codec::CodecError;
+pub use decoder::{DecodeError, DecodeLimits, Decoder};
+pub use decompress::{
+    Decompression, DecompressionBody, DecompressionFuture, DecompressionLayer,
+    DecompressionResponseBody,
+};
+pub use encoding::Encoding;
+pub use flush::FlushPolicy;
+pub use future::ResponseFuture;
+pub use layer::CompressionLayer;
+pub use negotiate::{AcceptEncoding, Negotiated, QValue};
+pub use params::{BrotliParams, DeflateParams, ZstdParams};
+pub use service::Compression;
+pub use skip::{SkipReason, SkipRules};
+
+/// The error type of the bodies in this crate.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response extension that keeps the layer from compressing this response (counted as
+/// skipped with reason `disabled`).
+///
+/// ```
+/// let mut response = http::Response::new(());
+/// response.extensions_mut().insert(compression_layer::SkipCompression);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SkipCompression;
+
+/// Compresses `data` with the default parameters of `encoding` (identity: a copy). Handy for
+/// clients and tests.
+///
+/// # Panics
+///
+/// If the coding's cargo feature is off.
+pub fn compress_to_vec(encoding: Encoding, data: &[u8]) -> Vec<u8> {
+    if encoding == Encoding::Identity {
+        return data.to_vec();
+    }
+    let layer = CompressionLayer::new();
+    let config = layer
+        .settings()
+        .encoder_config(encoding, memory_probe::Pressure::Normal)
+        .unwrap_or_else(|| panic!("the {encoding} feature of compression-layer is off"));
+    let mut encoder = config
+        .build(Some(data.len() as u64))
+        .expect("an encoder with default parameters");
+    let mut out = Vec::with_capacity(data.len() / 4 + 64);
+    encoder
+        .compress(data, &mut out)
+        .and_then(|()| encoder.finish(&mut out))
+        .expect("compression of a buffer of known size");
+    out
+}

@@ -1,0 +1,247 @@
+//! The request body the handler reads ([`DecompressionBody`]) and the response body
+//! ([`DecompressionResponseBody`]).
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::decoder::PollError;
+use crate::{BoxError, DecodeError, Decoder, Encoding, metrics};
+
+pin_project! {
+    /// The decoded request body handed to the inner service.
+    ///
+    /// Its errors are `BoxError`s; a decoding failure is a [`DecodeError`] inside (downcast to
+    /// tell a cap from corrupt data).
+    pub struct DecompressionBody<B> {
+        #[pin]
+        inner: B,
+        decoder: Option<Box<Decoder>>,
+        encoding: Encoding,
+        failure: Option<Arc<OnceLock<DecodeError>>>,
+        trailers: Option<HeaderMap>,
+        reported: (u64, u64),
+    }
+}
+
+impl<B> DecompressionBody<B> {
+    pub(crate) fn plain(inner: B) -> Self {
+        DecompressionBody {
+            inner,
+            decoder: None,
+            encoding: Encoding::Identity,
+            failure: None,
+            trailers: None,
+            reported: (0, 0),
+        }
+    }
+
+    pub(crate) fn decoding(
+        inner: B,
+        decoder: Decoder,
+        encoding: Encoding,
+        failure: Arc<OnceLock<DecodeError>>,
+    ) -> Self {
+        DecompressionBody {
+            inner,
+            decoder: Some(Box::new(decoder)),
+            encoding,
+            failure: Some(failure),
+            trailers: None,
+            reported: (0, 0),
+        }
+    }
+
+    /// Whether the body is being decoded (the request had a `Content-Encoding`).
+    pub fn is_decoding(&self) -> bool {
+        self.decoder.is_some()
+    }
+}
+
+impl<B> std::fmt::Debug for DecompressionBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecompressionBody")
+            .field("decoder", &self.decoder)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn rejected(error: &DecodeError) {
+    let reason = match error {
+        DecodeError::TooLarge { .. } => "too_large",
+        DecodeError::RatioExceeded { .. } => "ratio",
+        DecodeError::WindowTooLarge { .. } => "window",
+        DecodeError::Corrupt { .. } => "corrupt",
+        DecodeError::Truncated { .. } => "truncated",
+        DecodeError::Unsupported(_) => "unsupported",
+    };
+    ::metrics::counter!(metrics::DECOMPRESSION_REJECTED, "reason" => reason).increment(1);
+}
+
+impl<B> Body for DecompressionBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let Some(decoder) = this.decoder.as_mut() else {
+            return match inner.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
+                    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+                ))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        };
+        let trailers = &mut *this.trailers;
+        let mut source = |cx: &mut Context<'_>| loop {
+            return match inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => {
+                        if !data.has_remaining() {
+                            continue;
+                        }
+                        Poll::Ready(Ok(Some(data.copy_to_bytes(data.remaining()))))
+                    }
+                    Err(frame) => {
+                        *trailers = frame.into_trailers().ok();
+                        Poll::Ready(Ok(None))
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Err(e.into())),
+                Poll::Ready(None) => Poll::Ready(Ok(None)),
+                Poll::Pending => Poll::Pending,
+            };
+        };
+        let result = decoder.poll_decode(cx, &mut source);
+        // Report the bytes in step with the decoding (cheap: once per chunk).
+        let (input, output) = (decoder.encoded_bytes(), decoder.decoded_bytes());
+        let (seen_in, seen_out) = *this.reported;
+        if input > seen_in || output > seen_out {
+            let label = this.encoding.as_str();
+            ::metrics::counter!(metrics::DECOMPRESSION_INPUT_BYTES, "encoding" => label)
+                .increment(input - seen_in);
+            ::metrics::counter!(metrics::DECOMPRESSION_OUTPUT_BYTES, "encoding" => label)
+                .increment(output - seen_out);
+            *this.reported = (input, output);
+        }
+        match result {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(Some(Err(PollError::Decode(e)))) => {
+                rejected(&e);
+                if let Some(failure) = this.failure.as_ref() {
+                    let _ = failure.set(e.clone());
+                }
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(Some(Err(PollError::Source(e)))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.decoder {
+            None => self.inner.size_hint(),
+            // The decoded size is unknown until the end.
+            Some(_) => SizeHint::default(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`Decompression`](crate::Decompression): the inner service's, or the
+    /// layer's own error message.
+    pub struct DecompressionResponseBody<B> {
+        #[pin]
+        kind: ResponseKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseProj]
+    enum ResponseKind<B> {
+        Inner { #[pin] body: B },
+        Error { message: Option<Bytes> },
+    }
+}
+
+impl<B> DecompressionResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        DecompressionResponseBody {
+            kind: ResponseKind::Inner { body },
+        }
+    }
+
+    pub(crate) fn error(message: Bytes) -> Self {
+        DecompressionResponseBody {
+            kind: ResponseKind::Error {
+                message: Some(message),
+            },
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for DecompressionResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            ResponseKind::Inner { .. } => f.write_str("DecompressionResponseBody::Inner"),
+            ResponseKind::Error { message } => f
+                .debug_struct("DecompressionResponseBody::Error")
+                .field("message", message)
+                .finish(),
+        }
+    }
+}
+
+impl<B> Body for DecompressionResponseBody<B>
+where
+    B: Body,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            ResponseProj::Inner { body } => body.poll_frame(cx).map(|frame| {
+                frame.map(|frame| frame.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))
+            }),
+            ResponseProj::Error { message } => {
+                Poll::Ready(message.take().map(|m| Ok(Frame::data(m))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            ResponseKind::Inner { body } => body.is_end_stream(),
+            ResponseKind::Error { message } => message.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            ResponseKind::Inner { body } => body.size_hint(),
+            ResponseKind::Error { message } => {
+                SizeHint::with_exact(message.as_ref().map_or(0, |m| m.len() as u64))
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Per-algorithm compression parameters, and what memory pressure makes of them.
+
+/// Parameters of a gzip or deflate (zlib) stream, compressed with zlib-rs.
+///
+/// Memory per stream is about `2^(window_bits+2) + 2^(mem_level+8) + 128 KiB` (window, previous
+/// links, literal buffers, and zlib-rs's fixed 64 Ki-entry hash head), about 370 KiB with the
+/// defaults, of which only the pages a stream has reached are resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateParams {
+    /// Compression level, 0 (stored) to 9 (best). Default 6.
+    pub level: u32,
+    /// zlib `memLevel`, 1 to 9: sizes the literal buffer (`2^(mem_level+6)` symbols). Default 8.
+    pub mem_level: u8,
+    /// Base-two logarithm of the LZ77 window, 9 to 15. Default 15 (32 KiB).
+    pub window_bits: u8,
+}
+
+impl Default for DeflateParams {
+    fn default() -> Self {
+        DeflateParams {
+            level: 6,
+            mem_level: 8,
+            window_bits: 15,
+        }
+    }
+}
+
+impl DeflateParams {
+    /// The values zlib-rs accepts (out-of-range fields are clamped).
+    pub(crate) fn clamped(self) -> DeflateParams {
+        DeflateParams {
+            level: self.level.min(9),
+            mem_level: self.mem_level.clamp(1, 9),
+            window_bits: self.window_bits.clamp(9, 15),
+        }
+    }
+
+    /// Under `Warning` pressure: the fastest level, a 8 KiB window and a small literal buffer
+    /// (about 190 KiB per stream instead of 370 KiB).
+    pub(crate) fn under_pressure(self) -> DeflateParams {
+        let p = self.clamped();
+        DeflateParams {
+            level: p.level.min(1),
+            mem_level: p.mem_level.min(6),
+            window_bits: p.window_bits.min(13),
+        }
+    }
+}
+
+/// Parameters of a zstd frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZstdParams {
+    /// Compression level, 1 to 22 (negative levels are the "fast" levels). Default 3.
+    pub level: i32,
+    /// The largest window (base-two logarithm) a frame may require: the client must hold this
+    /// much to decode. Default 23 (8 MiB), the limit RFC 8878 recommends and browsers enforce.
+    /// Levels whose own window is larger are capped to it.
+    pub window_log_max: u32,
+    /// The window (base-two logarithm) for bodies of unknown length. Bodies of known length get
+    /// a window just large enough for themselves (the length is pledged to zstd). `None` keeps
+    /// the level's own window (2 MiB at level 3). Default `Some(20)` (1 MiB): a long stream
+    /// compresses nearly as well, and each in-flight stream holds far less memory.
+    pub stream_window_log: Option<u32>,
+    /// How many idle compression contexts are kept for reuse across responses. A context costs
+    /// a few hundred KiB to a few MiB once warmed; reuse saves allocating and clearing its tables
+    /// for every response. Default: the number of CPUs (at least 2).
+    pub pool_size: usize,
+    /// Whether frames carry a checksum of the content. Default false (HTTP has its own framing
+    /// and TCP/TLS their own integrity).
+    pub checksum: bool,
+}
+
+impl Default for ZstdParams {
+    fn default() -> Self {
+        ZstdParams {
+            level: 3,
+            window_log_max: 23,
+            stream_window_log: Some(20),
+            pool_size: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
+            checksum: false,
+        }
+    }
+}
+
+impl ZstdParams {
+    /// The window log zstd's own tables pick for `level` on large inputs (zstd 1.5 `clevels.h`,
+    /// inputs above 256 KiB); used to know when [`window_log_max`](Self::window_log_max) binds.
+    pub(crate) fn default_window_log(level: i32) -> u32 {
+        match level {
+            i32::MIN..=1 => 19,
+            2 => 20,
+            3..=8 => 21,
+            9..=16 => 22,
+            17..=19 => 23,
+            20 => 25,
+            21 => 26,
+            _ => 27,
+        }
+    }
+
+    /// The window log to set explicitly for a frame, if any.
+    pub(crate) fn window_log_for(&self, known_size: bool) -> Option<u32> {
+        let cap = self.window_log_max.clamp(10, 31);
+        let own = Self::default_window_log(self.level);
+        let stream = if known_size {
+            None
+        } else {
+            self.stream_window_log.map(|w| w.clamp(10, 31))
+        };
+        match stream {
+            Some(w) if w.min(cap) < own => Some(w.min(cap)),
+            _ if own > cap => Some(cap),
+            _ => None,
+        }
+    }
+
+    /// Under `Warning` pressure: level 1 and a window of at most 128 KiB.
+    pub(crate) fn under_pressure(self) -> ZstdParams {
+        let cap = self.window_log_max.min(17);
+        ZstdParams {
+            level: self.level.min(1),
+            window_log_max: cap,
+            stream_window_log: Some(cap),
+            ..self
+        }
+    }
+}
+
+/// Parameters of a brotli stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrotliParams {
+    /// Quality, 0 to 11. Default 4 (what NGINX and tower-http use for on-the-fly compression).
+    pub quality: u32,
+    /// Base-two logarithm of the window, 10 to 24. Default 22 (4 MiB). Bodies of known length get
+    /// a window just large enough for themselves, and their length as the encoder's size hint.
+    pub window_bits: u32,
+    /// The window for bodies of unknown length, 10 to 24. Default 20 (1 MiB): the encoder's ring
+    /// buffer grows to the window, so this bounds an in-flight stream's memory.
+    pub stream_window_bits: u32,
+}
+
+impl Default for BrotliParams {
+    fn default() -> Self {
+        BrotliParams {
+            quality: 4,
+            window_bits: 22,
+            stream_window_bits: 20,
+        }
+    }
+}
+
+impl BrotliParams {
+    /// The window for a body of `size` bytes (`None`: unknown).
+    pub(crate) fn window_for(&self, size: Option<u64>) -> u32 {
+        let max = self.window_bits.clamp(10, 24);
+        match size {
+            // The usable window is 2^lgwin - 16 bytes.
+            Some(n) => {
+                let need = 64 - (n + 16).saturating_sub(1).leading_zeros();
+                need.clamp(10, max)
+            }
+            None => self.stream_window_bits.clamp(10, max),
+        }
+    }
+
+    /// Under `Warning` pressure: quality at most 1 and a window of at most 256 KiB.
+    pub(crate) fn under_pressure(self) -> BrotliParams {
+        BrotliParams {
+            quality: self.quality.min(1),
+            window_bits: self.window_bits.min(18),
+            stream_window_bits: self.stream_window_bits.min(18),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_window_cap() {
+        let p = ZstdParams::default();
+        // level 3, known size: zstd's own choice (it shrinks to the pledged size)
+        assert_eq!(p.window_log_for(true), None);
+        // unknown size: the stream window
+        assert_eq!(p.window_log_for(false), Some(20));
+        let p = ZstdParams {
+            level: 22,
+            stream_window_log: None,
+            ..ZstdParams::default()
+        };
+        assert_eq!(p.window_log_for(true), Some(23));
+        assert_eq!(p.window_log_for(false), Some(23));
+        let p = ZstdParams {
+            level: 3,
+            window_log_max: 18,
+            stream_window_log: None,
+            ..ZstdParams::default()
+        };
+        assert_eq!(p.window_log_for(false), Some(18));
+        assert_eq!(ZstdParams::default().under_pressure().level, 1);
+        assert_eq!(
+            ZstdParams::default().under_pressure().window_log_for(false),
+            Some(17)
+        );
+    }
+
+    #[test]
+    fn brotli_window_fits_the_body() {
+        let p = BrotliParams::default();
+        assert_eq!(p.window_for(Some(100)), 10);
+        assert_eq!(p.window_for(Some(1008)), 10);
+        assert_eq!(p.window_for(Some(1009)), 11);
+        assert_eq!(p.window_for(Some(256 * 1024)), 19);
+        assert_eq!(p.window_for(Some(256 * 1024 - 16)), 18);
+        assert_eq!(p.window_for(Some(1 << 40)), 22);
+        assert_eq!(p.window_for(None), 20);
+        assert_eq!(p.under_pressure().window_for(None), 18);
+    }
+
+    #[test]
+    fn deflate_clamps() {
+        let p = DeflateParams {
+            level: 42,
+            mem_level: 0,
+            window_bits: 30,
+        }
+        .clamped();
+        assert_eq!(
+            p,
+            DeflateParams {
+                level: 9,
+                mem_level: 1,
+                window_bits: 15
+            }
+        );
+        let w = DeflateParams::default().under_pressure();
+        assert_eq!((w.level, w.mem_level, w.window_bits), (1, 6, 13));
+    }
+}
