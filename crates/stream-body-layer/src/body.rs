@@ -1,0 +1,407 @@
+//! The request body the handler reads, and the response body the layer returns.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+
+use crate::budget::Reservation;
+use crate::reject::{Rejection, Shared};
+use crate::slow::{GuardError, Slow, SlowGuard};
+
+/// A boxed error, as tower and hyper use them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong with a request body the handler was reading.
+///
+/// When the handler sees one of these, [`StreamBodyLayer`](crate::StreamBodyLayer) answers the
+/// client itself with [`BodyError::status`], whatever response the handler makes of it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The body grew past `max_body_size`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// No data arrived within `idle_timeout`.
+    #[error("no request body data for {0:?}")]
+    IdleTimeout(Duration),
+    /// The client sent slower than `min_rate` once the grace period had passed.
+    #[error(
+        "request body too slow: {received} bytes in {waited:?} of waiting, under {min_rate} B/s"
+    )]
+    TooSlow {
+        /// Bytes received.
+        received: u64,
+        /// Time spent waiting on the client.
+        waited: Duration,
+        /// The configured minimum in bytes per second.
+        min_rate: u64,
+    },
+    /// The underlying body failed: the client disconnected or sent fewer bytes than declared.
+    #[error("reading the request body failed: {0}")]
+    Read(#[source] BoxError),
+}
+
+impl BodyError {
+    /// The status the layer answers with: 413, 408 or 400.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::IdleTimeout(_) | BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn from_slow(slow: Slow) -> Self {
+        match slow {
+            Slow::Idle(d) => BodyError::IdleTimeout(d),
+            Slow::TooSlow {
+                received,
+                waited,
+                min_rate,
+            } => BodyError::TooSlow {
+                received,
+                waited,
+                min_rate,
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The request body behind [`StreamBodyLayer`](crate::StreamBodyLayer).
+    ///
+    /// Buffered, it yields one frame with the whole body (and any trailers). Streaming, it yields
+    /// frames of at most `chunk_size` bytes, cut from the client's frames with
+    /// [`Bytes::split_to`] (no copy), and fails with a [`BodyError`] when the body grows past
+    /// `max_body_size` or the client is too slow.
+    pub struct LimitedBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Buffered {
+            data: Option<Bytes>,
+            trailers: Option<HeaderMap>,
+        },
+        Streaming {
+            #[pin]
+            inner: B,
+            state: StreamState,
+        },
+        // A body that was polled before the handler got it (unknown length): it had to be
+        // pinned then, so it stays boxed.
+        Boxed {
+            inner: Pin<Box<B>>,
+            state: StreamState,
+        },
+    }
+}
+
+impl<B> fmt::Debug for LimitedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Buffered { .. } => "Buffered",
+            Kind::Streaming { .. } | Kind::Boxed { .. } => "Streaming",
+        };
+        f.debug_struct("LimitedBody").field("kind", &kind).finish()
+    }
+}
+
+impl<B> LimitedBody<B> {
+    pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Self {
+            kind: Kind::Buffered {
+                data: (!data.is_empty()).then_some(data),
+                trailers,
+            },
+        }
+    }
+
+    pub(crate) fn streaming(inner: B, state: StreamState) -> Self {
+        Self {
+            kind: Kind::Streaming { inner, state },
+        }
+    }
+
+    pub(crate) fn boxed(inner: Pin<Box<B>>, state: StreamState) -> Self {
+        Self {
+            kind: Kind::Boxed { inner, state },
+        }
+    }
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.project().kind.project() {
+            KindProj::Buffered { data, trailers } => {
+                if let Some(data) = data.take() {
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                } else {
+                    Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                }
+            }
+            KindProj::Streaming { inner, state } => state.poll_frame(inner, cx),
+            KindProj::Boxed { inner, state } => state.poll_frame(inner.as_mut(), cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            Kind::Streaming { inner, state } => state.is_end_stream(inner),
+            Kind::Boxed { inner, state } => state.is_end_stream(&**inner),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Buffered { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Streaming { inner, state } => state.size_hint(inner),
+            Kind::Boxed { inner, state } => state.size_hint(&**inner),
+        }
+    }
+}
+
+/// The state of a streaming body, the same for a pinned and a boxed inner body.
+pub(crate) struct StreamState {
+    /// Frames read before the handler was called (unknown length crossing the threshold).
+    prefix: VecDeque<Bytes>,
+    /// Budget held for `prefix`, given back frame by frame as the handler takes them.
+    reservation: Option<Reservation>,
+    /// The rest of a frame larger than `chunk`.
+    current: Bytes,
+    guard: SlowGuard,
+    received: u64,
+    max: u64,
+    chunk: usize,
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl StreamState {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        prefix: VecDeque<Bytes>,
+        reservation: Option<Reservation>,
+        guard: SlowGuard,
+        received: u64,
+        max: u64,
+        chunk: usize,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            prefix,
+            reservation,
+            current: Bytes::new(),
+            guard,
+            received,
+            max,
+            chunk: chunk.max(1),
+            shared,
+            done: false,
+        }
+    }
+
+    fn take_chunk(&mut self) -> Bytes {
+        if self.current.len() <= self.chunk {
+            std::mem::take(&mut self.current)
+        } else {
+            self.current.split_to(self.chunk)
+        }
+    }
+
+    fn fail(&mut self, err: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.done = true;
+        self.current = Bytes::new();
+        self.prefix.clear();
+        self.reservation = None;
+        self.shared.violate(Rejection::from_body_error(&err));
+        Poll::Ready(Some(Err(err)))
+    }
+
+    fn poll_frame<B>(
+        &mut self,
+        mut inner: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>>
+    where
+        B: Body + ?Sized,
+        B::Error: Into<BoxError>,
+    {
+        if !self.current.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(self.take_chunk()))));
+        }
+        if let Some(front) = self.prefix.pop_front() {
+            if let Some(reservation) = &mut self.reservation {
+                reservation.release(front.len() as u64);
+            }
+            if self.prefix.is_empty() {
+                self.reservation = None;
+            }
+            self.current = front;
+            return Poll::Ready(Some(Ok(Frame::data(self.take_chunk()))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let frame = match ready!(self.guard.poll_frame(inner.as_mut(), cx)) {
+                None => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Some(Ok(frame)) => frame,
+                Some(Err(GuardError::Slow(slow))) => return self.fail(BodyError::from_slow(slow)),
+                Some(Err(GuardError::Body(e))) => return self.fail(BodyError::Read(e.into())),
+            };
+            match frame.into_data() {
+                Ok(mut data) => {
+                    let data = data.copy_to_bytes(data.remaining());
+                    if data.is_empty() {
+                        continue;
+                    }
+                    self.received += data.len() as u64;
+                    if self.received > self.max {
+                        return self.fail(BodyError::TooLarge { limit: self.max });
+                    }
+                    self.current = data;
+                    return Poll::Ready(Some(Ok(Frame::data(self.take_chunk()))));
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                    }
+                    // A frame kind this crate does not know: nothing to pass on.
+                }
+            }
+        }
+    }
+
+    fn buffered_len(&self) -> u64 {
+        self.current.len() as u64 + self.prefix.iter().map(|b| b.len() as u64).sum::<u64>()
+    }
+
+    fn is_end_stream<B: Body + ?Sized>(&self, inner: &B) -> bool {
+        self.current.is_empty() && self.prefix.is_empty() && (self.done || inner.is_end_stream())
+    }
+
+    fn size_hint<B: Body + ?Sized>(&self, inner: &B) -> SizeHint {
+        if self.done {
+            return SizeHint::with_exact(self.buffered_len());
+        }
+        let held = self.buffered_len();
+        let inner = inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(held));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(held));
+        }
+        hint
+    }
+}
+
+pin_project! {
+    /// The response body of [`StreamBodyService`](crate::StreamBodyService): the handler's, or
+    /// the short text of a response the layer gave itself.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: ResponseKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseKindProj]
+    enum ResponseKind<B> {
+        Inner { #[pin] body: B },
+        Rejected { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: ResponseKind::Inner { body },
+        }
+    }
+
+    pub(crate) fn rejected(text: Bytes) -> Self {
+        Self {
+            kind: ResponseKind::Rejected {
+                body: Full::new(text),
+            },
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            ResponseKind::Inner { .. } => "Inner",
+            ResponseKind::Rejected { .. } => "Rejected",
+        };
+        f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            ResponseKindProj::Inner { body } => body.poll_frame(cx),
+            ResponseKindProj::Rejected { body } => body
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(|never: Infallible| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            ResponseKind::Inner { body } => body.is_end_stream(),
+            ResponseKind::Rejected { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            ResponseKind::Inner { body } => body.size_hint(),
+            ResponseKind::Rejected { body } => body.size_hint(),
+        }
+    }
+}

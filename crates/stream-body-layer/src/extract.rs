@@ -1,0 +1,84 @@
+//! axum extractors (feature `axum`): [`SpooledBody`] and [`BodyMode`].
+
+use std::convert::Infallible;
+
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use crate::mode::BodyMode;
+use crate::spool::{SpoolConfig, SpoolError, SpooledBody};
+
+/// Spools the request body. Behind [`StreamBodyLayer`](crate::StreamBodyLayer) the layer's
+/// [`BodyMode`] decides where it goes: a buffered body stays in memory (the layer already holds
+/// it under the budget), a streaming one goes straight to a temporary file in the layer's
+/// [`SpoolConfig`] directory, so memory stays at one frame per request. Without the layer the
+/// configuration's memory threshold applies.
+impl<S: Send + Sync> FromRequest<S> for SpooledBody {
+    type Rejection = SpoolError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let config = match req.extensions().get::<SpoolConfig>() {
+            Some(config) => config.clone(),
+            None => SpoolConfig::system_default()?,
+        };
+        let threshold = match req.extensions().get::<BodyMode>() {
+            Some(BodyMode::Buffered { .. }) => u64::MAX,
+            Some(BodyMode::Streaming { .. }) => 0,
+            None => config.memory_threshold(),
+        };
+        SpooledBody::spool(req.into_body(), &config, threshold).await
+    }
+}
+
+/// The status of [`SpoolError::status`] and the error's text. Behind the layer, the client sees
+/// the layer's status for a failed body anyway.
+impl IntoResponse for SpoolError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "spooling a request body failed");
+        }
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+/// The request's [`BodyMode`]; fails with 500 when no [`StreamBodyLayer`](crate::StreamBodyLayer)
+/// is in front of the route (take `Option<BodyMode>` to allow that).
+impl<S: Send + Sync> FromRequestParts<S> for BodyMode {
+    type Rejection = MissingBodyMode;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<BodyMode>()
+            .copied()
+            .ok_or(MissingBodyMode)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for BodyMode {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<BodyMode>().copied())
+    }
+}
+
+/// Rejection of the [`BodyMode`] extractor: the route has no [`StreamBodyLayer`](crate::StreamBodyLayer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no StreamBodyLayer in front of this route")]
+pub struct MissingBodyMode;
+
+impl IntoResponse for MissingBodyMode {
+    fn into_response(self) -> Response {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{self}\n"),
+        )
+            .into_response()
+    }
+}

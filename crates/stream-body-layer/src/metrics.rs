@@ -1,0 +1,38 @@
+//! Metric names, emitted through the [`metrics`](https://docs.rs/metrics) facade.
+//!
+//! Nothing is recorded unless the program installs a recorder (for example
+//! `metrics-exporter-prometheus`); without one every call is a no-op.
+
+/// Gauge: bytes of request bodies held in memory under a [`MemoryBudget`](crate::MemoryBudget)
+/// right now, summed over all budgets.
+pub const BUFFERED_BYTES: &str = "http_body_buffered_bytes";
+
+/// Counter: request bodies that a [`SpooledBody`](crate::SpooledBody) continued into a temporary
+/// file.
+pub const SPILLED_TOTAL: &str = "http_body_spilled_total";
+
+/// Counter with a `reason` label: requests the layer answered itself because of their body.
+///
+/// Reasons: `too_large` (413, over `max_body_size`), `over_budget` (413, larger than the whole
+/// memory budget), `budget_exhausted` (503), `idle_timeout` and `too_slow` (408), `bad_length`
+/// (400, unreadable or wrong `Content-Length`), `incomplete` (400, the body broke off).
+pub const REJECTED_TOTAL: &str = "http_body_rejected_total";
+
+/// Registers units and help texts for the three metrics with the installed recorder.
+pub fn describe() {
+    metrics::describe_gauge!(
+        BUFFERED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of request bodies held in memory under the memory budget"
+    );
+    metrics::describe_counter!(
+        SPILLED_TOTAL,
+        metrics::Unit::Count,
+        "Request bodies continued into a temporary file"
+    );
+    metrics::describe_counter!(
+        REJECTED_TOTAL,
+        metrics::Unit::Count,
+        "Requests answered by the body layer because of their body, by reason"
+    );
+}

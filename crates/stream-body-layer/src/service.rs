@@ -1,0 +1,177 @@
+//! [`StreamBodyService`]: classifies each request body and hands it on.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{Request, Response, Version};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::{BoxError, LimitedBody, ResponseBody, StreamState};
+use crate::buffer;
+use crate::future::ResponseFuture;
+use crate::layer::Config;
+use crate::mode::BodyMode;
+use crate::reject::{Rejection, Shared};
+use crate::slow::SlowGuard;
+
+/// The service [`StreamBodyLayer`](crate::StreamBodyLayer) wraps around a handler.
+#[derive(Debug, Clone)]
+pub struct StreamBodyService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> StreamBodyService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for StreamBodyService<S>
+where
+    S: Service<Request<LimitedBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let config = &self.config;
+        let http1 = req.version() <= Version::HTTP_11;
+        let grace = config.handler_grace;
+        let declared = match declared_length(&req) {
+            Ok(declared) => declared,
+            Err(rejection) => return ResponseFuture::reject(rejection, http1, grace),
+        };
+        match declared {
+            Some(len) if len > config.max_body_size => {
+                ResponseFuture::reject(Rejection::too_large(config.max_body_size), http1, grace)
+            }
+            Some(0) => {
+                // Nothing to read (a GET, most often): no budget, no guard, no allocation.
+                let (mut parts, _) = req.into_parts();
+                parts.extensions.insert(BodyMode::Buffered { len: 0 });
+                self.insert_spool(&mut parts.extensions);
+                let req = Request::from_parts(parts, LimitedBody::buffered(Bytes::new(), None));
+                ResponseFuture::inner(self.inner.call(req), None, None, http1, grace)
+            }
+            Some(len) if len <= config.buffer_threshold => {
+                // Fail at once when the body can never fit; otherwise take the budget now if it
+                // is free, and wait for it in the buffering future if not.
+                let reservation = match config.budget.try_reserve(len) {
+                    Ok(r) => Some(r),
+                    Err(e @ crate::BudgetError::LargerThanBudget { .. }) => {
+                        return ResponseFuture::reject(
+                            Rejection::budget(e, config.retry_after),
+                            http1,
+                            grace,
+                        );
+                    }
+                    Err(crate::BudgetError::Exhausted { .. }) => None,
+                };
+                let (mut parts, body) = req.into_parts();
+                self.insert_spool(&mut parts.extensions);
+                let service = self.take_ready();
+                ResponseFuture::prepare(
+                    Box::pin(buffer::buffer_known(
+                        service,
+                        parts,
+                        body,
+                        len,
+                        reservation,
+                        self.config.clone(),
+                    )),
+                    http1,
+                    grace,
+                )
+            }
+            Some(len) => {
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(BodyMode::Streaming {
+                    content_length: Some(len),
+                });
+                self.insert_spool(&mut parts.extensions);
+                let shared = Arc::new(Shared::default());
+                let state = StreamState::new(
+                    Default::default(),
+                    None,
+                    SlowGuard::new(config.slow),
+                    0,
+                    config.max_body_size,
+                    config.chunk_size,
+                    shared.clone(),
+                );
+                let req = Request::from_parts(parts, LimitedBody::streaming(body, state));
+                ResponseFuture::inner(self.inner.call(req), None, Some(shared), http1, grace)
+            }
+            None => {
+                let (mut parts, body) = req.into_parts();
+                self.insert_spool(&mut parts.extensions);
+                let service = self.take_ready();
+                ResponseFuture::prepare(
+                    Box::pin(buffer::buffer_unknown(
+                        service,
+                        parts,
+                        body,
+                        self.config.clone(),
+                    )),
+                    http1,
+                    grace,
+                )
+            }
+        }
+    }
+}
+
+impl<S: Clone> StreamBodyService<S> {
+    /// The service `poll_ready` was called on, leaving a fresh clone in its place (the usual
+    /// tower move for services called later from a future).
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+
+    fn insert_spool(&self, extensions: &mut http::Extensions) {
+        if let Some(spool) = &self.config.spool {
+            extensions.insert(spool.clone());
+        }
+    }
+}
+
+/// The body's length when known: its exact size hint (hyper sets it from `Content-Length`), else
+/// a `Content-Length` header on a request without `Transfer-Encoding`.
+fn declared_length<B: Body>(req: &Request<B>) -> Result<Option<u64>, Rejection> {
+    if let Some(exact) = req.body().size_hint().exact() {
+        return Ok(Some(exact));
+    }
+    if req.headers().contains_key(TRANSFER_ENCODING) {
+        return Ok(None);
+    }
+    let mut values = req.headers().get_all(CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let parse = |v: &http::HeaderValue| -> Option<u64> { v.to_str().ok()?.trim().parse().ok() };
+    let len = parse(first).ok_or_else(|| Rejection::bad_length("unreadable Content-Length"))?;
+    if values.any(|v| parse(v) != Some(len)) {
+        return Err(Rejection::bad_length("conflicting Content-Length headers"));
+    }
+    Ok(Some(len))
+}
