@@ -1,17 +1,112 @@
-//! Tower layer that measures, per request, the bytes each request allocates, with reports, a
-//! ledger of memory-intensive routes and an optional per-request memory quota.
+//! Exact per-request allocation accounting for Tower services (axum, hyper, tonic).
 //!
-//! The layer itself is built by its own issue; the [`Ledger`] is here first because
-//! `memory-health` shows its figures.
+//! Process-wide "memory before and after" figures belong to every request in flight at once.
+//! [`MemoryInterceptorLayer`] gives each request its own: around every poll of the response future,
+//! every `poll_frame` of the response body and the drop of each, it reads the calling thread's
+//! allocation counters ([`memory_probe::thread_counters`]) and adds the difference to that
+//! request's account. Both readings are taken on one thread within one poll, so the figures stay
+//! exact under any concurrency and when a work-stealing runtime moves the task between threads.
+//!
+//! - [`RequestMemory`] in the request extensions: live `allocated()`, `deallocated()`, `net()`,
+//!   and [`instrument`](RequestMemory::instrument) to charge work the handler spawns.
+//! - One [`MemoryReport`] per request when it ends (body finished, body dropped by a disconnect,
+//!   future dropped, handler panicked): a `tracing` event (target `memory_interceptor`; warn for
+//!   heavy and aborted requests, debug otherwise), the `metrics` histograms
+//!   `http_request_allocated_bytes` and `http_request_net_allocated_bytes` and the counter
+//!   `http_heavy_requests_total` (labels `method`, `route`, `status`), the optional [`Ledger`]
+//!   (per-route totals, the "memory-intensive endpoints" view) and an optional callback.
+//! - Heavy requests (default 50 MiB allocated) also start a background [`Reclaimer`] run
+//!   (rate-limited and single-flight; never awaited by the request).
+//! - An optional per-request quota (`max_request_memory`): a request holding more at a poll
+//!   boundary has its handler dropped (freeing its memory) and gets 503 with `Retry-After`; a body
+//!   that is already streaming ends with an [`AbortError`]. With a [`PressureSignal`], under
+//!   critical pressure the requests holding the most memory are aborted first, a bounded number
+//!   per tick. Each abort is a warning, a report with its reason and a count in
+//!   `http_requests_aborted_total{reason}`.
+//!
+//! The route label is axum's `MatchedPath` (feature `axum`; install the layer with
+//! `Router::layer` so that routing has happened), else what the
+//! [`route_classifier`](MemoryInterceptorLayer::route_classifier) or
+//! [`RequestMemory::set_route`] says, else [`UNMATCHED_ROUTE`]: raw paths never become labels.
+//!
+//! The program must count allocations: `tikv_jemallocator::Jemalloc` with memory-probe's
+//! `jemalloc` feature, or [`memory_probe::CountingAlloc`] around any allocator.
+//!
+//! # Example
 //!
 //! ```
-//! use memory_interceptor_layer::Ledger;
+//! use std::alloc::System;
+//! use std::convert::Infallible;
+//! use std::sync::{Arc, Mutex};
 //!
-//! let ledger = Ledger::new(128);
-//! ledger.record("/api/hello", 512);
-//! assert_eq!(ledger.top(5)[0].requests, 1);
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer, RequestMemory};
+//! use memory_probe::CountingAlloc;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! #[global_allocator]
+//! static ALLOC: CountingAlloc<System> = CountingAlloc::new(System);
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let ledger = Ledger::new(256);
+//! let reports = Arc::new(Mutex::new(Vec::new()));
+//! let sink = Arc::clone(&reports);
+//! let service = ServiceBuilder::new()
+//!     .layer(
+//!         MemoryInterceptorLayer::new()
+//!             .ledger(ledger.clone())
+//!             .max_request_memory(256 << 20)
+//!             .route_classifier(|_, uri| (uri.path() == "/report").then_some("/report"))
+//!             .on_report(move |report| sink.lock().unwrap().push(report.clone())),
+//!     )
+//!     .service_fn(|req: Request<()>| async move {
+//!         let table = vec![1u8; 4 << 20]; // 4 MiB, charged to this request
+//!         let memory = req.extensions().get::<RequestMemory>().unwrap();
+//!         assert!(memory.allocated() >= 4 << 20);
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(table))))
+//!     });
+//!
+//! let response = service.oneshot(Request::get("/report").body(()).unwrap()).await.unwrap();
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body.len(), 4 << 20);
+//!
+//! let report = reports.lock().unwrap().pop().expect("one report");
+//! assert!(report.allocated >= 4 << 20);
+//! assert_eq!(report.route, "/report");
+//! assert_eq!(ledger.top(1)[0].route, "/report");
+//! # }
 //! ```
+//!
+//! [`Reclaimer`]: memory_probe::Reclaimer
+//! [`PressureSignal`]: memory_probe::PressureSignal
 
+mod account;
+mod body;
+mod error;
+mod future;
+mod layer;
 mod ledger;
+mod memory;
+mod pressure;
+mod report;
+mod service;
 
+pub use body::MeteredBody;
+pub use error::AbortError;
+pub use future::ResponseFuture;
+pub use layer::{DEFAULT_HEAVY_THRESHOLD, MemoryInterceptorLayer};
 pub use ledger::{Ledger, OTHER_ROUTE, RouteStats};
+#[cfg(feature = "axum")]
+pub use memory::MissingRequestMemory;
+pub use memory::{Instrumented, RequestMemory};
+pub use report::{
+    ABORTED_METRIC, ALLOCATED_METRIC, AbortReason, HEAVY_METRIC, MemoryReport, NET_METRIC, Outcome,
+    Route, UNMATCHED_ROUTE,
+};
+pub use service::MemoryInterceptor;
+
+/// The boxed error of [`MeteredBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

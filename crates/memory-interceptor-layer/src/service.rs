@@ -1,0 +1,113 @@
+//! `MemoryInterceptor`: the service the layer makes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::account::{Account, Measure, Tracker};
+use crate::body::MeteredBody;
+use crate::future::ResponseFuture;
+use crate::layer::Config;
+use crate::memory::RequestMemory;
+use crate::report::{Route, UNMATCHED_ROUTE};
+
+/// Measures the memory each request allocates; made by
+/// [`MemoryInterceptorLayer`](crate::MemoryInterceptorLayer).
+///
+/// Generic over the request and response bodies like the tower-http services: the response body
+/// becomes a [`MeteredBody`] with the same data type and a boxed error.
+#[derive(Clone)]
+pub struct MemoryInterceptor<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> MemoryInterceptor<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        MemoryInterceptor { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for MemoryInterceptor<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryInterceptor")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MemoryInterceptor<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+    ResBody::Data: From<Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let route = route_of(&self.config, &req);
+        let account = match &self.config.pressure {
+            Some(pressure) => {
+                pressure.ensure_watcher();
+                pressure.register(|key| Account::new(&self.config, &req, route, key))
+            }
+            None => Arc::new(Account::new(&self.config, &req, route, usize::MAX)),
+        };
+        let mut tracker = Tracker::new(Arc::clone(&account));
+        let future = {
+            // The call is charged too: routers build the handler's future here. So is the
+            // extension, which the handler frees with the request.
+            let _measure = Measure::start(&mut tracker);
+            req.extensions_mut()
+                .insert(RequestMemory::from_account(account));
+            self.inner.call(req)
+        };
+        tracker.after_poll(false);
+        ResponseFuture::new(future, tracker)
+    }
+}
+
+/// The route label: axum's `MatchedPath`, else the classifier's answer, else
+/// [`UNMATCHED_ROUTE`]. Never the raw path.
+fn route_of<B>(config: &Config, req: &Request<B>) -> Route {
+    #[cfg(feature = "axum")]
+    if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return Route::new(matched.as_str());
+    }
+    if let Some(classify) = &config.route_fn
+        && let Some(route) = classify(req.method(), req.uri())
+    {
+        return Route::from_static(route);
+    }
+    Route::from_static(UNMATCHED_ROUTE)
+}
