@@ -114,6 +114,7 @@ impl<B> CompressionBody<B> {
         encoder: Encoder,
         encoding: Encoding,
         policy: FlushPolicy,
+        held_since: Option<(Instant, Instant)>,
     ) -> Self {
         CompressionBody {
             kind: Kind::Compress {
@@ -128,8 +129,9 @@ impl<B> CompressionBody<B> {
                     policy,
                     finished: false,
                     done: false,
-                    dirty_since: None,
-                    last_input: None,
+                    // Held input has been waiting since it arrived.
+                    dirty_since: held_since.map(|(first, _)| first),
+                    last_input: held_since.map(|(_, last)| last),
                     timer: None,
                     meter: Meter { encoding, input: 0 },
                 }),
@@ -336,7 +338,6 @@ where
             }
             if let Some(held) = self.replay.pop_front() {
                 self.input = held;
-                self.mark_input();
                 continue;
             }
             if self.eof {

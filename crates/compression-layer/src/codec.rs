@@ -481,6 +481,7 @@ mod tests {
         s
     }
 
+    #[allow(clippy::vec_init_then_push)] // pushes are feature-gated
     fn configs() -> Vec<EncoderConfig> {
         let mut v = Vec::new();
         #[cfg(feature = "gzip")]

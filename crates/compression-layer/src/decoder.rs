@@ -542,8 +542,12 @@ impl Stage {
                     }
                 })?;
                 let (consumed, written) = (inb.pos(), outb.pos());
-                // 0: a frame just ended and no other has begun.
-                *at_boundary = hint == 0;
+                // 0: a frame just ended and no other has begun. A call that did nothing (asked
+                // for more output after a frame's end) says it wants the next frame's header,
+                // which does not make the end of the data unclean.
+                if consumed > 0 || written > 0 {
+                    *at_boundary = hint == 0;
+                }
                 (consumed, written)
             }
             #[cfg(feature = "br")]

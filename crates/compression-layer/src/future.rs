@@ -215,6 +215,7 @@ where
         threshold: settings.threshold,
         hold_until: Instant::now() + settings.hold,
         timer: None,
+        arrived: None,
     }))
 }
 
@@ -234,6 +235,8 @@ pub(crate) struct Hold<B> {
     threshold: u64,
     hold_until: Instant,
     timer: Option<Pin<Box<Sleep>>>,
+    /// When the first and the last held frame arrived.
+    arrived: Option<(Instant, Instant)>,
 }
 
 impl<B> Hold<B>
@@ -250,6 +253,9 @@ where
                         let data = data.copy_to_bytes(data.remaining());
                         self.len += data.len() as u64;
                         if !data.is_empty() {
+                            let now = Instant::now();
+                            self.arrived =
+                                Some(self.arrived.map_or((now, now), |(first, _)| (first, now)));
                             self.frames.push_back(data);
                         }
                     }
@@ -344,6 +350,7 @@ where
             encoder,
             encoding,
             self.policy,
+            self.arrived,
         );
         Response::from_parts(parts, body)
     }

@@ -207,10 +207,6 @@ mod tests {
 
     const ALL: [Encoding; 4] = Encoding::CODINGS;
 
-    fn pick(header: &str) -> Negotiated {
-        AcceptEncoding::parse(header).negotiate(&ALL)
-    }
-
     #[test]
     fn negotiation_table() {
         use Negotiated::{Encode, Identity as Id, NotAcceptable as No};
