@@ -1,3 +1,109 @@
-//! Memory monitor, pressure, reclaim schedule, health/readiness/metrics/heap-profile endpoints and load shedding for Tower services.
+//! Memory monitor, pressure, reclaim schedule, health/readiness/metrics/heap-profile endpoints and
+//! load shedding for Tower services.
 //!
-//! Not built yet: this crate is filled by its own issue (see `../shared/DESIGN.md`).
+//! - [`MemoryMonitor`] samples the process every `interval` (default 30 s) through a
+//!   [`SampleSource`] ([`ProbeSource`] reads `/proc`, the cgroup and the allocator), measures
+//!   usage (the larger of RSS and cgroup working set) against a limit (configured, else the
+//!   cgroup's effective limit, else physical memory), publishes [`Pressure`](memory_probe::Pressure)
+//!   with hysteresis, fits the growth trend and warns about leaks, and reclaims freed memory on
+//!   entering `Critical` and every `reclaim_interval`.
+//! - [`HealthLayer`] serves `/health`, `/health/live`, `/health/ready`, `/metrics` and (feature
+//!   `heap-profile`) `/debug/pprof/heap` under a prefix in any Tower stack.
+//! - [`PressureShedLayer`] refuses work with 503 and `Retry-After` under pressure, before it
+//!   allocates; the health paths are exempt.
+//! - [`MemoryConfig::from_env`] reads the `MEMORY_*`, `STREAM_*` and `COMPRESSION_*` variables;
+//!   [`AllocatorProfile`] trades throughput for a small resident set (jemalloc).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use memory_health::{HealthLayer, MemoryConfig, PressureShedLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let config = MemoryConfig::from_vars([("MEMORY_CHECK_INTERVAL", "10000")]).unwrap();
+//! let monitor = config.monitor_builder().build().unwrap();
+//! if config.monitoring_enabled {
+//!     monitor.start().unwrap();
+//! }
+//! let health = HealthLayer::new(&monitor);
+//! // `/api/metrics` (feature `prometheus`, on by default).
+//! #[cfg(feature = "prometheus")]
+//! let health = health.metrics(memory_health::PrometheusMetrics::install().unwrap());
+//! let drain = health.drain_handle();
+//!
+//! // Outermost first: the health endpoints never meet the shedding.
+//! let app: Router = Router::new()
+//!     .route("/api/work", get(|| async { "done" }))
+//!     .layer(PressureShedLayer::new(&monitor).proportional(0.5))
+//!     .layer(health);
+//!
+//! let snapshot = monitor.sample_now().await.unwrap();
+//! println!("{:?} of {:?} bytes", snapshot.usage_bytes, snapshot.limit);
+//! // On SIGTERM: drain.start() turns /api/health/ready to 503 before the server stops.
+//! drain.start();
+//! # let _ = app;
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! - `prometheus` (default): `/metrics` through `metrics-exporter-prometheus`.
+//! - `jemalloc`: [`AllocatorProfile`] and jemalloc statistics and purge in `memory-probe`; the
+//!   program installs `tikv_jemallocator::Jemalloc` as its global allocator.
+//! - `heap-profile`: jemalloc built with profiling, `/debug/pprof/heap` and
+//!   [`write_heap_profile`]; the program starts jemalloc with `prof:true`.
+
+mod allocator;
+mod body;
+mod config;
+mod drain;
+mod error;
+mod future;
+mod gauges;
+mod layer;
+mod limit;
+mod monitor;
+#[cfg(feature = "heap-profile")]
+mod profile;
+#[cfg(feature = "prometheus")]
+mod prometheus;
+mod reclaim;
+mod report;
+mod sample;
+mod service;
+mod shed;
+mod thresholds;
+mod trend;
+
+pub use allocator::{
+    AllocatorProfile, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport, UnknownProfile,
+};
+pub use body::ResponseBody;
+pub use config::{ConfigError, MemoryConfig, VARIABLES};
+pub use drain::Drain;
+pub use error::{BuildError, StartError};
+pub use future::ResponseFuture;
+pub use gauges::{describe_metrics, record_metrics};
+pub use layer::HealthLayer;
+pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
+pub use monitor::{LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder, MemorySnapshot};
+#[cfg(feature = "heap-profile")]
+pub use profile::{HeapProfileError, heap_profile, heap_profiling_status, write_heap_profile};
+#[cfg(feature = "prometheus")]
+pub use prometheus::{MetricsError, PrometheusMetrics};
+pub use reclaim::{ReclaimReason, ReclaimRecord, ReclaimSummary};
+pub use report::{
+    AllocatorReport, CgroupReport, HealthReport, LastReclaimReport, ProcessReport, ReclaimReport,
+    RouteReport, ThresholdsReport, TrendReport, status_word,
+};
+pub use sample::{ProbeSource, Sample, SampleError, SampleSource};
+pub use service::HealthService;
+pub use shed::{PressureShedLayer, PressureShedService};
+pub use thresholds::{DEFAULT_MARGIN, Thresholds};
+pub use trend::{GrowthTrend, MIN_POINTS, TrendEstimate};
+
+// Re-exported so that users need not depend on memory-probe for the types they handle.
+pub use memory_probe::{Pressure, PressureSignal, Reclaimer};

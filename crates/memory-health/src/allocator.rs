@@ -1,0 +1,216 @@
+//! Allocator profiles: trade throughput for a smaller resident set, at start-up or at run time.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use memory_probe::AllocatorKind;
+
+/// How the allocator balances speed against returning memory to the OS.
+///
+/// jemalloc keeps freed pages ("dirty") for `dirty_decay_ms` (default 10 s) and only purges them
+/// while it is called; an idle service can sit on hundreds of megabytes after a burst.
+///
+/// - [`MemoryFirst`](Self::MemoryFirst): background purging threads on, dirty pages decay in
+///   [`MEMORY_FIRST_DIRTY_DECAY_MS`] and go straight back to the OS (muzzy decay 0), on every
+///   existing arena and as the default for new ones.
+/// - [`Throughput`](Self::Throughput): the values the process started with (jemalloc's defaults
+///   unless `MALLOC_CONF` said otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AllocatorProfile {
+    /// Return freed memory quickly.
+    MemoryFirst,
+    /// Keep freed memory for reuse (the allocator's start-up settings).
+    Throughput,
+}
+
+/// Dirty-page decay of the `memory-first` profile, in milliseconds.
+pub const MEMORY_FIRST_DIRTY_DECAY_MS: isize = 1000;
+
+impl AllocatorProfile {
+    /// `"memory-first"` or `"throughput"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocatorProfile::MemoryFirst => "memory-first",
+            AllocatorProfile::Throughput => "throughput",
+        }
+    }
+
+    /// The profile last applied in this process, if any.
+    pub fn current() -> Option<AllocatorProfile> {
+        match CURRENT.load(Ordering::Relaxed) {
+            1 => Some(AllocatorProfile::MemoryFirst),
+            2 => Some(AllocatorProfile::Throughput),
+            _ => None,
+        }
+    }
+
+    /// Applies the profile to the process's allocator (jemalloc, feature `jemalloc`).
+    pub fn apply(self) -> Result<ProfileReport, ProfileError> {
+        let allocator = memory_probe::self_check().allocator;
+        if allocator != AllocatorKind::Jemalloc {
+            return Err(ProfileError::Unsupported(allocator));
+        }
+        let report = apply_jemalloc(self)?;
+        CURRENT.store(
+            match self {
+                AllocatorProfile::MemoryFirst => 1,
+                AllocatorProfile::Throughput => 2,
+            },
+            Ordering::Relaxed,
+        );
+        tracing::info!(
+            target: "memory_health",
+            profile = %self,
+            arenas = report.arenas_updated,
+            background_thread = report.background_thread,
+            dirty_decay_ms = report.dirty_decay_ms,
+            muzzy_decay_ms = report.muzzy_decay_ms,
+            "allocator profile applied"
+        );
+        Ok(report)
+    }
+}
+
+static CURRENT: AtomicU8 = AtomicU8::new(0);
+
+impl fmt::Display for AllocatorProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A profile name that is neither `memory-first` nor `throughput`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("unknown allocator profile {0:?} (expected \"memory-first\" or \"throughput\")")]
+pub struct UnknownProfile(pub String);
+
+impl FromStr for AllocatorProfile {
+    type Err = UnknownProfile;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "memory-first" | "memory_first" => Ok(AllocatorProfile::MemoryFirst),
+            "throughput" => Ok(AllocatorProfile::Throughput),
+            _ => Err(UnknownProfile(s.to_string())),
+        }
+    }
+}
+
+/// What applying a profile set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileReport {
+    /// The profile.
+    pub profile: AllocatorProfile,
+    /// Existing arenas whose decay times were set.
+    pub arenas_updated: u32,
+    /// Whether background purging threads are on.
+    pub background_thread: bool,
+    /// Dirty-page decay now in force, in ms (-1: never decay).
+    pub dirty_decay_ms: isize,
+    /// Muzzy-page decay now in force, in ms.
+    pub muzzy_decay_ms: isize,
+}
+
+/// Why a profile could not be applied.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// The heap's allocator has no such controls here (not jemalloc, or feature `jemalloc` off).
+    #[error(
+        "allocator profiles need jemalloc as the global allocator (feature `jemalloc`); the heap is served by {0}"
+    )]
+    Unsupported(AllocatorKind),
+    /// jemalloc refused a control.
+    #[error("jemalloc control {name} failed: {reason}")]
+    Control {
+        /// The mallctl name.
+        name: String,
+        /// jemalloc's error.
+        reason: String,
+    },
+}
+
+#[cfg(feature = "jemalloc")]
+fn apply_jemalloc(profile: AllocatorProfile) -> Result<ProfileReport, ProfileError> {
+    use std::sync::OnceLock;
+    use tikv_jemalloc_ctl::raw;
+
+    fn fail(name: &str, e: tikv_jemalloc_ctl::Error) -> ProfileError {
+        ProfileError::Control {
+            name: name.trim_end_matches('\0').to_string(),
+            reason: e.to_string(),
+        }
+    }
+    fn read<T: Copy>(name: &str) -> Result<T, ProfileError> {
+        // SAFETY: every name passed here is NUL-terminated and documented with type T.
+        unsafe { raw::read::<T>(name.as_bytes()) }.map_err(|e| fail(name, e))
+    }
+    fn write<T>(name: &str, value: T) -> Result<(), ProfileError> {
+        // SAFETY: as above, for writable controls.
+        unsafe { raw::write::<T>(name.as_bytes(), value) }.map_err(|e| fail(name, e))
+    }
+
+    // The start-up settings, read once: `opt.*` never changes, and it is what `throughput`
+    // restores.
+    static STARTUP: OnceLock<(bool, isize, isize)> = OnceLock::new();
+    let startup = match STARTUP.get() {
+        Some(s) => *s,
+        None => *STARTUP.get_or_init(|| {
+            (
+                read::<bool>("opt.background_thread\0").unwrap_or(false),
+                read::<isize>("opt.dirty_decay_ms\0").unwrap_or(10_000),
+                read::<isize>("opt.muzzy_decay_ms\0").unwrap_or(0),
+            )
+        }),
+    };
+    let (background, dirty, muzzy) = match profile {
+        AllocatorProfile::MemoryFirst => (true, MEMORY_FIRST_DIRTY_DECAY_MS, 0),
+        AllocatorProfile::Throughput => startup,
+    };
+
+    // New arenas first, so none created meanwhile misses the setting.
+    write("arenas.dirty_decay_ms\0", dirty)?;
+    write("arenas.muzzy_decay_ms\0", muzzy)?;
+    let narenas: u32 = read("arenas.narenas\0")?;
+    let mut updated = 0;
+    for i in 0..narenas {
+        // Arenas are created lazily; an uninitialized index has nothing to set.
+        if !read::<bool>(&format!("arena.{i}.initialized\0")).unwrap_or(false) {
+            continue;
+        }
+        write(&format!("arena.{i}.dirty_decay_ms\0"), dirty)?;
+        write(&format!("arena.{i}.muzzy_decay_ms\0"), muzzy)?;
+        updated += 1;
+    }
+    write("background_thread\0", background)?;
+    Ok(ProfileReport {
+        profile,
+        arenas_updated: updated,
+        background_thread: read("background_thread\0")?,
+        dirty_decay_ms: dirty,
+        muzzy_decay_ms: muzzy,
+    })
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn apply_jemalloc(_profile: AllocatorProfile) -> Result<ProfileReport, ProfileError> {
+    Err(ProfileError::Unsupported(AllocatorKind::Jemalloc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in [AllocatorProfile::MemoryFirst, AllocatorProfile::Throughput] {
+            assert_eq!(p.as_str().parse::<AllocatorProfile>(), Ok(p));
+        }
+        assert_eq!(
+            " Memory_First ".parse::<AllocatorProfile>(),
+            Ok(AllocatorProfile::MemoryFirst)
+        );
+        assert!("fast".parse::<AllocatorProfile>().is_err());
+    }
+}

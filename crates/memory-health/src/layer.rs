@@ -1,0 +1,152 @@
+//! `HealthLayer`: the health, readiness, metrics and heap-profile endpoints.
+
+use std::fmt;
+use std::sync::Arc;
+
+use memory_interceptor_layer::Ledger;
+use tower_layer::Layer;
+
+use crate::drain::Drain;
+use crate::monitor::MemoryMonitor;
+use crate::service::HealthService;
+
+/// Serves the memory endpoints under a prefix (default `/api`) in any Tower stack and passes
+/// every other request to the inner service untouched:
+///
+/// | path | answer |
+/// |---|---|
+/// | `GET {prefix}/health` | JSON report; 200 when healthy or warning, 503 when critical |
+/// | `GET {prefix}/health/live` | 200 while the monitor samples on schedule, 503 when it stalled |
+/// | `GET {prefix}/health/ready` | 200; 503 under critical pressure or while draining |
+/// | `GET {prefix}/metrics` | Prometheus text (when [`metrics`](Self::metrics) is set) |
+/// | `GET {prefix}/debug/pprof/heap` | gzipped pprof heap profile (feature `heap-profile`), bearer token only |
+///
+/// The service is always ready: a request that passes through waits for the inner service's
+/// readiness in its own future, so a saturated inner service never delays a probe.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use memory_health::{HealthLayer, MemoryMonitor};
+///
+/// let monitor = MemoryMonitor::builder().build().unwrap();
+/// let health = HealthLayer::new(&monitor).prefix("/api");
+/// let drain = health.drain_handle();
+/// let app: Router = Router::new()
+///     .route("/api/hello", get(|| async { "hello" }))
+///     .layer(health);
+/// // On SIGTERM: `drain.start()`, wait for the load balancer, then shut down.
+/// # let _ = (app, drain);
+/// ```
+#[derive(Clone)]
+pub struct HealthLayer {
+    pub(crate) config: Arc<HealthConfig>,
+}
+
+#[derive(Clone)]
+pub(crate) struct HealthConfig {
+    pub(crate) monitor: MemoryMonitor,
+    pub(crate) prefix: String,
+    pub(crate) drain: Drain,
+    pub(crate) ledger: Option<Ledger>,
+    pub(crate) top_routes: usize,
+    #[cfg(feature = "prometheus")]
+    pub(crate) metrics: Option<crate::PrometheusMetrics>,
+    #[cfg(feature = "heap-profile")]
+    pub(crate) token: Option<crate::profile::TokenDigest>,
+}
+
+impl HealthLayer {
+    /// Endpoints for `monitor` under `/api`, with a new [`Drain`], no ledger, no metrics and (with
+    /// `heap-profile`) no token, so `/debug/pprof/heap` answers 404.
+    pub fn new(monitor: &MemoryMonitor) -> Self {
+        Self {
+            config: Arc::new(HealthConfig {
+                monitor: monitor.clone(),
+                prefix: "/api".into(),
+                drain: Drain::new(),
+                ledger: None,
+                top_routes: 10,
+                #[cfg(feature = "prometheus")]
+                metrics: None,
+                #[cfg(feature = "heap-profile")]
+                token: None,
+            }),
+        }
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut HealthConfig)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The path prefix (default `/api`; `""` or `/` for the root). A trailing slash is dropped.
+    pub fn prefix(self, prefix: impl Into<String>) -> Self {
+        let prefix = normalize_prefix(&prefix.into());
+        self.update(|c| c.prefix = prefix)
+    }
+
+    /// Uses `drain` as the readiness switch (to share it with other parts of the program).
+    pub fn drain(self, drain: Drain) -> Self {
+        self.update(|c| c.drain = drain)
+    }
+
+    /// The readiness switch: [`Drain::start`] makes `/health/ready` answer 503.
+    pub fn drain_handle(&self) -> Drain {
+        self.config.drain.clone()
+    }
+
+    /// Shows the `top` routes of `ledger` (from `memory-interceptor-layer`) in `/health`.
+    pub fn ledger(self, ledger: Ledger, top: usize) -> Self {
+        self.update(|c| {
+            c.ledger = Some(ledger);
+            c.top_routes = top;
+        })
+    }
+
+    /// Serves `/metrics` from `metrics` (feature `prometheus`).
+    #[cfg(feature = "prometheus")]
+    pub fn metrics(self, metrics: crate::PrometheusMetrics) -> Self {
+        self.update(|c| c.metrics = Some(metrics))
+    }
+
+    /// Serves `/debug/pprof/heap` to requests with `Authorization: Bearer <token>` (feature
+    /// `heap-profile`). Only a digest of the token is kept.
+    #[cfg(feature = "heap-profile")]
+    pub fn heap_profile_token(self, token: impl AsRef<str>) -> Self {
+        let digest = crate::profile::TokenDigest::new(token.as_ref());
+        self.update(|c| c.token = Some(digest))
+    }
+
+    /// The prefix in use.
+    pub fn prefix_path(&self) -> &str {
+        &self.config.prefix
+    }
+}
+
+pub(crate) fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else if trimmed.starts_with('/') {
+        trimmed.to_string()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+impl<S> Layer<S> for HealthLayer {
+    type Service = HealthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HealthService::new(inner, Arc::clone(&self.config))
+    }
+}
+
+impl fmt::Debug for HealthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthLayer")
+            .field("prefix", &self.config.prefix)
+            .field("drain", &self.config.drain)
+            .finish_non_exhaustive()
+    }
+}

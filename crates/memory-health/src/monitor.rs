@@ -1,0 +1,800 @@
+//! `MemoryMonitor`: samples memory on a schedule, publishes pressure, tracks the growth trend,
+//! schedules reclaim.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use memory_probe::{
+    AllocatorKind, AllocatorStats, CgroupMemory, Pressure, PressureSignal, ProcessMemory,
+    ReclaimError, Reclaimer,
+};
+use tokio::sync::Notify;
+
+use crate::allocator::{AllocatorProfile, ProfileError, ProfileReport};
+use crate::limit::{MemoryLimit, resolve_limit, usage_bytes};
+use crate::reclaim::{ReclaimReason, ReclaimRecord, ReclaimSummary};
+use crate::sample::{ProbeSource, Sample, SampleError, SampleSource};
+use crate::thresholds::Thresholds;
+use crate::trend::{GrowthTrend, TrendEstimate};
+use crate::{BuildError, StartError};
+
+/// Reclaim records kept for [`MemoryMonitor::reclaim_history`].
+const HISTORY: usize = 32;
+
+/// When the growth trend counts as a leak.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LeakThreshold {
+    /// Growth above this many bytes per hour.
+    BytesPerHour(u64),
+    /// Growth above this fraction of the limit per hour (0.1: a tenth of the limit every hour).
+    FractionOfLimitPerHour(f64),
+}
+
+/// What one sample showed, after the monitor classified it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySnapshot {
+    /// When the sample was taken.
+    pub taken_at: Instant,
+    /// The wall-clock time of the sample.
+    pub wall_time: SystemTime,
+    /// The pressure level after this sample (with hysteresis).
+    pub pressure: Pressure,
+    /// The usage measure: the larger of process RSS and cgroup working set.
+    pub usage_bytes: Option<u64>,
+    /// The limit usage is measured against.
+    pub limit: Option<MemoryLimit>,
+    /// `usage / limit`.
+    pub usage_ratio: Option<f64>,
+    /// Process memory.
+    pub process: Option<ProcessMemory>,
+    /// Container memory.
+    pub cgroup: Option<CgroupMemory>,
+    /// Allocator statistics.
+    pub allocator: AllocatorStats,
+    /// The allocator serving the heap.
+    pub allocator_kind: AllocatorKind,
+    /// The growth trend over the window, this sample included.
+    pub trend: TrendEstimate,
+    /// Whether the trend has stayed above the leak threshold for `leak_after`.
+    pub leak_suspected: bool,
+}
+
+/// Whether the monitor task is doing its job, for `/health/live`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The task is not running (never started, or stopped on purpose): nothing can stall.
+    NotRunning,
+    /// The task sampled within `stall_after`.
+    Alive {
+        /// Time since the last completed sample (or since start).
+        since_last_sample: Duration,
+    },
+    /// The task has not completed a sample within `stall_after`, or it died.
+    Stalled {
+        /// Time since the last completed sample (or since start).
+        since_last_sample: Duration,
+    },
+}
+
+impl Liveness {
+    /// Whether `/health/live` should answer 200.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Liveness::Stalled { .. })
+    }
+}
+
+/// Builder for [`MemoryMonitor`]; every setting has a default.
+#[derive(Clone)]
+pub struct MemoryMonitorBuilder {
+    interval: Duration,
+    warning: f64,
+    critical: f64,
+    margin: Option<f64>,
+    limit: Option<u64>,
+    source: Option<Arc<dyn SampleSource>>,
+    reclaimer: Option<Reclaimer>,
+    cleanup: bool,
+    reclaim_interval: Duration,
+    trend_window: Duration,
+    leak_threshold: LeakThreshold,
+    leak_after: Duration,
+    stall_after: Option<Duration>,
+    allocator_profile: Option<AllocatorProfile>,
+    signal: Option<PressureSignal>,
+}
+
+impl fmt::Debug for MemoryMonitorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryMonitorBuilder")
+            .field("interval", &self.interval)
+            .field("warning", &self.warning)
+            .field("critical", &self.critical)
+            .field("limit", &self.limit)
+            .field("cleanup", &self.cleanup)
+            .field("reclaim_interval", &self.reclaim_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryMonitorBuilder {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            warning: 0.75,
+            critical: 0.85,
+            margin: None,
+            limit: None,
+            source: None,
+            reclaimer: None,
+            cleanup: true,
+            reclaim_interval: Duration::from_secs(300),
+            trend_window: Duration::from_secs(30 * 60),
+            leak_threshold: LeakThreshold::FractionOfLimitPerHour(0.1),
+            leak_after: Duration::from_secs(10 * 60),
+            stall_after: None,
+            allocator_profile: None,
+            signal: None,
+        }
+    }
+}
+
+impl MemoryMonitorBuilder {
+    /// Time between samples (default 30 s; `MEMORY_CHECK_INTERVAL`).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Usage ratio where pressure becomes `Warning` (default 0.75).
+    pub fn warning(mut self, ratio: f64) -> Self {
+        self.warning = ratio;
+        self
+    }
+
+    /// Usage ratio where pressure becomes `Critical` (default 0.85).
+    pub fn critical(mut self, ratio: f64) -> Self {
+        self.critical = ratio;
+        self
+    }
+
+    /// How far below a threshold usage must fall before its level drops (default 0.05).
+    pub fn hysteresis(mut self, margin: f64) -> Self {
+        self.margin = Some(margin);
+        self
+    }
+
+    /// An explicit limit in bytes. Without it: the cgroup's effective limit, else physical memory.
+    pub fn limit(mut self, bytes: u64) -> Self {
+        self.limit = Some(bytes);
+        self
+    }
+
+    /// Where samples come from (default [`ProbeSource::new`]).
+    pub fn source(mut self, source: impl SampleSource) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The reclaimer to run (default `Reclaimer::new()`); share one with other layers so their
+    /// runs are rate-limited together.
+    pub fn reclaimer(mut self, reclaimer: Reclaimer) -> Self {
+        self.reclaimer = Some(reclaimer);
+        self
+    }
+
+    /// Whether to reclaim at all (default true; `MEMORY_CLEANUP_ENABLED`).
+    pub fn reclaim_enabled(mut self, enabled: bool) -> Self {
+        self.cleanup = enabled;
+        self
+    }
+
+    /// Time between scheduled reclaims (default 5 min; `MEMORY_CLEANUP_INTERVAL`). Checked at
+    /// each sample, so the effective granularity is the sampling interval.
+    pub fn reclaim_interval(mut self, interval: Duration) -> Self {
+        self.reclaim_interval = interval;
+        self
+    }
+
+    /// Window of the growth trend (default 30 min).
+    pub fn trend_window(mut self, window: Duration) -> Self {
+        self.trend_window = window;
+        self
+    }
+
+    /// Growth rate that counts as a leak (default a tenth of the limit per hour).
+    pub fn leak_threshold(mut self, threshold: LeakThreshold) -> Self {
+        self.leak_threshold = threshold;
+        self
+    }
+
+    /// How long the trend must stay above the leak threshold before the leak warning (default
+    /// 10 min). The trend must also cover at least half its window, and the usage floor must
+    /// rise at half the threshold or more (see [`TrendEstimate::floor_bytes_per_hour`]).
+    pub fn leak_after(mut self, duration: Duration) -> Self {
+        self.leak_after = duration;
+        self
+    }
+
+    /// Time without a completed sample after which `/health/live` reports a stall (default three
+    /// intervals, at least 1 s).
+    pub fn stall_after(mut self, duration: Duration) -> Self {
+        self.stall_after = Some(duration);
+        self
+    }
+
+    /// Allocator profile to apply when the monitor starts.
+    pub fn allocator_profile(mut self, profile: AllocatorProfile) -> Self {
+        self.allocator_profile = Some(profile);
+        self
+    }
+
+    /// Publish into this signal instead of a new one (to share it with layers built earlier).
+    pub fn signal(mut self, signal: PressureSignal) -> Self {
+        self.signal = Some(signal);
+        self
+    }
+
+    /// Validates the settings and builds the (not yet started) monitor.
+    pub fn build(self) -> Result<MemoryMonitor, BuildError> {
+        let positive = |setting: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(BuildError::Invalid {
+                    setting,
+                    reason: "must be longer than zero".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("interval", self.interval)?;
+        positive("reclaim interval", self.reclaim_interval)?;
+        positive("trend window", self.trend_window)?;
+        if let Some(stall) = self.stall_after {
+            positive("stall timeout", stall)?;
+        }
+        if self.limit == Some(0) {
+            return Err(BuildError::Invalid {
+                setting: "limit",
+                reason: "must be more than zero bytes".into(),
+            });
+        }
+        if let LeakThreshold::FractionOfLimitPerHour(f) = self.leak_threshold
+            && !(f.is_finite() && f > 0.0)
+        {
+            return Err(BuildError::Invalid {
+                setting: "leak threshold",
+                reason: format!("{f} is not a positive fraction"),
+            });
+        }
+        let mut thresholds = Thresholds::new(self.warning, self.critical)?;
+        if let Some(margin) = self.margin {
+            thresholds = thresholds.with_margin(margin)?;
+        }
+        let stall_after = self
+            .stall_after
+            .unwrap_or_else(|| (self.interval * 3).max(Duration::from_secs(1)));
+        let settings = Settings {
+            interval: self.interval,
+            thresholds,
+            limit: self.limit,
+            cleanup: self.cleanup,
+            reclaim_interval: self.reclaim_interval,
+            trend_window: self.trend_window,
+            leak_threshold: self.leak_threshold,
+            leak_after: self.leak_after,
+            stall_after,
+            allocator_profile: self.allocator_profile,
+        };
+        Ok(MemoryMonitor {
+            shared: Arc::new(Shared {
+                source: self.source.unwrap_or_else(|| Arc::new(ProbeSource::new())),
+                signal: self.signal.unwrap_or_default(),
+                reclaimer: self.reclaimer.unwrap_or_default(),
+                tick_lock: tokio::sync::Mutex::new(()),
+                state: Mutex::new(State {
+                    pressure: Pressure::Normal,
+                    trend: GrowthTrend::new(settings.trend_window),
+                    leak_above_since: None,
+                    leak_suspected: false,
+                    first_sample_at: None,
+                    last_reclaim_at: None,
+                    snapshot: None,
+                    history: VecDeque::new(),
+                    summary: ReclaimSummary::default(),
+                }),
+                ratio_bits: AtomicU64::new(f64::NAN.to_bits()),
+                anchor: Instant::now(),
+                started_at: AtomicU64::new(0),
+                last_tick: AtomicU64::new(0),
+                lifecycle: AtomicU8::new(IDLE),
+                generation: AtomicU64::new(0),
+                stop: Arc::new(Notify::new()),
+                samples: AtomicU64::new(0),
+                sample_errors: AtomicU64::new(0),
+                settings,
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    interval: Duration,
+    thresholds: Thresholds,
+    limit: Option<u64>,
+    cleanup: bool,
+    reclaim_interval: Duration,
+    trend_window: Duration,
+    leak_threshold: LeakThreshold,
+    leak_after: Duration,
+    stall_after: Duration,
+    allocator_profile: Option<AllocatorProfile>,
+}
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPED: u8 = 2;
+const DIED: u8 = 3;
+
+struct Shared {
+    settings: Settings,
+    source: Arc<dyn SampleSource>,
+    signal: PressureSignal,
+    reclaimer: Reclaimer,
+    /// One sample at a time: the state machine sees samples in order.
+    tick_lock: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    /// The last usage ratio as f64 bits (NaN: unknown), for lock-free readers such as shedding.
+    ratio_bits: AtomicU64,
+    anchor: Instant,
+    /// Nanoseconds after `anchor` plus one; 0 means never.
+    started_at: AtomicU64,
+    last_tick: AtomicU64,
+    lifecycle: AtomicU8,
+    generation: AtomicU64,
+    stop: Arc<Notify>,
+    samples: AtomicU64,
+    sample_errors: AtomicU64,
+}
+
+struct State {
+    pressure: Pressure,
+    trend: GrowthTrend,
+    leak_above_since: Option<Instant>,
+    leak_suspected: bool,
+    first_sample_at: Option<Instant>,
+    last_reclaim_at: Option<Instant>,
+    snapshot: Option<Arc<MemorySnapshot>>,
+    history: VecDeque<ReclaimRecord>,
+    summary: ReclaimSummary,
+}
+
+/// Samples the process's memory every `interval`, classifies usage against the limit into
+/// [`Pressure`] (with hysteresis) and publishes it through a [`PressureSignal`], fits the growth
+/// trend and warns about leaks, and runs the reclaim schedule.
+///
+/// Cloning is cheap and shares the monitor. The sampling task ends when [`stop`](Self::stop) is
+/// called or the last clone is dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use memory_health::MemoryMonitor;
+///
+/// let monitor = MemoryMonitor::builder()
+///     .interval(Duration::from_secs(10))
+///     .warning(0.7)
+///     .critical(0.9)
+///     .build()
+///     .expect("valid settings");
+/// monitor.start().expect("inside a runtime");
+/// let snapshot = monitor.sample_now().await.expect("/proc is readable");
+/// assert!(snapshot.usage_bytes.unwrap() > 0);
+/// assert!(snapshot.limit.is_some());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryMonitor {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for MemoryMonitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryMonitor")
+            .field("interval", &self.shared.settings.interval)
+            .field("thresholds", &self.shared.settings.thresholds)
+            .field("pressure", &self.pressure())
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryMonitor {
+    /// A builder with the defaults.
+    pub fn builder() -> MemoryMonitorBuilder {
+        MemoryMonitorBuilder::default()
+    }
+
+    /// Starts the sampling task on the current Tokio runtime (first sample at once), applying the
+    /// configured allocator profile. Starting a running monitor does nothing.
+    pub fn start(&self) -> Result<(), StartError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let shared = &self.shared;
+        if shared.lifecycle.swap(RUNNING, Ordering::AcqRel) == RUNNING {
+            return Ok(());
+        }
+        let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.started_at.store(self.now_mark(), Ordering::Release);
+        shared.last_tick.store(0, Ordering::Release);
+        if let Some(profile) = shared.settings.allocator_profile
+            && let Err(e) = profile.apply()
+        {
+            tracing::warn!(target: "memory_health", profile = %profile, error = %e, "allocator profile not applied");
+        }
+        let weak = Arc::downgrade(shared);
+        let stop = Arc::clone(&shared.stop);
+        let interval = shared.settings.interval;
+        runtime.spawn(run(weak, stop, interval, generation));
+        Ok(())
+    }
+
+    /// Stops the sampling task (it finishes a sample under way first).
+    pub fn stop(&self) {
+        let shared = &self.shared;
+        if shared
+            .lifecycle
+            .compare_exchange(RUNNING, STOPPED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            || shared
+                .lifecycle
+                .compare_exchange(DIED, STOPPED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            shared.stop.notify_waiters();
+        }
+    }
+
+    /// Whether the sampling task is meant to be running (it may have stalled: see
+    /// [`liveness`](Self::liveness)).
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.shared.lifecycle.load(Ordering::Acquire),
+            RUNNING | DIED
+        )
+    }
+
+    /// Takes a sample now, runs it through the state machine exactly like a scheduled one
+    /// (pressure, trend, leak check, reclaim when due) and returns what it showed.
+    pub async fn sample_now(&self) -> Result<Arc<MemorySnapshot>, SampleError> {
+        let _serial = self.shared.tick_lock.lock().await;
+        let source = Arc::clone(&self.shared.source);
+        let result = match tokio::task::spawn_blocking(move || source.sample()).await {
+            Ok(result) => result,
+            Err(e) => Err(SampleError::Task(e.to_string())),
+        };
+        self.shared
+            .last_tick
+            .store(self.now_mark(), Ordering::Release);
+        let sample = match result {
+            Ok(sample) => sample,
+            Err(e) => {
+                self.shared.sample_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "memory_health", error = %e, "memory sample failed");
+                return Err(e);
+            }
+        };
+        self.shared.samples.fetch_add(1, Ordering::Relaxed);
+        let (snapshot, reclaim) = self.observe(sample);
+        if let Some(reason) = reclaim {
+            self.run_reclaim(reason).await;
+        }
+        Ok(snapshot)
+    }
+
+    fn now_mark(&self) -> u64 {
+        self.shared.anchor.elapsed().as_nanos() as u64 + 1
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is plain data updated in short critical sections; a panic elsewhere cannot
+        // leave it half-written in a way that matters more than losing the monitor.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn observe(&self, sample: Sample) -> (Arc<MemorySnapshot>, Option<ReclaimReason>) {
+        let settings = &self.shared.settings;
+        let usage = usage_bytes(sample.process.as_ref(), sample.cgroup.as_ref());
+        let limit = resolve_limit(
+            settings.limit,
+            sample.cgroup.as_ref(),
+            sample.physical_bytes,
+        );
+        let ratio = match (usage, limit) {
+            (Some(u), Some(l)) if l.bytes > 0 => Some(u as f64 / l.bytes as f64),
+            _ => None,
+        };
+        let at = sample.taken_at;
+
+        let mut state = self.state();
+        let previous = state.pressure;
+        // Without a ratio the level cannot be judged: keep the last one rather than guess.
+        let pressure = ratio.map_or(previous, |r| settings.thresholds.classify(previous, r));
+        state.pressure = pressure;
+        self.shared
+            .ratio_bits
+            .store(ratio.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+        self.shared.signal.set(pressure);
+        if pressure != previous {
+            metrics::counter!("memory_pressure_changes_total", "to" => pressure.as_str())
+                .increment(1);
+            if pressure > previous {
+                tracing::warn!(
+                    target: "memory_health",
+                    from = %previous, to = %pressure,
+                    usage_bytes = usage, limit_bytes = limit.map(|l| l.bytes),
+                    usage_ratio = ratio,
+                    "memory pressure rose"
+                );
+            } else {
+                tracing::info!(
+                    target: "memory_health",
+                    from = %previous, to = %pressure, usage_ratio = ratio,
+                    "memory pressure fell"
+                );
+            }
+        }
+
+        if let Some(u) = usage {
+            state.trend.record(at, u);
+        }
+        let trend = state.trend.estimate();
+        let bound = match settings.leak_threshold {
+            LeakThreshold::BytesPerHour(b) => Some(b as f64),
+            LeakThreshold::FractionOfLimitPerHour(f) => limit.map(|l| l.bytes as f64 * f),
+        };
+        // A leak needs the fitted slope above the bound, a floor that rises too (a released
+        // burst tilts the slope but leaves the floor), and at least half a window of data.
+        let above = match (trend.bytes_per_hour, trend.floor_bytes_per_hour, bound) {
+            (Some(rate), Some(floor), Some(b)) => rate > b && floor > b / 2.0,
+            _ => false,
+        } && trend.span >= settings.trend_window / 2;
+        if above {
+            let since = *state.leak_above_since.get_or_insert(at);
+            if !state.leak_suspected && at.saturating_duration_since(since) >= settings.leak_after {
+                state.leak_suspected = true;
+                tracing::warn!(
+                    target: "memory_health",
+                    bytes_per_hour = trend.bytes_per_hour,
+                    threshold_bytes_per_hour = bound,
+                    window_seconds = trend.span.as_secs_f64(),
+                    "memory keeps growing: possible leak"
+                );
+            }
+        } else {
+            state.leak_above_since = None;
+            if state.leak_suspected {
+                state.leak_suspected = false;
+                tracing::info!(
+                    target: "memory_health",
+                    bytes_per_hour = trend.bytes_per_hour,
+                    "memory growth back below the leak threshold"
+                );
+            }
+        }
+
+        let first = *state.first_sample_at.get_or_insert(at);
+        let reclaim = if !settings.cleanup {
+            None
+        } else if pressure == Pressure::Critical && previous != Pressure::Critical {
+            Some(ReclaimReason::EnteredCritical)
+        } else if at.saturating_duration_since(state.last_reclaim_at.unwrap_or(first))
+            >= settings.reclaim_interval
+        {
+            Some(ReclaimReason::Scheduled)
+        } else {
+            None
+        };
+        if reclaim.is_some() {
+            state.last_reclaim_at = Some(at);
+        }
+
+        let snapshot = Arc::new(MemorySnapshot {
+            taken_at: at,
+            wall_time: sample.wall_time,
+            pressure,
+            usage_bytes: usage,
+            limit,
+            usage_ratio: ratio,
+            process: sample.process,
+            cgroup: sample.cgroup,
+            allocator: sample.allocator,
+            allocator_kind: sample.allocator_kind,
+            trend,
+            leak_suspected: state.leak_suspected,
+        });
+        state.snapshot = Some(Arc::clone(&snapshot));
+        (snapshot, reclaim)
+    }
+
+    async fn run_reclaim(&self, reason: ReclaimReason) {
+        match self.shared.reclaimer.reclaim().await {
+            Ok(report) => {
+                let record = ReclaimRecord::new(reason, &report);
+                tracing::info!(
+                    target: "memory_health",
+                    reason = %reason,
+                    released_bytes = record.released_bytes,
+                    duration_ms = record.duration.as_secs_f64() * 1e3,
+                    "memory reclaimed"
+                );
+                let mut state = self.state();
+                state.summary.runs += 1;
+                state.summary.released_bytes += record.released_bytes;
+                state.summary.total_duration += record.duration;
+                state.summary.last = Some(record.clone());
+                if state.history.len() == HISTORY {
+                    state.history.pop_front();
+                }
+                state.history.push_back(record);
+            }
+            Err(e @ (ReclaimError::RateLimited { .. } | ReclaimError::Unsupported(_))) => {
+                tracing::debug!(target: "memory_health", reason = %reason, error = %e, "reclaim skipped");
+            }
+            Err(e) => {
+                self.state().summary.failures += 1;
+                tracing::warn!(target: "memory_health", reason = %reason, error = %e, "reclaim failed");
+            }
+        }
+    }
+
+    /// The latest snapshot, if any sample succeeded yet.
+    pub fn snapshot(&self) -> Option<Arc<MemorySnapshot>> {
+        self.state().snapshot.clone()
+    }
+
+    /// The current pressure level (one atomic load).
+    pub fn pressure(&self) -> Pressure {
+        self.shared.signal.current()
+    }
+
+    /// The signal the monitor publishes into; hand it to other layers.
+    pub fn signal(&self) -> PressureSignal {
+        self.shared.signal.clone()
+    }
+
+    /// The last usage ratio (one atomic load), `None` before the first sample or when unknown.
+    pub fn usage_ratio(&self) -> Option<f64> {
+        let ratio = f64::from_bits(self.shared.ratio_bits.load(Ordering::Relaxed));
+        (!ratio.is_nan()).then_some(ratio)
+    }
+
+    /// The thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.shared.settings.thresholds
+    }
+
+    /// The sampling interval.
+    pub fn interval(&self) -> Duration {
+        self.shared.settings.interval
+    }
+
+    /// The configured explicit limit, if any.
+    pub fn configured_limit(&self) -> Option<u64> {
+        self.shared.settings.limit
+    }
+
+    /// The growth-trend window.
+    pub fn trend_window(&self) -> Duration {
+        self.shared.settings.trend_window
+    }
+
+    /// The reclaimer the schedule runs.
+    pub fn reclaimer(&self) -> &Reclaimer {
+        &self.shared.reclaimer
+    }
+
+    /// Whether the sampling task is alive and on schedule.
+    pub fn liveness(&self) -> Liveness {
+        let shared = &self.shared;
+        let lifecycle = shared.lifecycle.load(Ordering::Acquire);
+        if !matches!(lifecycle, RUNNING | DIED) {
+            return Liveness::NotRunning;
+        }
+        let last = match shared.last_tick.load(Ordering::Acquire) {
+            0 => shared.started_at.load(Ordering::Acquire),
+            t => t,
+        };
+        let since_last_sample = Duration::from_nanos(self.now_mark().saturating_sub(last));
+        if lifecycle == DIED || since_last_sample > shared.settings.stall_after {
+            Liveness::Stalled { since_last_sample }
+        } else {
+            Liveness::Alive { since_last_sample }
+        }
+    }
+
+    /// The stall timeout of [`liveness`](Self::liveness).
+    pub fn stall_after(&self) -> Duration {
+        self.shared.settings.stall_after
+    }
+
+    /// Totals of the reclaim schedule.
+    pub fn reclaim_summary(&self) -> ReclaimSummary {
+        self.state().summary.clone()
+    }
+
+    /// The latest reclaim runs (up to 32), oldest first.
+    pub fn reclaim_history(&self) -> Vec<ReclaimRecord> {
+        self.state().history.iter().cloned().collect()
+    }
+
+    /// Samples taken successfully, and samples that failed.
+    pub fn sample_counts(&self) -> (u64, u64) {
+        (
+            self.shared.samples.load(Ordering::Relaxed),
+            self.shared.sample_errors.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Applies an allocator profile now (see [`AllocatorProfile`]).
+    pub fn set_allocator_profile(
+        &self,
+        profile: AllocatorProfile,
+    ) -> Result<ProfileReport, ProfileError> {
+        profile.apply()
+    }
+}
+
+/// Marks the monitor as died when its task ends by a panic.
+struct TaskGuard {
+    shared: Weak<Shared>,
+    generation: u64,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade()
+            && shared.generation.load(Ordering::Acquire) == self.generation
+        {
+            let end = if std::thread::panicking() {
+                DIED
+            } else {
+                STOPPED
+            };
+            let _ = shared.lifecycle.compare_exchange(
+                RUNNING,
+                end,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+}
+
+async fn run(weak: Weak<Shared>, stop: Arc<Notify>, interval: Duration, generation: u64) {
+    let _guard = TaskGuard {
+        shared: weak.clone(),
+        generation,
+    };
+    let mut ticker = tokio::time::interval(interval);
+    // After a slow sample, wait a full interval again rather than firing a burst.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.notified() => {}
+        }
+        // Holding only a weak reference between ticks lets the monitor be dropped.
+        let Some(shared) = weak.upgrade() else { break };
+        if shared.generation.load(Ordering::Acquire) != generation {
+            break;
+        }
+        let monitor = MemoryMonitor { shared };
+        // Failures are counted and logged inside; the schedule goes on.
+        let _ = monitor.sample_now().await;
+    }
+}

@@ -1,0 +1,242 @@
+//! The JSON document of `GET /health`.
+
+use std::time::UNIX_EPOCH;
+
+use memory_interceptor_layer::Ledger;
+use memory_probe::{CgroupVersion, Pressure};
+use serde::Serialize;
+
+use crate::monitor::{MemoryMonitor, MemorySnapshot};
+
+/// `GET /health`: usage against the limit, with the figures it rests on.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HealthReport {
+    /// `"healthy"`, `"warning"` or `"critical"`.
+    pub status: &'static str,
+    /// The limit usage is measured against.
+    pub limit_bytes: Option<u64>,
+    /// The larger of process RSS and cgroup working set.
+    pub usage_bytes: Option<u64>,
+    /// `usage_bytes / limit_bytes`.
+    pub usage_ratio: Option<f64>,
+    /// The thresholds, as fractions of the limit.
+    pub thresholds: ThresholdsReport,
+    /// The process as the kernel accounts it.
+    pub process: ProcessReport,
+    /// The allocator as it accounts itself.
+    pub allocator: AllocatorReport,
+    /// The container, or `null` outside a memory cgroup.
+    pub cgroup: Option<CgroupReport>,
+    /// The growth trend.
+    pub trend: TrendReport,
+    /// The monitor's reclaim runs.
+    pub reclaim: ReclaimReport,
+    /// The routes that allocate the most, from the interceptor's ledger.
+    pub routes: Vec<RouteReport>,
+}
+
+/// `thresholds` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThresholdsReport {
+    /// Warning threshold.
+    pub warning: f64,
+    /// Critical threshold.
+    pub critical: f64,
+}
+
+/// `process` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProcessReport {
+    /// Resident set (`VmRSS`).
+    pub rss_bytes: Option<u64>,
+    /// Peak resident set (`VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
+    /// Virtual size (`VmSize`).
+    pub virtual_bytes: Option<u64>,
+}
+
+/// `allocator` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AllocatorReport {
+    /// `"jemalloc"`, `"glibc"`, `"mimalloc"` or `"unknown"`.
+    pub backend: String,
+    /// Bytes in live allocations.
+    pub allocated_bytes: Option<u64>,
+    /// Bytes in active pages.
+    pub active_bytes: Option<u64>,
+    /// Bytes in resident pages the allocator maps.
+    pub resident_bytes: Option<u64>,
+    /// Bytes in mapped extents.
+    pub mapped_bytes: Option<u64>,
+    /// Bytes of retained virtual memory.
+    pub retained_bytes: Option<u64>,
+    /// Bytes of allocator metadata.
+    pub metadata_bytes: Option<u64>,
+    /// `active / allocated - 1`.
+    pub fragmentation_ratio: Option<f64>,
+}
+
+/// `cgroup` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CgroupReport {
+    /// `"v1"` or `"v2"`.
+    pub version: &'static str,
+    /// Memory charged to the cgroup, page cache included.
+    pub usage_bytes: u64,
+    /// `usage - inactive_file`.
+    pub working_set_bytes: u64,
+    /// The hard limit, `null` when unlimited.
+    pub limit_bytes: Option<u64>,
+    /// `memory.high`, `null` when unset.
+    pub high_bytes: Option<u64>,
+    /// `working_set / min(high, limit)`, `null` when unlimited.
+    pub usage_ratio: Option<f64>,
+    /// OOM kills in the cgroup.
+    pub oom_kills: Option<u64>,
+}
+
+/// `trend` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrendReport {
+    /// Least-squares growth of usage, `null` until three samples are in.
+    pub bytes_per_hour: Option<f64>,
+    /// The time the samples in the window cover.
+    pub window_seconds: f64,
+}
+
+/// `reclaim` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReclaimReport {
+    /// Completed runs.
+    pub runs: u64,
+    /// Resident bytes released over all runs.
+    pub released_bytes: u64,
+    /// The latest run, `null` before the first.
+    pub last: Option<LastReclaimReport>,
+}
+
+/// `reclaim.last` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LastReclaimReport {
+    /// `"critical"` or `"scheduled"`.
+    pub reason: &'static str,
+    /// Resident bytes released.
+    pub released_bytes: u64,
+    /// Time in the allocator call.
+    pub duration_seconds: f64,
+    /// When it finished, in seconds since the Unix epoch.
+    pub finished_at_unix_seconds: f64,
+}
+
+/// One entry of `routes` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RouteReport {
+    /// The route (matched path).
+    pub route: String,
+    /// Requests recorded.
+    pub requests: u64,
+    /// Bytes allocated by all of them.
+    pub allocated_bytes_total: u64,
+    /// Bytes allocated by the hungriest one.
+    pub allocated_bytes_max: u64,
+}
+
+/// The status word of a pressure level.
+pub fn status_word(pressure: Pressure) -> &'static str {
+    match pressure {
+        Pressure::Normal => "healthy",
+        Pressure::Warning => "warning",
+        Pressure::Critical => "critical",
+    }
+}
+
+impl HealthReport {
+    /// The report for `snapshot` (the monitor's reclaim totals are read now), with the `top`
+    /// routes of `ledger`.
+    pub fn new(
+        monitor: &MemoryMonitor,
+        snapshot: &MemorySnapshot,
+        ledger: Option<&Ledger>,
+        top: usize,
+    ) -> Self {
+        let thresholds = monitor.thresholds();
+        let reclaim = monitor.reclaim_summary();
+        let stats = &snapshot.allocator;
+        HealthReport {
+            status: status_word(snapshot.pressure),
+            limit_bytes: snapshot.limit.map(|l| l.bytes),
+            usage_bytes: snapshot.usage_bytes,
+            usage_ratio: snapshot.usage_ratio.map(round4),
+            thresholds: ThresholdsReport {
+                warning: thresholds.warning(),
+                critical: thresholds.critical(),
+            },
+            process: ProcessReport {
+                rss_bytes: snapshot.process.map(|p| p.rss_bytes),
+                peak_rss_bytes: snapshot.process.map(|p| p.peak_rss_bytes),
+                virtual_bytes: snapshot.process.map(|p| p.virtual_bytes),
+            },
+            allocator: AllocatorReport {
+                backend: snapshot.allocator_kind.to_string(),
+                allocated_bytes: stats.allocated_bytes,
+                active_bytes: stats.active_bytes,
+                resident_bytes: stats.resident_bytes,
+                mapped_bytes: stats.mapped_bytes,
+                retained_bytes: stats.retained_bytes,
+                metadata_bytes: stats.metadata_bytes,
+                fragmentation_ratio: stats.fragmentation_ratio().map(round4),
+            },
+            cgroup: snapshot.cgroup.as_ref().map(|c| CgroupReport {
+                version: match c.version {
+                    CgroupVersion::V1 => "v1",
+                    CgroupVersion::V2 => "v2",
+                },
+                usage_bytes: c.usage_bytes,
+                working_set_bytes: c.working_set_bytes,
+                limit_bytes: c.limit_bytes,
+                high_bytes: c.high_bytes,
+                usage_ratio: c
+                    .effective_limit_bytes()
+                    .filter(|&l| l > 0)
+                    .map(|l| round4(c.working_set_bytes as f64 / l as f64)),
+                oom_kills: c.oom_kills,
+            }),
+            trend: TrendReport {
+                bytes_per_hour: snapshot.trend.bytes_per_hour.map(f64::round),
+                window_seconds: round4(snapshot.trend.span.as_secs_f64()),
+            },
+            reclaim: ReclaimReport {
+                runs: reclaim.runs,
+                released_bytes: reclaim.released_bytes,
+                last: reclaim.last.map(|r| LastReclaimReport {
+                    reason: r.reason.as_str(),
+                    released_bytes: r.released_bytes,
+                    duration_seconds: r.duration.as_secs_f64(),
+                    finished_at_unix_seconds: r
+                        .finished_at
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| round4(d.as_secs_f64()))
+                        .unwrap_or(0.0),
+                }),
+            },
+            routes: ledger
+                .map(|l| {
+                    l.top(top)
+                        .into_iter()
+                        .map(|r| RouteReport {
+                            route: r.route,
+                            requests: r.requests,
+                            allocated_bytes_total: r.allocated_bytes_total,
+                            allocated_bytes_max: r.allocated_bytes_max,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Four decimals are plenty for a ratio and keep the JSON readable.
+fn round4(v: f64) -> f64 {
+    (v * 1e4).round() / 1e4
+}

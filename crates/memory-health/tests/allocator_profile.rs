@@ -1,0 +1,230 @@
+//! Allocator profiles on jemalloc: the controls each profile sets on every arena and for new
+//! ones, switching at run time, applying at monitor start-up, and what `memory-first` does to the
+//! resident set after a burst (measured in child processes, one per profile, so that no other
+//! test's allocations share the figure).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use memory_health::{AllocatorProfile, MEMORY_FIRST_DIRTY_DECAY_MS, MemoryMonitor};
+use tikv_jemalloc_ctl::raw;
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn read<T: Copy>(name: &str) -> T {
+    // SAFETY: the names below are documented jemalloc controls of type T, NUL-terminated.
+    unsafe { raw::read::<T>(name.as_bytes()) }.unwrap()
+}
+
+fn initialized_arenas() -> Vec<u32> {
+    let n: u32 = read("arenas.narenas\0");
+    (0..n)
+        .filter(|i| {
+            // SAFETY: as above.
+            unsafe { raw::read::<bool>(format!("arena.{i}.initialized\0").as_bytes()) }
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn profiles_set_every_arena_and_restore_the_start_up_values() {
+    // Threads get arenas of their own: make several exist.
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| black_box(vec![0u8; 1 << 20]));
+        }
+    });
+    let arenas = initialized_arenas();
+    assert!(arenas.len() >= 2, "arenas: {arenas:?}");
+    let startup: (bool, isize, isize) = (
+        read("opt.background_thread\0"),
+        read("opt.dirty_decay_ms\0"),
+        read("opt.muzzy_decay_ms\0"),
+    );
+
+    let report = AllocatorProfile::MemoryFirst.apply().unwrap();
+    assert_eq!(
+        AllocatorProfile::current(),
+        Some(AllocatorProfile::MemoryFirst)
+    );
+    assert!(report.background_thread);
+    assert!(report.arenas_updated as usize >= arenas.len());
+    assert!(read::<bool>("background_thread\0"));
+    assert_eq!(
+        read::<isize>("arenas.dirty_decay_ms\0"),
+        MEMORY_FIRST_DIRTY_DECAY_MS
+    );
+    assert_eq!(read::<isize>("arenas.muzzy_decay_ms\0"), 0);
+    for i in &arenas {
+        assert_eq!(
+            read::<isize>(&format!("arena.{i}.dirty_decay_ms\0")),
+            MEMORY_FIRST_DIRTY_DECAY_MS,
+            "arena {i}"
+        );
+        assert_eq!(read::<isize>(&format!("arena.{i}.muzzy_decay_ms\0")), 0);
+    }
+    // An arena created afterwards starts with the profile's decay.
+    let created: u32 = read("arenas.create\0");
+    assert_eq!(
+        read::<isize>(&format!("arena.{created}.dirty_decay_ms\0")),
+        MEMORY_FIRST_DIRTY_DECAY_MS
+    );
+
+    // At run time, back to throughput: the values jemalloc started with.
+    let report = AllocatorProfile::Throughput.apply().unwrap();
+    assert_eq!(
+        AllocatorProfile::current(),
+        Some(AllocatorProfile::Throughput)
+    );
+    assert_eq!(
+        (
+            report.background_thread,
+            report.dirty_decay_ms,
+            report.muzzy_decay_ms
+        ),
+        startup
+    );
+    assert_eq!(read::<bool>("background_thread\0"), startup.0);
+    for i in &arenas {
+        assert_eq!(
+            read::<isize>(&format!("arena.{i}.dirty_decay_ms\0")),
+            startup.1
+        );
+    }
+
+    // The monitor applies its profile when it starts.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let monitor = MemoryMonitor::builder()
+            .allocator_profile(AllocatorProfile::MemoryFirst)
+            .build()
+            .unwrap();
+        monitor.start().unwrap();
+        assert_eq!(
+            AllocatorProfile::current(),
+            Some(AllocatorProfile::MemoryFirst)
+        );
+        assert!(read::<bool>("background_thread\0"));
+        // And switches at run time through the monitor too.
+        monitor
+            .set_allocator_profile(AllocatorProfile::Throughput)
+            .unwrap();
+        assert_eq!(read::<bool>("background_thread\0"), startup.0);
+        monitor.stop();
+    });
+}
+
+const CHILD: &str = "MEMORY_HEALTH_DECAY_CHILD";
+const MIB: u64 = 1 << 20;
+
+fn rss() -> u64 {
+    memory_probe::process_memory().unwrap().rss_bytes
+}
+
+/// In the child: apply the profile, allocate and touch 256 MiB in 64 KiB blocks, free it, stay
+/// idle and report the resident set over 3 s.
+fn child(profile: &str) {
+    profile
+        .parse::<AllocatorProfile>()
+        .unwrap()
+        .apply()
+        .unwrap();
+    let base = rss();
+    let blocks: Vec<Vec<u8>> = (0..4096).map(|i| vec![i as u8; 64 << 10]).collect();
+    black_box(&blocks);
+    let peak = rss();
+    drop(blocks);
+    let freed = rss();
+    let start = Instant::now();
+    let mut at = Vec::new();
+    for second in 1..=3 {
+        std::thread::sleep(
+            Duration::from_secs(second) - start.elapsed().min(Duration::from_secs(second)),
+        );
+        at.push(rss());
+    }
+    println!(
+        "DECAY base={base} peak={peak} freed={freed} t1={} t2={} t3={}",
+        at[0], at[1], at[2]
+    );
+}
+
+fn run_child(profile: &str) -> std::collections::HashMap<String, u64> {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "memory_first_returns_a_burst_to_the_os",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, profile)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The harness prints "test <name> ... " on the same line first.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("DECAY ").map(|(_, figures)| figures))
+        .unwrap_or_else(|| {
+            panic!(
+                "child printed no figures: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    line.split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn memory_first_returns_a_burst_to_the_os() {
+    if let Ok(profile) = std::env::var(CHILD) {
+        child(&profile);
+        return;
+    }
+    let memory_first = run_child("memory-first");
+    let throughput = run_child("throughput");
+    let mib = |m: &std::collections::HashMap<String, u64>, k: &str| m[k] / MIB;
+    eprintln!(
+        "memory-first: base {} peak {} freed {} t1 {} t2 {} t3 {} MiB",
+        mib(&memory_first, "base"),
+        mib(&memory_first, "peak"),
+        mib(&memory_first, "freed"),
+        mib(&memory_first, "t1"),
+        mib(&memory_first, "t2"),
+        mib(&memory_first, "t3")
+    );
+    eprintln!(
+        "throughput:   base {} peak {} freed {} t1 {} t2 {} t3 {} MiB",
+        mib(&throughput, "base"),
+        mib(&throughput, "peak"),
+        mib(&throughput, "freed"),
+        mib(&throughput, "t1"),
+        mib(&throughput, "t2"),
+        mib(&throughput, "t3")
+    );
+    for m in [&memory_first, &throughput] {
+        assert!(
+            m["peak"] >= m["base"] + 240 * MIB,
+            "the burst was resident: {m:?}"
+        );
+    }
+    // memory-first: within 3 s of going idle, at least three quarters of the burst is back.
+    assert!(
+        memory_first["t3"] <= memory_first["base"] + 64 * MIB,
+        "memory-first kept the burst: {memory_first:?}"
+    );
+    // throughput (jemalloc's defaults): an idle process keeps it; nothing runs the decay.
+    assert!(
+        throughput["t3"] >= throughput["base"] + 192 * MIB,
+        "throughput released the burst: {throughput:?}"
+    );
+}

@@ -1,0 +1,302 @@
+//! `MemoryConfig`: every variable, its default, and every kind of bad value.
+
+use std::time::Duration;
+
+use memory_health::{AllocatorProfile, ConfigError, MemoryConfig, VARIABLES};
+
+fn invalid(var: &str, value: &str) -> ConfigError {
+    let err = MemoryConfig::from_vars([(var, value)])
+        .expect_err(&format!("{var}={value:?} should be rejected"));
+    assert_eq!(
+        err.variable(),
+        Some(VARIABLES.iter().copied().find(|v| *v == var).unwrap())
+    );
+    err
+}
+
+#[test]
+fn defaults_when_nothing_is_set() {
+    let c = MemoryConfig::from_vars(std::iter::empty::<(&str, &str)>()).unwrap();
+    assert_eq!(c, MemoryConfig::default());
+    assert!(c.monitoring_enabled);
+    assert_eq!(c.warning_threshold, 0.75);
+    assert_eq!(c.critical_threshold, 0.85);
+    assert_eq!(c.check_interval, Duration::from_secs(30));
+    assert!(c.cleanup_enabled);
+    assert_eq!(c.cleanup_interval, Duration::from_secs(300));
+    assert_eq!(c.limit_bytes, None);
+    assert_eq!(c.allocator_profile, None);
+    assert_eq!(c.profile_token, None);
+    assert_eq!(c.stream_file_threshold, 10 << 20);
+    assert_eq!(c.stream_chunk_size, 64 << 10);
+    assert!(c.compression_enabled);
+    assert_eq!(c.compression_level, None);
+    assert_eq!(c.compression_threshold, 1024);
+}
+
+#[test]
+fn every_variable_is_read() {
+    let c = MemoryConfig::from_vars([
+        ("MEMORY_MONITORING_ENABLED", "false"),
+        ("MEMORY_WARNING_THRESHOLD", "0.6"),
+        ("MEMORY_CRITICAL_THRESHOLD", "0.9"),
+        ("MEMORY_CHECK_INTERVAL", "5000"),
+        ("MEMORY_CLEANUP_ENABLED", "no"),
+        ("MEMORY_CLEANUP_INTERVAL", "60000"),
+        ("MEMORY_LIMIT_BYTES", "536870912"),
+        ("MEMORY_ALLOCATOR_PROFILE", "memory-first"),
+        ("MEMORY_PROFILE_TOKEN", "0123456789abcdef0123"),
+        ("STREAM_FILE_THRESHOLD", "1048576"),
+        ("STREAM_CHUNK_SIZE", "16384"),
+        ("COMPRESSION_ENABLED", "0"),
+        ("COMPRESSION_LEVEL", "9"),
+        ("COMPRESSION_THRESHOLD", "0"),
+        ("UNRELATED_VARIABLE", "whatever"),
+    ])
+    .unwrap();
+    assert!(!c.monitoring_enabled);
+    assert_eq!(c.warning_threshold, 0.6);
+    assert_eq!(c.critical_threshold, 0.9);
+    assert_eq!(c.check_interval, Duration::from_secs(5));
+    assert!(!c.cleanup_enabled);
+    assert_eq!(c.cleanup_interval, Duration::from_secs(60));
+    assert_eq!(c.limit_bytes, Some(512 << 20));
+    assert_eq!(c.allocator_profile, Some(AllocatorProfile::MemoryFirst));
+    assert_eq!(c.profile_token.as_deref(), Some("0123456789abcdef0123"));
+    assert_eq!(c.stream_file_threshold, 1 << 20);
+    assert_eq!(c.stream_chunk_size, 16 << 10);
+    assert!(!c.compression_enabled);
+    assert_eq!(c.compression_level, Some(9));
+    assert_eq!(c.compression_threshold, 0);
+    // The token never shows in Debug output.
+    assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    assert_eq!(VARIABLES.len(), 14);
+}
+
+#[test]
+fn booleans_accept_the_usual_spellings() {
+    for (v, expected) in [
+        ("true", true),
+        ("TRUE", true),
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        (" false ", false),
+        ("0", false),
+        ("No", false),
+        ("off", false),
+    ] {
+        let c = MemoryConfig::from_vars([("MEMORY_CLEANUP_ENABLED", v)]).unwrap();
+        assert_eq!(c.cleanup_enabled, expected, "{v:?}");
+    }
+    for var in [
+        "MEMORY_MONITORING_ENABLED",
+        "MEMORY_CLEANUP_ENABLED",
+        "COMPRESSION_ENABLED",
+    ] {
+        for bad in ["", "maybe", "2", "tru", "enabled"] {
+            let err = invalid(var, bad);
+            assert!(err.to_string().contains("true or false"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn thresholds_must_be_fractions() {
+    for var in ["MEMORY_WARNING_THRESHOLD", "MEMORY_CRITICAL_THRESHOLD"] {
+        for bad in [
+            "", "abc", "0", "-0.5", "1.01", "75", "75%", "NaN", "inf", "0.7.5",
+        ] {
+            let err = invalid(var, bad);
+            let text = err.to_string();
+            assert!(
+                text.contains(var) && text.contains(&format!("{bad:?}")),
+                "{text}"
+            );
+        }
+    }
+    let c = MemoryConfig::from_vars([
+        ("MEMORY_WARNING_THRESHOLD", "0.5"),
+        ("MEMORY_CRITICAL_THRESHOLD", "1"),
+    ])
+    .unwrap();
+    assert_eq!(c.critical_threshold, 1.0);
+}
+
+#[test]
+fn warning_must_be_below_critical() {
+    for (w, c) in [("0.9", "0.8"), ("0.85", "0.85")] {
+        let err = MemoryConfig::from_vars([
+            ("MEMORY_WARNING_THRESHOLD", w),
+            ("MEMORY_CRITICAL_THRESHOLD", c),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Conflict { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("MEMORY_WARNING_THRESHOLD") && text.contains("MEMORY_CRITICAL_THRESHOLD"),
+            "{text}"
+        );
+    }
+    // Against the other's default too.
+    let err = MemoryConfig::from_vars([("MEMORY_WARNING_THRESHOLD", "0.9")]).unwrap_err();
+    assert!(matches!(err, ConfigError::Conflict { .. }));
+    let err = MemoryConfig::from_vars([("MEMORY_CRITICAL_THRESHOLD", "0.7")]).unwrap_err();
+    assert!(matches!(err, ConfigError::Conflict { .. }));
+}
+
+#[test]
+fn intervals_are_positive_bounded_milliseconds() {
+    for (var, max) in [
+        ("MEMORY_CHECK_INTERVAL", 3_600_000u64),
+        ("MEMORY_CLEANUP_INTERVAL", 86_400_000),
+    ] {
+        for bad in [
+            "",
+            "0",
+            "-5",
+            "5s",
+            "1.5",
+            "1e3",
+            "thirty",
+            &(max + 1).to_string(),
+            "18446744073709551616",
+        ] {
+            invalid(var, bad);
+        }
+        let c = MemoryConfig::from_vars([(var, max.to_string())]).unwrap();
+        let got = if var == "MEMORY_CHECK_INTERVAL" {
+            c.check_interval
+        } else {
+            c.cleanup_interval
+        };
+        assert_eq!(got, Duration::from_millis(max));
+    }
+}
+
+#[test]
+fn sizes_are_plain_byte_counts() {
+    for bad in ["", "-1", "10MB", "1.5", "0x10", "18446744073709551616"] {
+        invalid("STREAM_FILE_THRESHOLD", bad);
+        invalid("COMPRESSION_THRESHOLD", bad);
+        invalid("MEMORY_LIMIT_BYTES", bad);
+        invalid("STREAM_CHUNK_SIZE", bad);
+    }
+    // Zero is meaningful for the thresholds (always spill, always compress), not for the rest.
+    invalid("STREAM_CHUNK_SIZE", "0");
+    invalid("STREAM_CHUNK_SIZE", "16777217");
+    invalid("MEMORY_LIMIT_BYTES", "0");
+    let c = MemoryConfig::from_vars([
+        ("STREAM_FILE_THRESHOLD", "0"),
+        ("STREAM_CHUNK_SIZE", "16777216"),
+    ])
+    .unwrap();
+    assert_eq!(c.stream_file_threshold, 0);
+    assert_eq!(c.stream_chunk_size, 16 << 20);
+}
+
+#[test]
+fn compression_level_is_zero_to_nine() {
+    for level in 0..=9u32 {
+        let c = MemoryConfig::from_vars([("COMPRESSION_LEVEL", level.to_string())]).unwrap();
+        assert_eq!(c.compression_level, Some(level));
+    }
+    for bad in ["", "10", "-1", "6.5", "best", "99999999999999999999"] {
+        invalid("COMPRESSION_LEVEL", bad);
+    }
+}
+
+#[test]
+fn allocator_profile_and_token() {
+    let c = MemoryConfig::from_vars([("MEMORY_ALLOCATOR_PROFILE", "throughput")]).unwrap();
+    assert_eq!(c.allocator_profile, Some(AllocatorProfile::Throughput));
+    for bad in ["", "fast", "memory first"] {
+        let err = invalid("MEMORY_ALLOCATOR_PROFILE", bad);
+        assert!(err.to_string().contains("memory-first"), "{err}");
+    }
+    for bad in [
+        "",
+        "short",
+        "has space inside 12345",
+        " padded-token-123456 ",
+    ] {
+        let err = invalid("MEMORY_PROFILE_TOKEN", bad);
+        let text = err.to_string();
+        // The value of a secret is never echoed back.
+        assert!(text.contains("<redacted>"), "{text}");
+        if !bad.trim().is_empty() {
+            assert!(!text.contains(bad.trim()), "{text}");
+        }
+    }
+}
+
+#[test]
+fn the_last_pair_wins_and_lookup_works() {
+    let c = MemoryConfig::from_vars([
+        ("MEMORY_CHECK_INTERVAL", "1000"),
+        ("MEMORY_CHECK_INTERVAL", "2000"),
+    ])
+    .unwrap();
+    assert_eq!(c.check_interval, Duration::from_secs(2));
+    let c = MemoryConfig::from_lookup(|name| {
+        (name == "COMPRESSION_THRESHOLD").then(|| "2048".to_string())
+    })
+    .unwrap();
+    assert_eq!(c.compression_threshold, 2048);
+}
+
+#[test]
+fn the_config_builds_a_matching_monitor() {
+    let c = MemoryConfig::from_vars([
+        ("MEMORY_WARNING_THRESHOLD", "0.6"),
+        ("MEMORY_CRITICAL_THRESHOLD", "0.7"),
+        ("MEMORY_CHECK_INTERVAL", "2500"),
+        ("MEMORY_LIMIT_BYTES", "1000000"),
+    ])
+    .unwrap();
+    let m = c.monitor_builder().build().unwrap();
+    assert_eq!(m.thresholds().warning(), 0.6);
+    assert_eq!(m.thresholds().critical(), 0.7);
+    assert_eq!(m.interval(), Duration::from_millis(2500));
+    assert_eq!(m.configured_limit(), Some(1_000_000));
+}
+
+/// `from_env` reads the real environment. Run in a child process so that setting variables
+/// cannot race other tests of this binary.
+#[test]
+fn from_env_reads_the_process_environment() {
+    if std::env::var_os("MEMORY_HEALTH_CONFIG_CHILD").is_some() {
+        match MemoryConfig::from_env() {
+            Ok(c) => println!("OK interval={}", c.check_interval.as_millis()),
+            Err(e) => println!("ERR {e}"),
+        }
+        return;
+    }
+    let run = |value: &std::ffi::OsStr| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "from_env_reads_the_process_environment",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("MEMORY_HEALTH_CONFIG_CHILD", "1")
+            .env("MEMORY_CHECK_INTERVAL", value)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let os = |b: &'static [u8]| std::ffi::OsStr::from_bytes(b);
+    assert!(run(os(b"1234")).contains("OK interval=1234"));
+    let bad = run(os(b"12s"));
+    assert!(
+        bad.contains("ERR MEMORY_CHECK_INTERVAL=\"12s\" is invalid"),
+        "{bad}"
+    );
+    let not_utf8 = run(os(b"12\xff"));
+    assert!(
+        not_utf8.contains("ERR MEMORY_CHECK_INTERVAL=") && not_utf8.contains("valid UTF-8"),
+        "{not_utf8}"
+    );
+}
