@@ -180,11 +180,16 @@ where
         if total > config.max_body_size {
             return Err(Rejection::too_large(config.max_body_size));
         }
+        // Charged up to the threshold: past it the body streams, and the frame that crossed is
+        // handed on next (so a budget the size of the threshold always suffices).
         let held = reservation.as_ref().map_or(0, Reservation::bytes);
-        let more = reserve(&config, n, held).await?;
-        match &mut reservation {
-            Some(r) => r.merge(more),
-            None => reservation = Some(more),
+        let charge = total.min(config.buffer_threshold) - held;
+        if charge > 0 {
+            let more = reserve(&config, charge, held).await?;
+            match &mut reservation {
+                Some(r) => r.merge(more),
+                None => reservation = Some(more),
+            }
         }
         frames.push_back(data);
         if total > config.buffer_threshold {

@@ -22,7 +22,7 @@ use crate::metrics::SPILLED_TOTAL;
 pub const DEFAULT_SPOOL_MEMORY_THRESHOLD: u64 = 1024 * 1024;
 
 /// Bytes written to the temporary file per blocking call.
-const WRITE_BATCH: usize = 256 * 1024;
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// Where and when a [`SpooledBody`] goes to disk. Cheap to clone.
 #[derive(Clone)]

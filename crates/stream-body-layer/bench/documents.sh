@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Small-body overhead: requests per second of POST /api/documents (a 4 KiB JSON array, buffered)
+# on the upload_server example with StreamBodyLayer (MODE=layer) against the same route without
+# it (MODE=baseline). Runs A, B, A, B, ... with a fresh server per run, server pinned to core 0,
+# wrk to core 1; reports each side's median and the median of the per-pair ratios.
+#
+#   crates/stream-body-layer/bench/documents.sh                   # 3 pairs of 10 s
+#   REPS=1 DURATION=3 crates/stream-body-layer/bench/documents.sh # quick check
+#
+# Target: layer >= 95% of baseline. Bounded: 2 * REPS wrk runs of DURATION seconds, 127.0.0.1.
+set -euo pipefail
+
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$root"
+cargo build --release -q -p stream-body-layer --features axum --example upload_server
+bin="$root/target/release/examples/upload_server"
+
+work=$(mktemp -d "$root/target/stream-body-bench.XXXXXX")
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A JSON array of small objects, 4096 bytes exactly (padded inside the last string).
+awk 'BEGIN {
+    s = "["; i = 0
+    while (length(s) < 3900) { s = s sprintf("{\"id\":%d,\"name\":\"item-%06d\",\"tags\":[\"a\",\"b\"]},", i, i); i++ }
+    pad = 4096 - length(s) - length("{\"pad\":\"\"}]")
+    p = ""; for (j = 0; j < pad; j++) p = p "x"
+    printf "%s{\"pad\":\"%s\"}]", s, p
+}' >"$work/body.json"
+[ "$(wc -c <"$work/body.json")" = 4096 ] || { echo "body is not 4096 bytes" >&2; exit 1; }
+count=$(grep -o '{' "$work/body.json" | wc -l)
+
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+LUA
+
+run() {
+    local mode=$1
+    taskset -c 0 env PORT=0 MODE="$mode" UPLOAD_DIR="$work/uploads" "$bin" >"$work/server.out" 2>/dev/null &
+    server_pid=$!
+    local addr="" i
+    for i in $(seq 100); do
+        addr=$(grep -o 'http://[0-9.:]*' "$work/server.out" 2>/dev/null || true)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
+    # The route answers as it should before it is measured.
+    local answer
+    answer=$(curl -sS --max-time 10 -H 'Content-Type: application/json' --data-binary @"$work/body.json" "$addr/api/documents")
+    [ "$answer" = "{\"received\":$count}" ] || { echo "$mode: unexpected answer $answer" >&2; exit 1; }
+    BODY_FILE="$work/body.json" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d1s -s "$work/post.lua" "$addr/api/documents" >/dev/null
+    BODY_FILE="$work/body.json" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/post.lua" "$addr/api/documents" >"$work/wrk.out"
+    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+    if grep -q "Non-2xx" "$work/wrk.out"; then echo "$mode: error responses" >&2; cat "$work/wrk.out" >&2; exit 1; fi
+    awk '/Requests\/sec/ { print $2 }' "$work/wrk.out"
+}
+
+echo "POST /api/documents, 4096-byte JSON array ($count objects), wrk -t1 -c$CONNECTIONS -d${DURATION}s, $REPS pairs"
+printf '%-4s %12s %12s %8s\n' pair baseline layer ratio
+for rep in $(seq "$REPS"); do
+    a=$(run baseline)
+    b=$(run layer)
+    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')
+    printf '%-4s %12s %12s %8s\n' "$rep" "$a" "$b" "$ratio" | tee -a "$work/results"
+done
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%s", v[int((NR + 1) / 2)] }'; }
+echo "medians: baseline $(awk '{ print $2 }' "$work/results" | median) req/s," \
+    "layer $(awk '{ print $3 }' "$work/results" | median) req/s," \
+    "ratio $(awk '{ print $4 }' "$work/results" | median) (target >= 0.95)"
