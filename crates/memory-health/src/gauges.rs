@@ -1,6 +1,5 @@
 //! The monitor's figures as `metrics` gauges and counters.
 
-use std::sync::Once;
 use std::time::UNIX_EPOCH;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
@@ -8,50 +7,196 @@ use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 use crate::allocator::AllocatorProfile;
 use crate::monitor::MemoryMonitor;
 
-/// Registers help text and units of every metric this crate emits with the installed recorder.
+/// Registers help text and units of every metric this crate emits with the installed recorder
+/// (descriptions sent before a recorder is installed are lost).
 /// [`PrometheusMetrics::install`](crate::PrometheusMetrics::install) calls it; call it yourself
-/// after installing another recorder.
+/// after installing another recorder. Calling it again is harmless.
 pub fn describe_metrics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        describe_gauge!("process_resident_memory_bytes", Unit::Bytes, "Resident memory size in bytes.");
-        describe_gauge!("process_virtual_memory_bytes", Unit::Bytes, "Virtual memory size in bytes.");
-        describe_gauge!("memory_process_peak_resident_bytes", Unit::Bytes, "Peak resident memory size since start, in bytes (VmHWM).");
-        describe_gauge!("memory_usage_bytes", Unit::Bytes, "Memory usage the pressure level is computed from: the larger of process RSS and cgroup working set.");
-        describe_gauge!("memory_limit_bytes", Unit::Bytes, "Memory limit usage is measured against: configured, else the cgroup limit, else physical memory.");
-        describe_gauge!("memory_usage_ratio", Unit::Count, "memory_usage_bytes / memory_limit_bytes.");
-        describe_gauge!("memory_pressure_level", Unit::Count, "Memory pressure: 0 normal, 1 warning, 2 critical.");
-        describe_gauge!("memory_warning_threshold_ratio", Unit::Count, "Usage ratio at which pressure becomes warning.");
-        describe_gauge!("memory_critical_threshold_ratio", Unit::Count, "Usage ratio at which pressure becomes critical.");
-        describe_gauge!("memory_allocator_allocated_bytes", Unit::Bytes, "Bytes in live allocations, as the allocator counts them.");
-        describe_gauge!("memory_allocator_active_bytes", Unit::Bytes, "Bytes in the allocator's active pages.");
-        describe_gauge!("memory_allocator_resident_bytes", Unit::Bytes, "Bytes in physically resident pages the allocator maps.");
-        describe_gauge!("memory_allocator_mapped_bytes", Unit::Bytes, "Bytes in extents the allocator has mapped.");
-        describe_gauge!("memory_allocator_retained_bytes", Unit::Bytes, "Bytes of virtual memory the allocator retains without using.");
-        describe_gauge!("memory_allocator_metadata_bytes", Unit::Bytes, "Bytes the allocator spends on its own metadata.");
-        describe_gauge!("memory_allocator_fragmentation_ratio", Unit::Count, "Allocator active / allocated - 1.");
-        describe_gauge!("memory_allocator_info", Unit::Count, "The allocator serving the heap and its profile (value 1 for the current one).");
-        describe_gauge!("memory_cgroup_usage_bytes", Unit::Bytes, "Memory charged to the container's cgroup, page cache included.");
-        describe_gauge!("memory_cgroup_working_set_bytes", Unit::Bytes, "Cgroup usage minus inactive file pages (what the kubelet evicts on).");
-        describe_gauge!("memory_cgroup_limit_bytes", Unit::Bytes, "The cgroup's hard memory limit (absent when unlimited).");
-        describe_gauge!("memory_cgroup_high_bytes", Unit::Bytes, "The cgroup's memory.high throttling limit (absent when unset).");
-        describe_counter!("memory_cgroup_oom_kills_total", Unit::Count, "OOM kills in the container's cgroup.");
-        describe_gauge!("memory_growth_rate_bytes_per_second", Unit::Bytes, "Least-squares growth rate of memory usage over the trend window.");
-        describe_gauge!("memory_growth_window_seconds", Unit::Seconds, "Time covered by the samples the growth rate is fitted to.");
-        describe_gauge!("memory_leak_suspected", Unit::Count, "1 while the growth rate has stayed above the leak threshold.");
-        describe_counter!("memory_reclaim_runs_total", Unit::Count, "Reclaim runs of the monitor's schedule.");
-        describe_counter!("memory_reclaim_failures_total", Unit::Count, "Reclaim runs that failed in the allocator.");
-        describe_counter!("memory_reclaim_released_bytes_total", Unit::Bytes, "Resident bytes released by reclaim runs.");
-        describe_gauge!("memory_reclaim_last_duration_seconds", Unit::Seconds, "Duration of the latest reclaim run.");
-        describe_gauge!("memory_reclaim_last_released_bytes", Unit::Bytes, "Resident bytes released by the latest reclaim run.");
-        describe_gauge!("memory_reclaim_last_timestamp_seconds", Unit::Seconds, "Unix time the latest reclaim run finished.");
-        describe_counter!("memory_monitor_samples_total", Unit::Count, "Memory samples taken.");
-        describe_counter!("memory_monitor_sample_errors_total", Unit::Count, "Memory samples that failed.");
-        describe_gauge!("memory_monitor_last_sample_timestamp_seconds", Unit::Seconds, "Unix time of the latest memory sample.");
-        describe_gauge!("memory_monitor_live", Unit::Count, "1 while the monitor task samples on schedule, 0 when it has stalled.");
-        describe_counter!("memory_pressure_changes_total", Unit::Count, "Changes of the memory pressure level, by the level entered.");
-        describe_counter!("memory_shed_requests_total", Unit::Count, "Requests answered 503 by PressureShedLayer, by reason.");
-    });
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident memory size in bytes."
+    );
+    describe_gauge!(
+        "process_virtual_memory_bytes",
+        Unit::Bytes,
+        "Virtual memory size in bytes."
+    );
+    describe_gauge!(
+        "memory_process_peak_resident_bytes",
+        Unit::Bytes,
+        "Peak resident memory size since start, in bytes (VmHWM)."
+    );
+    describe_gauge!(
+        "memory_usage_bytes",
+        Unit::Bytes,
+        "Memory usage the pressure level is computed from: the larger of process RSS and cgroup working set."
+    );
+    describe_gauge!(
+        "memory_limit_bytes",
+        Unit::Bytes,
+        "Memory limit usage is measured against: configured, else the cgroup limit, else physical memory."
+    );
+    describe_gauge!(
+        "memory_usage_ratio",
+        Unit::Count,
+        "memory_usage_bytes / memory_limit_bytes."
+    );
+    describe_gauge!(
+        "memory_pressure_level",
+        Unit::Count,
+        "Memory pressure: 0 normal, 1 warning, 2 critical."
+    );
+    describe_gauge!(
+        "memory_warning_threshold_ratio",
+        Unit::Count,
+        "Usage ratio at which pressure becomes warning."
+    );
+    describe_gauge!(
+        "memory_critical_threshold_ratio",
+        Unit::Count,
+        "Usage ratio at which pressure becomes critical."
+    );
+    describe_gauge!(
+        "memory_allocator_allocated_bytes",
+        Unit::Bytes,
+        "Bytes in live allocations, as the allocator counts them."
+    );
+    describe_gauge!(
+        "memory_allocator_active_bytes",
+        Unit::Bytes,
+        "Bytes in the allocator's active pages."
+    );
+    describe_gauge!(
+        "memory_allocator_resident_bytes",
+        Unit::Bytes,
+        "Bytes in physically resident pages the allocator maps."
+    );
+    describe_gauge!(
+        "memory_allocator_mapped_bytes",
+        Unit::Bytes,
+        "Bytes in extents the allocator has mapped."
+    );
+    describe_gauge!(
+        "memory_allocator_retained_bytes",
+        Unit::Bytes,
+        "Bytes of virtual memory the allocator retains without using."
+    );
+    describe_gauge!(
+        "memory_allocator_metadata_bytes",
+        Unit::Bytes,
+        "Bytes the allocator spends on its own metadata."
+    );
+    describe_gauge!(
+        "memory_allocator_fragmentation_ratio",
+        Unit::Count,
+        "Allocator active / allocated - 1."
+    );
+    describe_gauge!(
+        "memory_allocator_info",
+        Unit::Count,
+        "The allocator serving the heap and its profile (value 1 for the current one)."
+    );
+    describe_gauge!(
+        "memory_cgroup_usage_bytes",
+        Unit::Bytes,
+        "Memory charged to the container's cgroup, page cache included."
+    );
+    describe_gauge!(
+        "memory_cgroup_working_set_bytes",
+        Unit::Bytes,
+        "Cgroup usage minus inactive file pages (what the kubelet evicts on)."
+    );
+    describe_gauge!(
+        "memory_cgroup_limit_bytes",
+        Unit::Bytes,
+        "The cgroup's hard memory limit (absent when unlimited)."
+    );
+    describe_gauge!(
+        "memory_cgroup_high_bytes",
+        Unit::Bytes,
+        "The cgroup's memory.high throttling limit (absent when unset)."
+    );
+    describe_counter!(
+        "memory_cgroup_oom_kills_total",
+        Unit::Count,
+        "OOM kills in the container's cgroup."
+    );
+    describe_gauge!(
+        "memory_growth_rate_bytes_per_second",
+        Unit::Bytes,
+        "Least-squares growth rate of memory usage over the trend window."
+    );
+    describe_gauge!(
+        "memory_growth_window_seconds",
+        Unit::Seconds,
+        "Time covered by the samples the growth rate is fitted to."
+    );
+    describe_gauge!(
+        "memory_leak_suspected",
+        Unit::Count,
+        "1 while the growth rate has stayed above the leak threshold."
+    );
+    describe_counter!(
+        "memory_reclaim_runs_total",
+        Unit::Count,
+        "Reclaim runs of the monitor's schedule."
+    );
+    describe_counter!(
+        "memory_reclaim_failures_total",
+        Unit::Count,
+        "Reclaim runs that failed in the allocator."
+    );
+    describe_counter!(
+        "memory_reclaim_released_bytes_total",
+        Unit::Bytes,
+        "Resident bytes released by reclaim runs."
+    );
+    describe_gauge!(
+        "memory_reclaim_last_duration_seconds",
+        Unit::Seconds,
+        "Duration of the latest reclaim run."
+    );
+    describe_gauge!(
+        "memory_reclaim_last_released_bytes",
+        Unit::Bytes,
+        "Resident bytes released by the latest reclaim run."
+    );
+    describe_gauge!(
+        "memory_reclaim_last_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time the latest reclaim run finished."
+    );
+    describe_counter!(
+        "memory_monitor_samples_total",
+        Unit::Count,
+        "Memory samples taken."
+    );
+    describe_counter!(
+        "memory_monitor_sample_errors_total",
+        Unit::Count,
+        "Memory samples that failed."
+    );
+    describe_gauge!(
+        "memory_monitor_last_sample_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the latest memory sample."
+    );
+    describe_gauge!(
+        "memory_monitor_live",
+        Unit::Count,
+        "1 while the monitor task samples on schedule, 0 when it has stalled."
+    );
+    describe_counter!(
+        "memory_pressure_changes_total",
+        Unit::Count,
+        "Changes of the memory pressure level, by the level entered."
+    );
+    describe_counter!(
+        "memory_shed_requests_total",
+        Unit::Count,
+        "Requests answered 503 by PressureShedLayer, by reason."
+    );
 }
 
 /// Sets every gauge and counter from the monitor's latest snapshot, with the process's resident
