@@ -320,6 +320,17 @@ impl ZstdEncoder {
             ctx.set_parameter(CParameter::WindowLog(window_log))
                 .map_err(err)?;
         }
+        if size.is_none() {
+            // Streams keep their tables for their whole life: size them for memory.
+            if let Some(log) = params.stream_hash_log {
+                ctx.set_parameter(CParameter::HashLog(log.clamp(6, 30)))
+                    .map_err(err)?;
+            }
+            if let Some(log) = params.stream_chain_log {
+                ctx.set_parameter(CParameter::ChainLog(log.clamp(6, 30)))
+                    .map_err(err)?;
+            }
+        }
         ctx.set_parameter(CParameter::ChecksumFlag(params.checksum))
             .map_err(err)?;
         // The pledged size lets zstd size its window and tables to the body, and goes into the
@@ -414,7 +425,12 @@ impl BrotliEncoder {
     fn new(params: BrotliParams, size: Option<u64>) -> Self {
         use brotli::enc::encode::BrotliEncoderParameter::*;
         let mut state = Box::new(BrotliState::new(brotli::enc::StandardAlloc::default()));
-        state.set_parameter(BROTLI_PARAM_QUALITY, params.quality.min(11));
+        let quality = if size.is_some() {
+            params.quality
+        } else {
+            params.stream_quality
+        };
+        state.set_parameter(BROTLI_PARAM_QUALITY, quality.min(11));
         state.set_parameter(BROTLI_PARAM_LGWIN, params.window_for(size));
         if let Some(n) = size {
             state.set_parameter(BROTLI_PARAM_SIZE_HINT, u32::try_from(n).unwrap_or(u32::MAX));

@@ -63,11 +63,13 @@
 //!
 //! # Memory
 //!
-//! Per in-flight compressed stream, with the defaults: gzip/deflate about 370 KiB of codec
-//! state (zlib-rs, window 32 KiB, memLevel 8; only the pages a stream reaches are resident);
-//! zstd level 3 with a 1 MiB window for bodies of unknown length, and tables sized to the body
-//! when its length is known; brotli quality 4 with a 1 MiB window for streams, fitted to the
-//! body otherwise. See `BENCHMARKS.md` for measured figures.
+//! A body of known length that arrives at once is compressed in one shot and its codec state
+//! released before the response is written. What stays allocated is the state of bodies that
+//! stream (unknown length, or arriving over time). Per in-flight stream, resident, measured
+//! with 64 KiB of a JSON document fed (see `BENCHMARKS.md`): gzip/deflate about 340 KiB (zlib-rs,
+//! window 32 KiB, memLevel 8: its fixed 128 KiB hash head is most of it); zstd about 250 KiB
+//! (level 3, 256 KiB window, 32 KiB + 8 KiB tables for streams; tower-http's zstd: about
+//! 980 KiB); brotli about 0.75 MiB (quality 3 and a 256 KiB window for streams).
 //!
 //! # Runtime
 //!

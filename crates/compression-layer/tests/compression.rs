@@ -590,7 +590,7 @@ async fn pressure_transitions() {
         assert_eq!(normal_gzip.encoding(), Some("gzip"));
         // gzip header byte 8 (XFL): 0 for the default level, 4 for the fastest.
         assert_eq!(normal_gzip.body()[8], 0);
-        assert_eq!(zstd_window_log(&normal_zstd.body()), 20);
+        assert_eq!(zstd_window_log(&normal_zstd.body()), 18);
 
         signal.set(Pressure::Warning);
         let warn_gzip = fetch("gzip").await;
