@@ -48,6 +48,8 @@ LUA
 
 run() {
     local mode=$1
+    # Removed first: the new server's redirection may come after the wait loop's first look.
+    rm -f "$work/server.out"
     taskset -c 0 env PORT=0 MODE="$mode" UPLOAD_DIR="$work/uploads" "$bin" >"$work/server.out" 2>/dev/null &
     server_pid=$!
     local addr="" i

@@ -39,6 +39,8 @@ kib() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/$1/status"; }
 run_case() {
     local mode=$1 rep=$2
     mkdir -p "$work/uploads"
+    # Removed first: the new server's redirection may come after the wait loop's first look.
+    rm -f "$work/server.out"
     taskset -c 0 env PORT=0 MODE="$mode" UPLOAD_DIR="$work/uploads" "$bin" >"$work/server.out" 2>/dev/null &
     server_pid=$!
     local addr="" i

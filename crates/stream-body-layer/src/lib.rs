@@ -14,8 +14,9 @@
 //!   end, error, disconnect, panic, future dropped.
 //! - **Large or unknown length**: the handler gets a streaming body in frames of at most
 //!   `chunk_size` (64 KiB), cut with [`Bytes::split_to`](bytes::Bytes::split_to), never copied.
-//!   A body of unknown length is read up to the threshold first: if it ends there it is small
-//!   after all; if not, the frames already read are chained in front of the rest.
+//!   A body of unknown length is read up to the threshold first, charged to the budget as it
+//!   comes: if it ends there it is small after all; if not, the frames already read are chained
+//!   in front of the rest and their bytes go back to the budget as the handler takes them.
 //! - **Slow**: no data for `idle_timeout` (30 s), or an average under `min_rate` (240 B/s) once
 //!   5 s of waiting on the client have passed: 408.
 //!

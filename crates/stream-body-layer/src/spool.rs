@@ -226,7 +226,10 @@ impl SpoolError {
 /// use tokio::io::AsyncReadExt;
 ///
 /// let dir = tempfile::tempdir()?;
-/// let config = SpoolConfig::builder(dir.path()).memory_threshold(4).build()?;
+/// let config = SpoolConfig::builder(dir.path())
+///     .memory_threshold(4)
+///     .allow_tmpfs(true) // in case the system temporary directory is one
+///     .build()?;
 /// let body = SpooledBody::from_body(Full::new(bytes::Bytes::from("hello, disk")), &config).await?;
 /// assert!(body.is_spilled());
 /// let mut text = String::new();
@@ -542,6 +545,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = SpoolConfig::builder(dir.path())
             .memory_threshold(1000)
+            .allow_tmpfs(true) // the mechanics, not the policy: any temp dir will do
             .build()
             .unwrap();
         let small = SpooledBody::from_body(Full::new(Bytes::from(vec![7u8; 1000])), &config)
@@ -586,6 +590,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = SpoolConfig::builder(dir.path())
             .memory_threshold(0)
+            .allow_tmpfs(true)
             .build()
             .unwrap();
         let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
@@ -606,6 +611,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = SpoolConfig::builder(dir.path())
             .memory_threshold(10)
+            .allow_tmpfs(true)
             .build()
             .unwrap();
         let spilled = SpooledBody::from_body(Full::new(Bytes::from("0123456789abc")), &config)
@@ -692,7 +698,10 @@ mod tests {
     async fn buf_read_over_memory() {
         use tokio::io::AsyncBufReadExt;
         let dir = tempfile::tempdir().unwrap();
-        let config = SpoolConfig::new(dir.path()).unwrap();
+        let config = SpoolConfig::builder(dir.path())
+            .allow_tmpfs(true)
+            .build()
+            .unwrap();
         let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
             Ok(http_body::Frame::data(Bytes::from("line one\nline "))),
             Ok(http_body::Frame::data(Bytes::from("two\n"))),

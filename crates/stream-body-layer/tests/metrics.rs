@@ -100,7 +100,7 @@ fn buffered_bytes_spills_and_rejections_are_recorded() {
             assert_eq!(counter(&snapshotter, REJECTED_TOTAL, None), 0);
 
             // A spooled body that goes to disk.
-            let dir = tempfile::tempdir().unwrap();
+            let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
             let config = SpoolConfig::builder(dir.path())
                 .memory_threshold(10)
                 .build()
