@@ -14,6 +14,32 @@ use crate::spool::{SpoolConfig, SpoolError, SpooledBody};
 /// it under the budget), a streaming one goes straight to a temporary file in the layer's
 /// [`SpoolConfig`] directory, so memory stays at one frame per request. Without the layer the
 /// configuration's memory threshold applies.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{Router, extract::DefaultBodyLimit, routing::post};
+/// use stream_body_layer::{SpoolConfig, SpoolError, SpooledBody, StreamBodyLayer};
+///
+/// async fn upload(body: SpooledBody) -> Result<String, SpoolError> {
+///     let bytes = body.len();
+///     body.persist(std::env::temp_dir().join("latest-upload")).await?;
+///     Ok(format!("{bytes} bytes"))
+/// }
+///
+/// # let uploads = tempfile::tempdir()?;
+/// # let spool = SpoolConfig::builder(uploads.path()).allow_tmpfs(true).build()?;
+/// let layer = StreamBodyLayer::new()
+///     .max_body_size(1 << 30)
+///     .buffer_threshold(10 << 20)
+///     .spool(spool); // e.g. SpoolConfig::new("/srv/uploads")?
+/// let app: Router = Router::new()
+///     .route("/api/uploads", post(upload))
+///     // Collecting extractors (`Json`, `Bytes`) take no more than the layer buffers.
+///     .layer(DefaultBodyLimit::max(10 << 20))
+///     .layer(layer);
+/// # let _ = app;
+/// # Ok(()) }
+/// ```
 impl<S: Send + Sync> FromRequest<S> for SpooledBody {
     type Rejection = SpoolError;
 
