@@ -67,14 +67,15 @@ run() {
     BODY_FILE="$work/body.json" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$work/post.lua" "$addr/api/documents" >"$work/wrk.out"
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
     if grep -q "Non-2xx" "$work/wrk.out"; then echo "$mode: error responses" >&2; cat "$work/wrk.out" >&2; exit 1; fi
-    awk '/Requests\/sec/ { print $2 }' "$work/wrk.out"
+    awk '/Requests\/sec/ { print $2 }' "$work/wrk.out" >"$work/rps"
 }
 
 echo "POST /api/documents, 4096-byte JSON array ($count objects), wrk -t1 -c$CONNECTIONS -d${DURATION}s, $REPS pairs"
 printf '%-4s %12s %12s %8s\n' pair baseline layer ratio
 for rep in $(seq "$REPS"); do
-    a=$(run baseline)
-    b=$(run layer)
+    # Called directly, not in $(...): a subshell would hide server_pid from the cleanup trap.
+    run baseline; a=$(cat "$work/rps")
+    run layer; b=$(cat "$work/rps")
     ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')
     printf '%-4s %12s %12s %8s\n' "$rep" "$a" "$b" "$ratio" | tee -a "$work/results"
 done
