@@ -9,7 +9,7 @@ use crate::monitor::MemoryMonitor;
 
 /// Registers help text and units of every metric this crate emits with the installed recorder
 /// (descriptions sent before a recorder is installed are lost).
-/// [`PrometheusMetrics::install`](crate::PrometheusMetrics::install) calls it; call it yourself
+/// `PrometheusMetrics::install` (feature `prometheus`) calls it; call it yourself
 /// after installing another recorder. Calling it again is harmless.
 pub fn describe_metrics() {
     describe_gauge!(

@@ -18,7 +18,7 @@ use crate::service::HealthService;
 /// | `GET {prefix}/health` | JSON report; 200 when healthy or warning, 503 when critical |
 /// | `GET {prefix}/health/live` | 200 while the monitor samples on schedule, 503 when it stalled |
 /// | `GET {prefix}/health/ready` | 200; 503 under critical pressure or while draining |
-/// | `GET {prefix}/metrics` | Prometheus text (when [`metrics`](Self::metrics) is set) |
+/// | `GET {prefix}/metrics` | Prometheus text (when a recorder is set with `metrics`, feature `prometheus`) |
 /// | `GET {prefix}/debug/pprof/heap` | gzipped pprof heap profile (feature `heap-profile`), bearer token only |
 ///
 /// The service is always ready: a request that passes through waits for the inner service's

@@ -4,7 +4,7 @@
 //! - [`MemoryMonitor`] samples the process every `interval` (default 30 s) through a
 //!   [`SampleSource`] ([`ProbeSource`] reads `/proc`, the cgroup and the allocator), measures
 //!   usage (the larger of RSS and cgroup working set) against a limit (configured, else the
-//!   cgroup's effective limit, else physical memory), publishes [`Pressure`](memory_probe::Pressure)
+//!   cgroup's effective limit, else physical memory), publishes [`Pressure`]
 //!   with hysteresis, fits the growth trend and warns about leaks, and reclaims freed memory on
 //!   entering `Critical` and every `reclaim_interval`.
 //! - [`HealthLayer`] serves `/health`, `/health/live`, `/health/ready`, `/metrics` and (feature
@@ -54,7 +54,7 @@
 //! - `jemalloc`: [`AllocatorProfile`] and jemalloc statistics and purge in `memory-probe`; the
 //!   program installs `tikv_jemallocator::Jemalloc` as its global allocator.
 //! - `heap-profile`: jemalloc built with profiling, `/debug/pprof/heap` and
-//!   [`write_heap_profile`]; the program starts jemalloc with `prof:true`.
+//!   `write_heap_profile`; the program starts jemalloc with `prof:true`.
 
 mod allocator;
 mod body;

@@ -300,6 +300,7 @@ async fn a_steady_45_mb_per_hour_leak_is_reported_within_ten_percent() {
     assert!(s.leak_suspected);
     // Needs half a window of data (15 min) and then 10 min above the bound.
     let at = leak_seen_at.unwrap();
+    eprintln!("a 45 MB/h leak is reported as {rate:.0} B/h; flagged after {at} min");
     assert!((24.0..=30.0).contains(&at), "leak flagged after {at} min");
 }
 
