@@ -2,17 +2,18 @@
 //! every poll (`Measure`).
 //!
 //! Why the split: the response future and then the response body are the only writers of the
-//! request's own counters, one after the other, so they keep them in plain fields and publish
-//! them with relaxed stores (no read-modify-write on the hot path). Work charged through
+//! request's own counters, one after the other, so they update them with a relaxed load and store
+//! (no read-modify-write on the hot path). Work charged through
 //! [`RequestMemory::instrument`](crate::RequestMemory::instrument) runs concurrently on other
 //! threads and adds to separate atomic counters. Readers sum both.
 
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Waker};
-use std::time::Instant;
+use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
@@ -34,10 +35,13 @@ pub(crate) const FINISHED: u8 = 3;
 /// work and the pressure registry.
 pub(crate) struct Account {
     pub(crate) config: Arc<Config>,
-    // Written only by the owner (response future, then body), with plain stores.
-    own_allocated: AtomicU64,
-    own_deallocated: AtomicU64,
-    own_handed_off: AtomicU64,
+    // Written only by the owner (response future, then body).
+    own_allocated: Owned,
+    own_deallocated: Owned,
+    own_handed_off: Owned,
+    peak: AtomicI64,
+    polls: Owned,
+    body_bytes: Owned,
     // Added to by instrumented work from any thread.
     extra_allocated: AtomicU64,
     extra_deallocated: AtomicU64,
@@ -51,7 +55,26 @@ pub(crate) struct Account {
     pub(crate) method: Method,
     pub(crate) route: Route,
     pub(crate) path: PathAndQuery,
-    pub(crate) start: Instant,
+    /// When the call started; `None` when nothing would read the duration (no `on_report`, and
+    /// no subscriber listening to this crate's events), which saves two clock reads.
+    pub(crate) start: Option<quanta::Instant>,
+}
+
+/// A counter that only the owner writes: a relaxed load and store, which compile to plain moves,
+/// where a `fetch_add` would lock the bus. Anyone may read it.
+#[derive(Default)]
+struct Owned(AtomicU64);
+
+impl Owned {
+    #[inline(always)]
+    fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    #[inline(always)]
+    fn add(&self, n: u64) {
+        self.0.store(self.get().wrapping_add(n), Relaxed);
+    }
 }
 
 impl Account {
@@ -63,9 +86,12 @@ impl Account {
     ) -> Account {
         Account {
             config: Arc::clone(config),
-            own_allocated: AtomicU64::new(0),
-            own_deallocated: AtomicU64::new(0),
-            own_handed_off: AtomicU64::new(0),
+            own_allocated: Owned::default(),
+            own_deallocated: Owned::default(),
+            own_handed_off: Owned::default(),
+            peak: AtomicI64::new(i64::MIN),
+            polls: Owned::default(),
+            body_bytes: Owned::default(),
             extra_allocated: AtomicU64::new(0),
             extra_deallocated: AtomicU64::new(0),
             extra_peak: AtomicI64::new(i64::MIN),
@@ -80,27 +106,33 @@ impl Account {
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
-            start: Instant::now(),
+            start: (config.on_report.is_some()
+                || tracing::enabled!(target: "memory_interceptor", tracing::Level::WARN))
+            .then(quanta::Instant::now),
         }
     }
 
+    #[inline]
     pub(crate) fn allocated(&self) -> u64 {
         self.own_allocated
-            .load(Relaxed)
+            .get()
             .wrapping_add(self.extra_allocated.load(Relaxed))
     }
 
+    #[inline]
     pub(crate) fn deallocated(&self) -> u64 {
         self.own_deallocated
-            .load(Relaxed)
+            .get()
             .wrapping_add(self.extra_deallocated.load(Relaxed))
     }
 
+    #[inline]
     pub(crate) fn handed_off(&self) -> u64 {
-        self.own_handed_off.load(Relaxed)
+        self.own_handed_off.get()
     }
 
     /// Bytes the request holds now, as last published.
+    #[inline]
     pub(crate) fn held(&self) -> i64 {
         self.allocated()
             .wrapping_sub(self.deallocated())
@@ -170,8 +202,8 @@ pub(crate) fn in_progress(account: &Account) -> Option<AllocCounters> {
     ptr::eq(current.account, account).then(|| thread_counters().since(current.start))
 }
 
-/// Measures one section (a poll or a drop) for the owner. The counters are charged when the guard
-/// drops, which also happens when the section panics: the owner then knows it panicked.
+/// Measures one section (a poll or a drop) for the owner. [`Measure::end`] charges it; if the
+/// section unwinds instead, the guard's drop charges it and marks the request as panicked.
 pub(crate) struct Measure<'a> {
     tracker: &'a mut Tracker,
     start: AllocCounters,
@@ -192,21 +224,30 @@ impl<'a> Measure<'a> {
             previous,
         }
     }
+
+    /// Charges the section; returns whether it left the request holding more than before.
+    #[inline]
+    pub(crate) fn end(self) -> bool {
+        // No drop on the normal path: the drop is the unwinding path.
+        let mut this = ManuallyDrop::new(self);
+        this.charge()
+    }
+
+    #[inline(always)]
+    fn charge(&mut self) -> bool {
+        let delta = thread_counters().since(self.start);
+        CURRENT.set(self.previous);
+        let account = &*self.tracker.account;
+        account.own_allocated.add(delta.allocated);
+        account.own_deallocated.add(delta.deallocated);
+        delta.allocated > delta.deallocated
+    }
 }
 
 impl Drop for Measure<'_> {
-    #[inline]
     fn drop(&mut self) {
-        let delta = thread_counters().since(self.start);
-        CURRENT.set(self.previous);
-        let t = &mut *self.tracker;
-        t.allocated = t.allocated.wrapping_add(delta.allocated);
-        t.deallocated = t.deallocated.wrapping_add(delta.deallocated);
-        t.account.own_allocated.store(t.allocated, Relaxed);
-        t.account.own_deallocated.store(t.deallocated, Relaxed);
-        if std::thread::panicking() {
-            t.panicked = true;
-        }
+        self.charge();
+        self.tracker.panicked = true;
     }
 }
 
@@ -245,18 +286,15 @@ impl Drop for ExtraMeasure<'_> {
     }
 }
 
-/// The owner's side of the account: its counters in plain fields, handed from the response future
-/// to the response body.
+/// The owner's side of the account, handed from the response future to the response body. Kept
+/// small: it travels inside the response.
 pub(crate) struct Tracker {
     pub(crate) account: Arc<Account>,
-    allocated: u64,
-    deallocated: u64,
-    handed_off: u64,
-    peak: i64,
-    polls: u64,
-    body_bytes: u64,
     /// The waker last published to the account (only kept when aborts can come from elsewhere).
     waker: Option<Waker>,
+    // Copied from the configuration so that a poll reads no further than the account.
+    quota: i64,
+    external_aborts: bool,
     pub(crate) panicked: bool,
     pub(crate) status: Option<StatusCode>,
 }
@@ -270,15 +308,16 @@ pub(crate) enum Verdict {
 
 impl Tracker {
     pub(crate) fn new(account: Arc<Account>) -> Tracker {
+        let config = &account.config;
+        let external_aborts = config.external_aborts;
+        let quota = config
+            .max_request_memory
+            .map_or(i64::MAX, |q| q.min(i64::MAX as u64) as i64);
         Tracker {
             account,
-            allocated: 0,
-            deallocated: 0,
-            handed_off: 0,
-            peak: i64::MIN,
-            polls: 0,
-            body_bytes: 0,
             waker: None,
+            quota,
+            external_aborts,
             panicked: false,
             status: None,
         }
@@ -288,7 +327,7 @@ impl Tracker {
     /// and tells whether such an abort is pending.
     #[inline]
     pub(crate) fn before_poll(&mut self, cx: &Context<'_>) -> Verdict {
-        if self.account.config.external_aborts {
+        if self.external_aborts {
             if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 let waker = cx.waker().clone();
                 *self.account.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
@@ -303,29 +342,31 @@ impl Tracker {
         Verdict::Continue
     }
 
-    /// After a poll (or the call): counts it, updates the peak, checks the quota.
+    /// After a poll (or the call, or a drop): counts it, and when the section left the request
+    /// holding more (`grew`), updates the peak and checks the quota. A section that did not grow
+    /// the request cannot set a new peak or cross the quota (instrumented work checks its own).
     #[inline]
-    pub(crate) fn after_poll(&mut self, count_poll: bool) -> Verdict {
-        self.polls += u64::from(count_poll);
-        let held = self.held();
-        if held > self.peak {
-            self.peak = held;
+    pub(crate) fn after_poll(&mut self, grew: bool, count_poll: bool) -> Verdict {
+        let a = &*self.account;
+        a.polls.add(u64::from(count_poll));
+        if !grew {
+            return Verdict::Continue;
         }
-        match self.account.config.max_request_memory {
-            Some(quota) if held > quota as i64 => Verdict::Abort(AbortReason::Quota),
-            _ => Verdict::Continue,
+        let held = a.held();
+        if held > a.peak.load(Relaxed) {
+            a.peak.store(held, Relaxed);
+        }
+        if held > self.quota {
+            Verdict::Abort(AbortReason::Quota)
+        } else {
+            Verdict::Continue
         }
     }
 
-    /// Bytes held now: own counters as measured, instrumented work as published.
+    /// Bytes held now.
     #[inline]
     pub(crate) fn held(&self) -> i64 {
-        let a = &self.account;
-        self.allocated
-            .wrapping_add(a.extra_allocated.load(Relaxed))
-            .wrapping_sub(self.deallocated)
-            .wrapping_sub(a.extra_deallocated.load(Relaxed))
-            .wrapping_sub(self.handed_off) as i64
+        self.account.held()
     }
 
     /// A data frame of `len` bytes went to the server, which frees it outside any poll of this
@@ -333,16 +374,15 @@ impl Tracker {
     /// shared memory do not hide the request's own allocations).
     #[inline]
     pub(crate) fn handed_off(&mut self, len: usize) {
+        let a = &*self.account;
         let len = len as u64;
-        self.body_bytes += len;
-        let credit = len.min(self.held().max(0) as u64);
-        if credit > 0 {
-            self.handed_off += credit;
-            self.account.own_handed_off.store(self.handed_off, Relaxed);
-        }
+        a.body_bytes.add(len);
+        let credit = len.min(a.held().max(0) as u64);
+        a.own_handed_off.add(credit);
     }
 
     /// Emits the request's one report.
+    #[inline(never)]
     pub(crate) fn finish(self, outcome: Outcome) {
         let account = &self.account;
         match outcome {
@@ -359,14 +399,15 @@ impl Tracker {
         if let Some(pressure) = &config.pressure {
             pressure.deregister(account.registry_key);
         }
-        let extra_allocated = account.extra_allocated.load(Relaxed);
-        let extra_deallocated = account.extra_deallocated.load(Relaxed);
-        let allocated = self.allocated.wrapping_add(extra_allocated);
-        let deallocated = self.deallocated.wrapping_add(extra_deallocated);
-        let net = allocated
-            .wrapping_sub(deallocated)
-            .wrapping_sub(self.handed_off) as i64;
-        let peak_net = self.peak.max(account.extra_peak.load(Relaxed)).max(net);
+        let allocated = account.allocated();
+        let deallocated = account.deallocated();
+        let handed_off = account.handed_off();
+        let net = allocated.wrapping_sub(deallocated).wrapping_sub(handed_off) as i64;
+        let peak_net = account
+            .peak
+            .load(Relaxed)
+            .max(account.extra_peak.load(Relaxed))
+            .max(net);
         let report = MemoryReport {
             method: account.method.clone(),
             route: account.route(),
@@ -375,12 +416,14 @@ impl Tracker {
             outcome,
             allocated,
             deallocated,
-            handed_off: self.handed_off,
+            handed_off,
             net,
             peak_net,
-            polls: self.polls,
-            body_bytes: self.body_bytes,
-            duration: account.start.elapsed(),
+            polls: account.polls.get(),
+            body_bytes: account.body_bytes.get(),
+            duration: account.start.map_or(Duration::ZERO, |start| {
+                quanta::Instant::now().saturating_duration_since(start)
+            }),
             heavy: allocated >= config.heavy_threshold,
         };
         crate::report::emit(config, &report);

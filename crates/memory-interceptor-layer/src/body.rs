@@ -45,11 +45,10 @@ pin_project! {
             let mut this = this.project();
             if let Some(mut tracker) = this.tracker.take() {
                 let ended = *this.ended;
-                {
-                    let _measure = Measure::start(&mut tracker);
-                    this.kind.set(Kind::Done);
-                }
-                tracker.after_poll(false);
+                let measure = Measure::start(&mut tracker);
+                this.kind.set(Kind::Done);
+                let grew = measure.end();
+                tracker.after_poll(grew, false);
                 tracker.finish(if ended { Outcome::Completed } else { Outcome::BodyDropped });
             }
         }
@@ -118,13 +117,12 @@ where
             ))));
         }
 
-        let poll = {
-            let _measure = Measure::start(tracker);
-            body.poll_frame(cx)
-        };
+        let measure = Measure::start(tracker);
+        let poll = body.poll_frame(cx);
+        let grew = measure.end();
         match poll {
             Poll::Pending => {
-                if let Verdict::Abort(reason) = tracker.after_poll(true) {
+                if let Verdict::Abort(reason) = tracker.after_poll(grew, true) {
                     let tracker = this.tracker.take().expect("tracker present");
                     return Poll::Ready(Some(Err(abort::<B, B::Data>(
                         this.kind, tracker, reason, None,
@@ -136,25 +134,29 @@ where
                 if let Some(data) = frame.data_ref() {
                     tracker.handed_off(data.remaining());
                 }
-                if let Verdict::Abort(reason) = tracker.after_poll(true) {
+                if let Verdict::Abort(reason) = tracker.after_poll(grew, true) {
                     let tracker = this.tracker.take().expect("tracker present");
                     return Poll::Ready(Some(Err(abort(this.kind, tracker, reason, Some(frame)))));
                 }
                 if let KindProj::Inner { body } = this.kind.as_mut().project()
                     && body.is_end_stream()
                 {
+                    // The last frame: end now rather than at the next poll or the drop (a server
+                    // may do neither soon), so the body's memory goes and the report comes.
                     *this.ended = true;
+                    let tracker = this.tracker.take().expect("tracker present");
+                    end(this.kind, tracker, Outcome::Completed);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
-                tracker.after_poll(true);
+                tracker.after_poll(grew, true);
                 let tracker = this.tracker.take().expect("tracker present");
                 end(this.kind, tracker, Outcome::Failed);
                 Poll::Ready(Some(Err(error.into())))
             }
             Poll::Ready(None) => {
-                tracker.after_poll(true);
+                tracker.after_poll(grew, true);
                 *this.ended = true;
                 let tracker = this.tracker.take().expect("tracker present");
                 end(this.kind, tracker, Outcome::Completed);
@@ -183,18 +185,20 @@ where
 }
 
 /// Drops the inner body under measurement and emits the report.
+#[inline(never)]
 fn end<B>(kind: Pin<&mut Kind<B>>, mut tracker: Tracker, outcome: Outcome) {
-    {
-        let _measure = Measure::start(&mut tracker);
-        let mut kind = kind;
-        kind.set(Kind::Done);
-    }
-    tracker.after_poll(false);
+    let measure = Measure::start(&mut tracker);
+    let mut kind = kind;
+    kind.set(Kind::Done);
+    let grew = measure.end();
+    tracker.after_poll(grew, false);
     tracker.finish(outcome);
 }
 
 /// Ends a streaming body early: drops it (and the frame in hand) under measurement, emits the
 /// report and returns the error the body ends with.
+#[cold]
+#[inline(never)]
 fn abort<B, D>(
     kind: Pin<&mut Kind<B>>,
     mut tracker: Tracker,
@@ -202,13 +206,12 @@ fn abort<B, D>(
     frame: Option<Frame<D>>,
 ) -> BoxError {
     let held = tracker.held();
-    {
-        let _measure = Measure::start(&mut tracker);
-        let mut kind = kind;
-        kind.set(Kind::Done);
-        drop(frame);
-    }
-    tracker.after_poll(false);
+    let measure = Measure::start(&mut tracker);
+    let mut kind = kind;
+    kind.set(Kind::Done);
+    drop(frame);
+    let grew = measure.end();
+    tracker.after_poll(grew, false);
     let error = AbortError::new(reason, held, tracker.account.config.max_request_memory);
     tracker.finish(Outcome::Aborted(reason));
     Box::new(error)

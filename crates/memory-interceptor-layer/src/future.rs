@@ -35,11 +35,10 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if let Some(mut tracker) = this.tracker.take() {
-                {
-                    // Dropping the handler's future frees what it holds: charge that too.
-                    let _measure = Measure::start(&mut tracker);
-                    this.state.set(State::Done);
-                }
+                // Dropping the handler's future frees what it holds: charge that too.
+                let measure = Measure::start(&mut tracker);
+                this.state.set(State::Done);
+                measure.end();
                 let outcome = if tracker.panicked { Outcome::Panicked } else { Outcome::Cancelled };
                 tracker.finish(outcome);
             }
@@ -84,22 +83,22 @@ where
             return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
         }
 
-        let poll = {
-            let _measure = Measure::start(tracker);
-            let StateProj::Running { future } = this.state.as_mut().project() else {
-                panic!("ResponseFuture polled after completion");
-            };
-            let poll = future.poll(cx);
-            if poll.is_ready() {
-                // The handler's future is done: drop it now, measured, so what it freed is
-                // charged to the request.
-                this.state.set(State::Done);
-            }
-            poll
+        // Written so that the result is not moved across a scope: it can be a large value, and a
+        // move per poll would cost more than the measurement itself.
+        let measure = Measure::start(tracker);
+        let StateProj::Running { future } = this.state.as_mut().project() else {
+            panic!("ResponseFuture polled after completion");
         };
+        let poll = future.poll(cx);
+        if poll.is_ready() {
+            // The handler's future is done: drop it now, measured, so what it freed is charged
+            // to the request.
+            this.state.set(State::Done);
+        }
+        let grew = measure.end();
         match poll {
             Poll::Pending => {
-                if let Verdict::Abort(reason) = tracker.after_poll(true) {
+                if let Verdict::Abort(reason) = tracker.after_poll(grew, true) {
                     let tracker = this.tracker.take().expect("tracker present");
                     return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
                 }
@@ -107,7 +106,7 @@ where
             }
             Poll::Ready(result) => {
                 let tracker = this.tracker.take().expect("tracker present");
-                finish_ready(tracker, this.state, result)
+                finish_ready(tracker, grew, this.state, result)
             }
         }
     }
@@ -115,6 +114,7 @@ where
 
 fn finish_ready<F, B, E>(
     mut tracker: Tracker,
+    grew: bool,
     state: Pin<&mut State<F>>,
     result: Result<Response<B>, E>,
 ) -> Poll<Result<Response<MeteredBody<B>>, E>>
@@ -125,7 +125,7 @@ where
     match result {
         Ok(response) => {
             tracker.status = Some(response.status());
-            if let Verdict::Abort(reason) = tracker.after_poll(true) {
+            if let Verdict::Abort(reason) = tracker.after_poll(grew, true) {
                 // The response itself may be what holds the memory (a buffered body): drop it.
                 return Poll::Ready(Ok(abort(state, tracker, reason, Some(response))));
             }
@@ -140,7 +140,7 @@ where
             ))
         }
         Err(error) => {
-            tracker.after_poll(true);
+            tracker.after_poll(grew, true);
             tracker.finish(Outcome::Failed);
             Poll::Ready(Err(error))
         }
@@ -149,6 +149,8 @@ where
 
 /// Drops the handler's future (and its response, if it made one) under measurement, emits the
 /// report and builds the 503.
+#[cold]
+#[inline(never)]
 fn abort<F, B>(
     state: Pin<&mut State<F>>,
     mut tracker: Tracker,
@@ -160,13 +162,12 @@ where
     B::Data: From<Bytes>,
 {
     let held = tracker.held();
-    {
-        let _measure = Measure::start(&mut tracker);
-        let mut state = state;
-        state.set(State::Done);
-        drop(response);
-    }
-    tracker.after_poll(false);
+    let measure = Measure::start(&mut tracker);
+    let mut state = state;
+    state.set(State::Done);
+    drop(response);
+    let grew = measure.end();
+    tracker.after_poll(grew, false);
     tracker.status = Some(StatusCode::SERVICE_UNAVAILABLE);
     let config = std::sync::Arc::clone(&tracker.account.config);
     let error = AbortError::new(reason, held, config.max_request_memory);

@@ -75,6 +75,8 @@ impl Default for MemoryInterceptorLayer {
 impl MemoryInterceptorLayer {
     /// A layer with the defaults.
     pub fn new() -> Self {
+        // The clock calibrates itself on first use (under a millisecond here): not on a request.
+        let _ = quanta::Instant::now();
         metrics::describe_histogram!(
             ALLOCATED_METRIC,
             metrics::Unit::Bytes,

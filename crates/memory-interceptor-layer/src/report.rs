@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode};
-use metrics::{Label, SharedString};
+use std::cell::RefCell;
+
+use metrics::{Histogram, Label, SharedString};
 
 use crate::layer::Config;
 
@@ -222,7 +224,9 @@ pub struct MemoryReport {
     pub polls: u64,
     /// Response body data bytes handed to the server.
     pub body_bytes: u64,
-    /// From the call of the service to the end of the request.
+    /// From the call of the service to the end of the request. (Zero only when nothing could
+    /// read it: no `on_report` and no `tracing` subscriber for this crate's events at the start
+    /// of the request; the clock is then not read.)
     pub duration: Duration,
     /// Whether `allocated` reached the heavy threshold.
     pub heavy: bool,
@@ -265,7 +269,91 @@ static STATUS_DIGITS: [u8; 2700] = status_digits();
 pub(crate) fn status_label(status: Option<StatusCode>) -> &'static str {
     let Some(status) = status else { return "none" };
     let i = (status.as_u16() as usize - 100) * 3;
-    std::str::from_utf8(&STATUS_DIGITS[i..i + 3]).unwrap_or("none")
+    let digits = &STATUS_DIGITS[i..i + 3];
+    debug_assert!(digits.is_ascii());
+    // SAFETY: `status_digits` writes only ASCII digits, which are valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(digits) }
+}
+
+fn labels(method: &'static str, route: &Route, status: &'static str) -> Vec<Label> {
+    vec![
+        Label::from_static_parts("method", method),
+        Label::new("route", route.label()),
+        Label::from_static_parts("status", status),
+    ]
+}
+
+/// Registered histogram handles for one label set under one recorder.
+struct Handles {
+    recorder: *const (),
+    method: &'static str,
+    status: &'static str,
+    route: Route,
+    allocated: Histogram,
+    net: Histogram,
+}
+
+const HANDLE_SLOTS: usize = 32;
+
+thread_local! {
+    // Building a metric key per call (a label vector, sorted and hashed, then a registry lookup)
+    // costs more than everything else the layer does per request; the handles are what the
+    // `metrics` docs recommend keeping. Per thread (no lock), bounded, keyed by the recorder too so
+    // a recorder installed later gets its own handles.
+    static HANDLES: RefCell<Vec<Handles>> = const { RefCell::new(Vec::new()) };
+}
+
+fn record_histograms(
+    method: &'static str,
+    route: &Route,
+    status: &'static str,
+    allocated: f64,
+    net: f64,
+) {
+    let recorder = metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const ());
+    let register = || Handles {
+        recorder,
+        method,
+        status,
+        route: route.clone(),
+        allocated: metrics::histogram!(ALLOCATED_METRIC, labels(method, route, status)),
+        net: metrics::histogram!(NET_METRIC, labels(method, route, status)),
+    };
+    let cached = HANDLES.try_with(|cell| {
+        let Ok(mut cache) = cell.try_borrow_mut() else {
+            return false;
+        };
+        let hit = cache.iter().position(|h| {
+            std::ptr::eq(h.recorder, recorder)
+                && std::ptr::eq(h.method, method)
+                && std::ptr::eq(h.status, status)
+                && h.route == *route
+        });
+        let index = match hit {
+            // One step toward the front: hot label sets stay near it.
+            Some(i) if i > 0 => {
+                cache.swap(i, i - 1);
+                i - 1
+            }
+            Some(i) => i,
+            None => {
+                if cache.len() == HANDLE_SLOTS {
+                    cache.pop();
+                }
+                cache.push(register());
+                cache.len() - 1
+            }
+        };
+        cache[index].allocated.record(allocated);
+        cache[index].net.record(net);
+        true
+    });
+    if cached != Ok(true) {
+        // Thread being torn down: register afresh.
+        let handles = register();
+        handles.allocated.record(allocated);
+        handles.net.record(net);
+    }
 }
 
 /// Sends the report everywhere it is configured to go.
@@ -273,18 +361,15 @@ pub(crate) fn emit(config: &Config, report: &MemoryReport) {
     let status = status_label(report.status);
     if config.metrics {
         let method = method_label(&report.method);
-        let route = report.route.label();
-        let labels = || {
-            vec![
-                Label::from_static_parts("method", method),
-                Label::new("route", route.clone()),
-                Label::from_static_parts("status", status),
-            ]
-        };
-        metrics::histogram!(ALLOCATED_METRIC, labels()).record(report.allocated as f64);
-        metrics::histogram!(NET_METRIC, labels()).record(report.net as f64);
+        record_histograms(
+            method,
+            &report.route,
+            status,
+            report.allocated as f64,
+            report.net as f64,
+        );
         if report.heavy {
-            metrics::counter!(HEAVY_METRIC, labels()).increment(1);
+            metrics::counter!(HEAVY_METRIC, labels(method, &report.route, status)).increment(1);
         }
         if let Outcome::Aborted(reason) = report.outcome {
             metrics::counter!(ABORTED_METRIC, "reason" => reason.as_str()).increment(1);

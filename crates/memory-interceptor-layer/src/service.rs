@@ -84,15 +84,14 @@ where
             None => Arc::new(Account::new(&self.config, &req, route, usize::MAX)),
         };
         let mut tracker = Tracker::new(Arc::clone(&account));
-        let future = {
-            // The call is charged too: routers build the handler's future here. So is the
-            // extension, which the handler frees with the request.
-            let _measure = Measure::start(&mut tracker);
-            req.extensions_mut()
-                .insert(RequestMemory::from_account(account));
-            self.inner.call(req)
-        };
-        tracker.after_poll(false);
+        // The call is charged too: routers build the handler's future here. So is the extension,
+        // which the handler frees with the request.
+        let measure = Measure::start(&mut tracker);
+        req.extensions_mut()
+            .insert(RequestMemory::from_account(account));
+        let future = self.inner.call(req);
+        let grew = measure.end();
+        tracker.after_poll(grew, false);
         ResponseFuture::new(future, tracker)
     }
 }

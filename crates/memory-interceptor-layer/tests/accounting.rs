@@ -148,6 +148,7 @@ async fn concurrent_requests_each_get_their_own_figure() {
         let report = mine[0];
         assert_within(report.allocated, size_of(i), report.path_and_query.as_str());
         assert!(report.polls >= 5, "{report:?}");
+        assert!(report.duration >= Duration::from_millis(2), "{report:?}");
     }
 }
 

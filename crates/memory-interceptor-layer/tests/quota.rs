@@ -394,6 +394,19 @@ async fn abort_errors_and_responses_are_typed_and_explained() {
     assert!(text.starts_with("request aborted: it held "), "{text}");
     assert!(text.contains("quota of 8388608 bytes"), "{text}");
 
+    // Over the quota in a handler that answers at once: the response is what holds the memory,
+    // and it is dropped too.
+    let service =
+        ServiceBuilder::new()
+            .layer(layer.clone())
+            .service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![1u8; 9 << 20]))))
+            });
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(text.starts_with(b"request aborted: it held "), "{text:?}");
+
     // Over the quota while streaming: the body's error is an AbortError.
     let service = ServiceBuilder::new()
         .layer(layer)
