@@ -92,6 +92,13 @@ impl EncoderConfig {
             EncoderConfig::Brotli(p) => Encoder::Brotli(BrotliEncoder::new(*p, size)),
             #[cfg(feature = "zstd")]
             EncoderConfig::Zstd(p, pool) => Encoder::Zstd(ZstdEncoder::new(p, pool, size)?),
+            #[cfg(not(any(
+                feature = "gzip",
+                feature = "deflate",
+                feature = "br",
+                feature = "zstd"
+            )))]
+            _ => unreachable!("no codec is compiled in"),
         })
     }
 }
@@ -107,6 +114,13 @@ impl Encoder {
             Encoder::Zstd(e) => e.compress(input, out),
             #[cfg(feature = "br")]
             Encoder::Brotli(e) => e.run(input, out, Op::Process),
+            #[cfg(not(any(
+                feature = "gzip",
+                feature = "deflate",
+                feature = "br",
+                feature = "zstd"
+            )))]
+            _ => unreachable!("no codec is compiled in"),
         }
     }
 
@@ -120,6 +134,13 @@ impl Encoder {
             Encoder::Zstd(e) => e.drain(out, zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_flush),
             #[cfg(feature = "br")]
             Encoder::Brotli(e) => e.run(&[], out, Op::Flush),
+            #[cfg(not(any(
+                feature = "gzip",
+                feature = "deflate",
+                feature = "br",
+                feature = "zstd"
+            )))]
+            _ => unreachable!("no codec is compiled in"),
         }
     }
 
@@ -133,6 +154,13 @@ impl Encoder {
             Encoder::Zstd(e) => e.drain(out, zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_end),
             #[cfg(feature = "br")]
             Encoder::Brotli(e) => e.run(&[], out, Op::Finish),
+            #[cfg(not(any(
+                feature = "gzip",
+                feature = "deflate",
+                feature = "br",
+                feature = "zstd"
+            )))]
+            _ => unreachable!("no codec is compiled in"),
         }
     }
 }
@@ -483,7 +511,13 @@ impl BrotliEncoder {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    feature = "gzip",
+    feature = "deflate",
+    feature = "br",
+    feature = "zstd"
+))]
 mod tests {
     use super::*;
 

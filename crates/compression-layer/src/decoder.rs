@@ -472,6 +472,13 @@ impl Stage {
             Codec::Zstd { at_boundary, .. } => *at_boundary,
             #[cfg(feature = "br")]
             Codec::Brotli { started, ended, .. } => *ended || !*started,
+            #[cfg(not(any(
+                feature = "gzip",
+                feature = "deflate",
+                feature = "br",
+                feature = "zstd"
+            )))]
+            _ => unreachable!("no codec is compiled in"),
         }
     }
 
@@ -592,6 +599,13 @@ impl Stage {
                 }
                 (in_offset, out_offset)
             }
+            #[cfg(not(any(
+                feature = "gzip",
+                feature = "deflate",
+                feature = "br",
+                feature = "zstd"
+            )))]
+            _ => unreachable!("no codec is compiled in"),
         };
         self.input.advance(consumed);
         self.more_output = written == max;
@@ -628,13 +642,25 @@ fn check_brotli_window(first: u8, max_bits: u32) -> Result<(), DecodeError> {
 }
 
 /// Decodes a complete stream without caps beyond the defaults (tests).
-#[cfg(test)]
+#[cfg(all(
+    test,
+    feature = "gzip",
+    feature = "deflate",
+    feature = "br",
+    feature = "zstd"
+))]
 pub(crate) fn decode_all(encoding: Encoding, data: &[u8]) -> Result<Vec<u8>, DecodeError> {
     Decoder::decode_all(&[encoding], data, DecodeLimits::default())
 }
 
 /// Decodes as much of a flushed, unfinished stream as there is (tests).
-#[cfg(test)]
+#[cfg(all(
+    test,
+    feature = "gzip",
+    feature = "deflate",
+    feature = "br",
+    feature = "zstd"
+))]
 pub(crate) fn decode_prefix(encoding: Encoding, data: &[u8]) -> Result<Vec<u8>, DecodeError> {
     match Decoder::decode_all(&[encoding], data, DecodeLimits::default()) {
         Err(DecodeError::Truncated { .. }) => {}
@@ -654,7 +680,13 @@ pub(crate) fn decode_prefix(encoding: Encoding, data: &[u8]) -> Result<Vec<u8>, 
     }
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    feature = "gzip",
+    feature = "deflate",
+    feature = "br",
+    feature = "zstd"
+))]
 mod tests {
     use super::*;
     use crate::compress_to_vec;

@@ -25,6 +25,7 @@ impl Default for DeflateParams {
     }
 }
 
+#[cfg_attr(not(any(feature = "gzip", feature = "deflate")), allow(dead_code))]
 impl DeflateParams {
     /// The values zlib-rs accepts (out-of-range fields are clamped).
     pub(crate) fn clamped(self) -> DeflateParams {
@@ -96,6 +97,7 @@ impl Default for ZstdParams {
     }
 }
 
+#[cfg_attr(not(feature = "zstd"), allow(dead_code))]
 impl ZstdParams {
     /// The window log zstd's own tables pick for `level` on large inputs (zstd 1.5 `clevels.h`,
     /// inputs above 256 KiB); used to know when [`window_log_max`](Self::window_log_max) binds.
@@ -172,6 +174,7 @@ impl Default for BrotliParams {
     }
 }
 
+#[cfg_attr(not(feature = "br"), allow(dead_code))]
 impl BrotliParams {
     /// The window for a body of `size` bytes (`None`: unknown).
     pub(crate) fn window_for(&self, size: Option<u64>) -> u32 {
