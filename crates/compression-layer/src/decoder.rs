@@ -196,6 +196,11 @@ impl Decoder {
         self.decoded_out
     }
 
+    /// Whether decoding has ended (all data decoded, or stopped by an error).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// Produces the next decoded chunk, pulling encoded chunks from `source` as needed
     /// (`Ok(None)` from the source is its end). `Ready(None)` once everything is decoded.
     pub fn poll_decode(

@@ -154,6 +154,13 @@ where
         }
     }
 
+    fn is_end_stream(&self) -> bool {
+        match &self.decoder {
+            None => self.inner.is_end_stream(),
+            Some(decoder) => decoder.is_finished() && self.trailers.is_none(),
+        }
+    }
+
     fn size_hint(&self) -> SizeHint {
         match &self.decoder {
             None => self.inner.size_hint(),
