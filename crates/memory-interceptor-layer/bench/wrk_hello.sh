@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# End-to-end cost of MemoryInterceptorLayer: requests per second of GET /api/hello on the
+# hello_bench example with the layer (LAYER=on by default) against the same server without it
+# (off). Runs off, on, off, on, ... with a fresh server per run, server pinned to core 0 and wrk
+# to core 1; reports each side's median and the median of the per-pair ratios.
+#
+#   crates/memory-interceptor-layer/bench/wrk_hello.sh                      # 3 pairs of 10 s
+#   REPS=1 DURATION=3 crates/memory-interceptor-layer/bench/wrk_hello.sh    # quick check
+#   LAYER=full PROMETHEUS=1 crates/memory-interceptor-layer/bench/wrk_hello.sh
+#
+# LAYER: on (defaults + ledger) or full (also a quota and pressure aborts). PROMETHEUS=1 installs
+# the Prometheus recorder in both servers, so the histograms are really recorded.
+# Target: on >= 97% of off. Bounded: 2 * REPS wrk runs of DURATION seconds, 127.0.0.1 only.
+set -euo pipefail
+
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+LAYER=${LAYER:-on}
+PROMETHEUS=${PROMETHEUS:-0}
+
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$root"
+cargo build --release -q -p memory-interceptor-layer --features axum --example hello_bench
+bin="$root/target/release/examples/hello_bench"
+
+work=$(mktemp -d "$root/target/interceptor-bench.XXXXXX")
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+extra=()
+[ "$PROMETHEUS" = 1 ] && extra+=(--prometheus)
+
+run() {
+    local mode=$1
+    # Removed first: the new server's redirection may come after the wait loop's first look.
+    rm -f "$work/server.out"
+    taskset -c 0 "$bin" --layer "$mode" --threads 1 "${extra[@]}" >"$work/server.out" 2>/dev/null &
+    server_pid=$!
+    local addr="" i
+    for i in $(seq 100); do
+        addr=$(awk '/^listening on / { print $3 }' "$work/server.out" 2>/dev/null || true)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
+    # The route answers as it should before it is measured.
+    local answer
+    answer=$(curl -sS --max-time 10 "http://$addr/api/hello")
+    [ "$answer" = "Hello, World!" ] || { echo "$mode: unexpected answer $answer" >&2; exit 1; }
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d1s "http://$addr/api/hello" >/dev/null
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://$addr/api/hello" >"$work/wrk.out"
+    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+    if grep -q "Non-2xx\|Socket errors" "$work/wrk.out"; then echo "$mode: errors" >&2; cat "$work/wrk.out" >&2; exit 1; fi
+    awk '/Requests\/sec/ { print $2 }' "$work/wrk.out" >"$work/rps"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "GET /api/hello, wrk -t1 -c$CONNECTIONS -d${DURATION}s, layer=$LAYER prometheus=$PROMETHEUS, $REPS pairs"
+printf '%-4s %12s %12s %8s\n' pair off "$LAYER" ratio
+for rep in $(seq "$REPS"); do
+    # Called directly, not in $(...): a subshell would hide server_pid from the cleanup trap.
+    run off; a=$(cat "$work/rps")
+    run "$LAYER"; b=$(cat "$work/rps")
+    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')
+    printf '%-4s %12s %12s %8s\n' "$rep" "$a" "$b" "$ratio" | tee -a "$work/results" >/dev/null
+    printf '%-4s %12s %12s %8s\n' "$rep" "$a" "$b" "$ratio"
+done
+printf '%-4s %12s %12s %8s\n' median \
+    "$(awk '{ print $2 }' "$work/results" | median)" \
+    "$(awk '{ print $3 }' "$work/results" | median)" \
+    "$(awk '{ print $4 }' "$work/results" | median)"
