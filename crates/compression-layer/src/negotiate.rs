@@ -1,8 +1,8 @@
 //! `Accept-Encoding` parsing and content-coding negotiation (RFC 9110 section 12.5.3).
 //!
 //! Parsing never allocates: the known codings and `*` each get one slot. Entries that are not
-//! well formed (bad token, bad or out-of-range q-value, non-ASCII bytes) are ignored, as if the
-//! client had not sent them; the rest of the header still counts.
+//! well formed (bad token, bad or out-of-range q-value, bytes outside ASCII) are ignored, as if
+//! the client had not sent them; the rest of the field still counts.
 
 use http::HeaderMap;
 use http::header::ACCEPT_ENCODING;
@@ -50,10 +50,7 @@ impl AcceptEncoding {
         let mut accept = AcceptEncoding::default();
         for value in headers.get_all(ACCEPT_ENCODING) {
             accept.present = true;
-            // A field with bytes outside visible ASCII is garbage as a whole.
-            if let Ok(text) = value.to_str() {
-                accept.add(text);
-            }
+            accept.add(value.as_bytes());
         }
         accept
     }
@@ -64,12 +61,17 @@ impl AcceptEncoding {
             present: true,
             ..AcceptEncoding::default()
         };
-        accept.add(value);
+        accept.add(value.as_bytes());
         accept
     }
 
-    fn add(&mut self, value: &str) {
-        for element in value.split(',') {
+    fn add(&mut self, value: &[u8]) {
+        // Elements are split on bytes, so that one element with bytes outside ASCII (garbage)
+        // does not take the rest of the field with it.
+        for element in value.split(|b| *b == b',') {
+            let Ok(element) = std::str::from_utf8(element) else {
+                continue;
+            };
             let Some((coding, q)) = parse_element(element) else {
                 continue;
             };
@@ -292,11 +294,11 @@ mod tests {
         headers.append(ACCEPT_ENCODING, "br;q=0.4".parse().unwrap());
         let accept = AcceptEncoding::from_headers(&headers);
         assert_eq!(accept.negotiate(&ALL), Negotiated::Encode(Brotli));
-        // a non-ASCII field is dropped, the others stay
+        // a non-ASCII element is dropped, the others stay
         let mut headers = HeaderMap::new();
         headers.append(
             ACCEPT_ENCODING,
-            http::HeaderValue::from_bytes(b"zstd\xff").unwrap(),
+            http::HeaderValue::from_bytes(b"zstd\xff, \xd7\x83br").unwrap(),
         );
         headers.append(ACCEPT_ENCODING, "gzip".parse().unwrap());
         assert_eq!(
