@@ -20,8 +20,9 @@ pub struct RouteStats {
     pub allocated_bytes_max: u64,
 }
 
+/// One route's counters; the layer keeps the entries of hot routes at hand (see `report.rs`).
 #[derive(Default)]
-struct Entry {
+pub(crate) struct Entry {
     requests: AtomicU64,
     total: AtomicU64,
     max: AtomicU64,
@@ -56,6 +57,15 @@ struct Inner {
     routes: RwLock<HashMap<Arc<str>, Arc<Entry>>>,
 }
 
+impl Entry {
+    /// Adds one request that allocated `allocated_bytes`.
+    pub(crate) fn record(&self, allocated_bytes: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(allocated_bytes, Ordering::Relaxed);
+        self.max.fetch_max(allocated_bytes, Ordering::Relaxed);
+    }
+}
+
 impl Ledger {
     /// A ledger that keeps at most `max_routes` distinct routes (at least 1) plus [`OTHER_ROUTE`].
     pub fn new(max_routes: usize) -> Self {
@@ -69,13 +79,12 @@ impl Ledger {
 
     /// Adds one request of `route` that allocated `allocated_bytes`.
     pub fn record(&self, route: &str, allocated_bytes: u64) {
-        let entry = self.entry(route);
-        entry.requests.fetch_add(1, Ordering::Relaxed);
-        entry.total.fetch_add(allocated_bytes, Ordering::Relaxed);
-        entry.max.fetch_max(allocated_bytes, Ordering::Relaxed);
+        self.entry(route).record(allocated_bytes);
     }
 
-    fn entry(&self, route: &str) -> Arc<Entry> {
+    /// The entry `route` is counted under (its own, or [`OTHER_ROUTE`]'s once the ledger is full).
+    /// Entries are never removed, so a caller may keep one and record through it.
+    pub(crate) fn entry(&self, route: &str) -> Arc<Entry> {
         if let Some(e) = self.read().get(route) {
             return Arc::clone(e);
         }
@@ -87,6 +96,11 @@ impl Ledger {
             OTHER_ROUTE
         };
         Arc::clone(routes.entry(Arc::from(key)).or_default())
+    }
+
+    /// Identifies the ledger (clones share it).
+    pub(crate) fn id(&self) -> *const () {
+        Arc::as_ptr(&self.inner) as *const ()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Entry>>> {

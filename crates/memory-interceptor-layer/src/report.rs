@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use metrics::{Histogram, Label, SharedString};
 
 use crate::layer::Config;
+use crate::ledger::{Entry as LedgerEntry, Ledger};
 
 /// The route label of requests whose route is unknown (no axum `MatchedPath`, no classifier
 /// match, no [`RequestMemory::set_route`](crate::RequestMemory::set_route)). Raw paths are never
@@ -283,41 +284,70 @@ fn labels(method: &'static str, route: &Route, status: &'static str) -> Vec<Labe
     ]
 }
 
-/// Registered histogram handles for one label set under one recorder.
+/// What one label set records into: the histograms registered with one recorder, and the entry
+/// of one ledger.
 struct Handles {
     recorder: *const (),
+    ledger: *const (),
     method: &'static str,
     status: &'static str,
     route: Route,
-    allocated: Histogram,
-    net: Histogram,
+    histograms: Option<(Histogram, Histogram)>,
+    entry: Option<Arc<LedgerEntry>>,
 }
 
 const HANDLE_SLOTS: usize = 32;
 
 thread_local! {
     // Building a metric key per call (a label vector, sorted and hashed, then a registry lookup)
-    // costs more than everything else the layer does per request; the handles are what the
-    // `metrics` docs recommend keeping. Per thread (no lock), bounded, keyed by the recorder too so
-    // a recorder installed later gets its own handles.
+    // costs more than everything else the layer does per request, and a ledger lookup (a lock and
+    // a hashed string) is not far behind; the `metrics` docs recommend keeping handles. Per
+    // thread (no lock), bounded, keyed by the recorder and the ledger too, so a recorder installed
+    // later gets handles of its own.
     static HANDLES: RefCell<Vec<Handles>> = const { RefCell::new(Vec::new()) };
 }
 
-fn record_histograms(
+/// Records a request's bytes in the histograms (when metrics are on) and the ledger (when there is
+/// one).
+fn record_route(
+    config: &Config,
     method: &'static str,
     route: &Route,
     status: &'static str,
-    allocated: f64,
-    net: f64,
+    allocated: u64,
+    net: i64,
 ) {
-    let recorder = metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const ());
+    if !config.metrics && config.ledger.is_none() {
+        return;
+    }
+    let recorder = if config.metrics {
+        metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const ())
+    } else {
+        std::ptr::null()
+    };
+    let ledger = config.ledger.as_ref().map_or(std::ptr::null(), Ledger::id);
     let register = || Handles {
         recorder,
+        ledger,
         method,
         status,
         route: route.clone(),
-        allocated: metrics::histogram!(ALLOCATED_METRIC, labels(method, route, status)),
-        net: metrics::histogram!(NET_METRIC, labels(method, route, status)),
+        histograms: config.metrics.then(|| {
+            (
+                metrics::histogram!(ALLOCATED_METRIC, labels(method, route, status)),
+                metrics::histogram!(NET_METRIC, labels(method, route, status)),
+            )
+        }),
+        entry: config.ledger.as_ref().map(|l| l.entry(route.as_str())),
+    };
+    let record = |h: &Handles| {
+        if let Some((a, n)) = &h.histograms {
+            a.record(allocated as f64);
+            n.record(net as f64);
+        }
+        if let Some(entry) = &h.entry {
+            entry.record(allocated);
+        }
     };
     let cached = HANDLES.try_with(|cell| {
         let Ok(mut cache) = cell.try_borrow_mut() else {
@@ -325,6 +355,7 @@ fn record_histograms(
         };
         let hit = cache.iter().position(|h| {
             std::ptr::eq(h.recorder, recorder)
+                && std::ptr::eq(h.ledger, ledger)
                 && std::ptr::eq(h.method, method)
                 && std::ptr::eq(h.status, status)
                 && h.route == *route
@@ -344,30 +375,28 @@ fn record_histograms(
                 cache.len() - 1
             }
         };
-        cache[index].allocated.record(allocated);
-        cache[index].net.record(net);
+        record(&cache[index]);
         true
     });
     if cached != Ok(true) {
-        // Thread being torn down: register afresh.
-        let handles = register();
-        handles.allocated.record(allocated);
-        handles.net.record(net);
+        // Thread being torn down (or re-entered): register afresh.
+        record(&register());
     }
 }
 
 /// Sends the report everywhere it is configured to go.
 pub(crate) fn emit(config: &Config, report: &MemoryReport) {
     let status = status_label(report.status);
+    let method = method_label(&report.method);
+    record_route(
+        config,
+        method,
+        &report.route,
+        status,
+        report.allocated,
+        report.net,
+    );
     if config.metrics {
-        let method = method_label(&report.method);
-        record_histograms(
-            method,
-            &report.route,
-            status,
-            report.allocated as f64,
-            report.net as f64,
-        );
         if report.heavy {
             metrics::counter!(HEAVY_METRIC, labels(method, &report.route, status)).increment(1);
         }
@@ -410,9 +439,6 @@ pub(crate) fn emit(config: &Config, report: &MemoryReport) {
         _ => event!(tracing::Level::DEBUG, "request memory"),
     }
 
-    if let Some(ledger) = &config.ledger {
-        ledger.record(report.route.as_str(), report.allocated);
-    }
     if report.heavy
         && let Some(reclaimer) = &config.reclaimer
     {
