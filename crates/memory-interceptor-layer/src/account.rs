@@ -20,7 +20,7 @@ use http::{Method, Request, StatusCode};
 use memory_probe::{AllocCounters, thread_counters};
 
 use crate::layer::Config;
-use crate::report::{AbortReason, MemoryReport, Outcome, Route};
+use crate::report::{AbortReason, Ended, Outcome, Route};
 
 /// The request is being served.
 pub(crate) const LIVE: u8 = 0;
@@ -39,6 +39,9 @@ pub(crate) struct Account {
     own_allocated: Owned,
     own_deallocated: Owned,
     own_handed_off: Owned,
+    // The owner's counters at the start of its poll in progress (for `RequestMemory`).
+    poll_start_allocated: Owned,
+    poll_start_deallocated: Owned,
     peak: AtomicI64,
     polls: Owned,
     body_bytes: Owned,
@@ -73,7 +76,12 @@ impl Owned {
 
     #[inline(always)]
     fn add(&self, n: u64) {
-        self.0.store(self.get().wrapping_add(n), Relaxed);
+        self.set(self.get().wrapping_add(n));
+    }
+
+    #[inline(always)]
+    fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
     }
 }
 
@@ -89,6 +97,8 @@ impl Account {
             own_allocated: Owned::default(),
             own_deallocated: Owned::default(),
             own_handed_off: Owned::default(),
+            poll_start_allocated: Owned::default(),
+            poll_start_deallocated: Owned::default(),
             peak: AtomicI64::new(i64::MIN),
             polls: Owned::default(),
             body_bytes: Owned::default(),
@@ -180,26 +190,29 @@ impl Account {
     }
 }
 
-// What is being measured on this thread right now: the account and the counters at the start of
-// the current poll. It lets `RequestMemory` include the poll in progress, and keeps work charged
-// to an account that is already being measured on this thread from being counted twice.
-#[derive(Clone, Copy)]
-struct Current {
-    account: *const Account,
-    start: AllocCounters,
+// The account being measured on this thread right now, if any (its address; the low bit set when
+// it is instrumented work rather than the owner). It lets `RequestMemory` include the owner's poll
+// in progress (whose starting counters the owner keeps in the account), and keeps work charged to
+// an account already being measured on this thread from being counted twice.
+thread_local! {
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
 }
 
-thread_local! {
-    static CURRENT: Cell<Current> = const {
-        Cell::new(Current { account: ptr::null(), start: AllocCounters { allocated: 0, deallocated: 0 } })
-    };
+const EXTRA_TAG: usize = 1;
+
+fn address(account: &Account) -> usize {
+    ptr::from_ref(account) as usize
 }
 
 /// The bytes allocated and freed on this thread since the current poll of `account` started, if
-/// `account` is being measured on this thread.
+/// the owner of `account` is being polled on this thread.
 pub(crate) fn in_progress(account: &Account) -> Option<AllocCounters> {
-    let current = CURRENT.get();
-    ptr::eq(current.account, account).then(|| thread_counters().since(current.start))
+    (CURRENT.get() == address(account)).then(|| {
+        thread_counters().since(AllocCounters {
+            allocated: account.poll_start_allocated.get(),
+            deallocated: account.poll_start_deallocated.get(),
+        })
+    })
 }
 
 /// Measures one section (a poll or a drop) for the owner. [`Measure::end`] charges it; if the
@@ -207,17 +220,17 @@ pub(crate) fn in_progress(account: &Account) -> Option<AllocCounters> {
 pub(crate) struct Measure<'a> {
     tracker: &'a mut Tracker,
     start: AllocCounters,
-    previous: Current,
+    previous: usize,
 }
 
 impl<'a> Measure<'a> {
     #[inline]
     pub(crate) fn start(tracker: &'a mut Tracker) -> Self {
         let start = thread_counters();
-        let previous = CURRENT.replace(Current {
-            account: Arc::as_ptr(&tracker.account),
-            start,
-        });
+        let account = &*tracker.account;
+        account.poll_start_allocated.set(start.allocated);
+        account.poll_start_deallocated.set(start.deallocated);
+        let previous = CURRENT.replace(address(account));
         Measure {
             tracker,
             start,
@@ -256,20 +269,17 @@ impl Drop for Measure<'_> {
 pub(crate) struct ExtraMeasure<'a> {
     account: &'a Account,
     start: AllocCounters,
-    previous: Current,
+    previous: usize,
 }
 
 impl<'a> ExtraMeasure<'a> {
     pub(crate) fn start(account: &'a Arc<Account>) -> Option<Self> {
         let previous = CURRENT.get();
-        if ptr::eq(previous.account, Arc::as_ptr(account)) {
+        if previous & !EXTRA_TAG == address(account) {
             return None;
         }
         let start = thread_counters();
-        CURRENT.set(Current {
-            account: Arc::as_ptr(account),
-            start,
-        });
+        CURRENT.set(address(account) | EXTRA_TAG);
         Some(ExtraMeasure {
             account,
             start,
@@ -408,10 +418,18 @@ impl Tracker {
             .load(Relaxed)
             .max(account.extra_peak.load(Relaxed))
             .max(net);
-        let report = MemoryReport {
-            method: account.method.clone(),
-            route: account.route(),
-            path_and_query: account.path.clone(),
+        let override_route;
+        let route = match account.route_override.get() {
+            Some(r) => {
+                override_route = Route::from_static(r);
+                &override_route
+            }
+            None => &account.route,
+        };
+        let report = Ended {
+            method: &account.method,
+            route,
+            path_and_query: &account.path,
             status: self.status,
             outcome,
             allocated,

@@ -385,20 +385,60 @@ fn record_route(
 }
 
 /// Sends the report everywhere it is configured to go.
-pub(crate) fn emit(config: &Config, report: &MemoryReport) {
+/// A finished request's figures, borrowing what the account holds: a [`MemoryReport`] (which owns
+/// copies) is only built when a callback wants one.
+pub(crate) struct Ended<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) route: &'a Route,
+    pub(crate) path_and_query: &'a PathAndQuery,
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) outcome: Outcome,
+    pub(crate) allocated: u64,
+    pub(crate) deallocated: u64,
+    pub(crate) handed_off: u64,
+    pub(crate) net: i64,
+    pub(crate) peak_net: i64,
+    pub(crate) polls: u64,
+    pub(crate) body_bytes: u64,
+    pub(crate) duration: Duration,
+    pub(crate) heavy: bool,
+}
+
+impl Ended<'_> {
+    fn to_report(&self) -> MemoryReport {
+        MemoryReport {
+            method: self.method.clone(),
+            route: self.route.clone(),
+            path_and_query: self.path_and_query.clone(),
+            status: self.status,
+            outcome: self.outcome,
+            allocated: self.allocated,
+            deallocated: self.deallocated,
+            handed_off: self.handed_off,
+            net: self.net,
+            peak_net: self.peak_net,
+            polls: self.polls,
+            body_bytes: self.body_bytes,
+            duration: self.duration,
+            heavy: self.heavy,
+        }
+    }
+}
+
+pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
     let status = status_label(report.status);
-    let method = method_label(&report.method);
+    let method = method_label(report.method);
     record_route(
         config,
         method,
-        &report.route,
+        report.route,
         status,
         report.allocated,
         report.net,
     );
     if config.metrics {
         if report.heavy {
-            metrics::counter!(HEAVY_METRIC, labels(method, &report.route, status)).increment(1);
+            metrics::counter!(HEAVY_METRIC, labels(method, report.route, status)).increment(1);
         }
         if let Outcome::Aborted(reason) = report.outcome {
             metrics::counter!(ABORTED_METRIC, "reason" => reason.as_str()).increment(1);
@@ -446,7 +486,7 @@ pub(crate) fn emit(config: &Config, report: &MemoryReport) {
         reclaimer.reclaim_in_background();
     }
     if let Some(on_report) = &config.on_report {
-        on_report(report);
+        on_report(&report.to_report());
     }
 }
 

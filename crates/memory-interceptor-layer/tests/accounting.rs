@@ -330,6 +330,8 @@ async fn instrument_charges_spawned_work() {
         };
         let n = match uri.query() {
             Some("how=instrument") => tokio::spawn(memory.instrument(work)).await.unwrap(),
+            // Awaited in place: already measured by the request's own poll, not counted twice.
+            Some("how=inline") => memory.instrument(work).await,
             Some("how=blocking") => tokio::task::spawn_blocking(memory.instrument_fn(|| {
                 let block = vec![1u8; WORK as usize];
                 black_box(&block).len()
@@ -347,7 +349,7 @@ async fn instrument_charges_spawned_work() {
     let (addr, _server) = serve_axum(router).await;
     let client = client();
 
-    for how in ["instrument", "blocking", "plain"] {
+    for how in ["instrument", "inline", "blocking", "plain"] {
         let path = format!("/spawn?how={how}");
         let (head, body) = fetch(&client, addr, &path).await;
         assert_eq!(head.status(), 200);
