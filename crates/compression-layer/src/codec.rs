@@ -124,6 +124,20 @@ impl Encoder {
         }
     }
 
+    /// Compresses a whole body at once (the encoder must be fresh); `out` receives the complete
+    /// stream. zstd takes its one-pass path (no copy of the input into its window buffer).
+    pub(crate) fn compress_all(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        match self {
+            #[cfg(feature = "zstd")]
+            Encoder::Zstd(e) => e.compress_all(input, out),
+            _ => self.compress(input, out).and_then(|()| self.finish(out)),
+        }
+    }
+
     /// Emits everything compressed so far so that a decoder can decode it now.
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let _ = &out;
@@ -389,6 +403,16 @@ impl ZstdEncoder {
                     CodecError::new(Encoding::Zstd, zstd_safe::get_error_name(c))
                 })?;
         }
+        Ok(())
+    }
+
+    fn compress_all(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.clear();
+        out.reserve(zstd_safe::compress_bound(input.len()));
+        self.ctx().compress2(out, input).map_err(|c| {
+            self.reuse = false;
+            CodecError::new(Encoding::Zstd, zstd_safe::get_error_name(c))
+        })?;
         Ok(())
     }
 

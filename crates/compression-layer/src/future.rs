@@ -361,10 +361,14 @@ where
         let compressed = self.config.build(Some(self.len)).and_then(|mut encoder| {
             // A first guess at the output size saves most regrowth on text.
             let mut out = Vec::with_capacity((self.len / 4) as usize + 1024);
-            for frame in &self.frames {
-                encoder.compress(frame, &mut out)?;
+            if let [frame] = self.frames.as_slices().0 {
+                encoder.compress_all(frame, &mut out)?;
+            } else {
+                for frame in &self.frames {
+                    encoder.compress(frame, &mut out)?;
+                }
+                encoder.finish(&mut out)?;
             }
-            encoder.finish(&mut out)?;
             Ok(out)
         });
         let out = match compressed {

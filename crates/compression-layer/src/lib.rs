@@ -157,8 +157,7 @@ pub fn compress_to_vec(encoding: Encoding, data: &[u8]) -> Vec<u8> {
         .expect("an encoder with default parameters");
     let mut out = Vec::with_capacity(data.len() / 4 + 64);
     encoder
-        .compress(data, &mut out)
-        .and_then(|()| encoder.finish(&mut out))
+        .compress_all(data, &mut out)
         .expect("compression of a buffer of known size");
     out
 }

@@ -1,0 +1,124 @@
+//! Server-Sent Events through CompressionLayer, in a test binary of its own so that the latency
+//! bound is not measured while other tests of the crate load both cores.
+
+mod common;
+
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use compression_layer::{CompressionLayer, DecodeLimits, Decoder, DecompressionLayer, Encoding};
+use http::Request;
+use http_body::Body;
+use http_body_util::Empty;
+use tower::ServiceBuilder;
+
+const CODINGS: [Encoding; 4] = [
+    Encoding::Gzip,
+    Encoding::Deflate,
+    Encoding::Brotli,
+    Encoding::Zstd,
+];
+
+async fn start(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
+    let calls = Calls::default();
+    let epoch = Instant::now();
+    let counted = calls.clone();
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .layer(DecompressionLayer::new())
+        .service_fn(move |request| handler(request, counted.clone(), epoch));
+    (serve(service).await, calls, epoch)
+}
+
+/// Decodes a response body as it arrives, calling `on_text` with every decoded piece.
+async fn decode_incrementally(
+    encoding: Encoding,
+    body: hyper::body::Incoming,
+    mut on_text: impl FnMut(&str),
+) -> u64 {
+    let mut body = Box::pin(body);
+    let mut decoder = Decoder::new(&[encoding], DecodeLimits::default()).unwrap();
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            let mut source =
+                |cx: &mut std::task::Context<'_>| match Pin::new(&mut body).as_mut().poll_frame(cx)
+                {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        Poll::Ready(Ok(Some(frame.into_data().unwrap_or_default())))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Err(e.into())),
+                    Poll::Ready(None) => Poll::Ready(Ok(None)),
+                    Poll::Pending => Poll::Pending,
+                };
+            decoder.poll_decode(cx, &mut source)
+        })
+        .await;
+        match next {
+            Some(Ok(chunk)) => on_text(std::str::from_utf8(&chunk).unwrap()),
+            Some(Err(e)) => panic!("decoding failed: {e:?}"),
+            None => return decoder.encoded_bytes(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_sent_events_arrive_promptly_and_compressed() {
+    bounded(60, async {
+        let (server, _, epoch) = start(CompressionLayer::new()).await;
+        let idle = Duration::from_millis(25);
+        let mut tasks = Vec::new();
+        for encoding in CODINGS {
+            let addr = server.addr;
+            tasks.push(tokio::spawn(async move {
+                let request = Request::get("/sse?n=12&interval_ms=60&pad=300")
+                    .header("host", addr.to_string())
+                    .header("accept-encoding", encoding.as_str())
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let response = open(addr, request).await;
+                assert_eq!(
+                    response.headers()["content-encoding"],
+                    encoding.as_str(),
+                    "the event stream is compressed"
+                );
+                let mut text = String::new();
+                let mut latencies = Vec::new();
+                let mut raw_bytes = 0;
+                let compressed = decode_incrementally(encoding, response.into_body(), |piece| {
+                    text.push_str(piece);
+                    raw_bytes += piece.len();
+                    while let Some(end) = text.find("\n\n") {
+                        let event: String = text.drain(..end + 2).collect();
+                        let data = event.split("data: ").nth(1).unwrap();
+                        let sent: u128 = data.split(' ').next().unwrap().parse().unwrap();
+                        latencies.push(epoch.elapsed().as_micros() - sent);
+                    }
+                })
+                .await;
+                (encoding, latencies, compressed, raw_bytes)
+            }));
+        }
+        for task in tasks {
+            let (encoding, latencies, compressed, raw) = task.await.unwrap();
+            eprintln!(
+                "{encoding}: latencies (ms) {:?}, {raw} bytes as {compressed}",
+                latencies.iter().map(|l| l / 1000).collect::<Vec<_>>()
+            );
+            assert_eq!(latencies.len(), 12, "{encoding}");
+            let bound = (idle + Duration::from_millis(50)).as_micros();
+            for (i, l) in latencies.iter().enumerate() {
+                assert!(
+                    *l <= bound,
+                    "{encoding}: event {i} took {} ms (bound {} ms)",
+                    l / 1000,
+                    bound / 1000
+                );
+            }
+            assert!(compressed < raw as u64, "{encoding}: {compressed} >= {raw}");
+        }
+    })
+    .await;
+}
