@@ -1,26 +1,103 @@
 //! Memory-aware Tower middleware for axum, hyper and tonic services.
 //!
-//! This umbrella crate re-exports the workspace's crates, each behind a feature of the same
-//! purpose (all on by default):
+//! This umbrella crate re-exports the workspace's crates, each behind a feature (all on by
+//! default), and gathers the everyday types in [`prelude`]:
 //!
 //! - [`probe`] ([`memory_probe`], always): allocation counters, allocator, process and cgroup
 //!   memory, memory release and the pressure signal.
+//! - [`interceptor`] (feature `interceptor`): exact per-request allocation accounting, reports, the
+//!   ledger of memory-intensive routes, a per-request memory quota.
+//! - [`stream_body`] (feature `stream-body`): request-body limits, a memory budget, streaming,
+//!   spill to disk, a slow-body guard.
+//! - [`compression`] (feature `compression`): memory-bounded response compression and capped
+//!   request decompression.
+//! - [`health`] (feature `health`): the memory monitor, pressure, reclaim schedule, health,
+//!   readiness, metrics and heap-profile endpoints, load shedding.
+//!
+//! The layers go in one `ServiceBuilder`, outermost first: health, shedding, interceptor,
+//! compression and decompression, body limits, then the handler.
 //!
 //! # Example
 //!
 //! ```
+//! use std::convert::Infallible;
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_memory::prelude::*;
 //!
-//! let signal = PressureSignal::new();
-//! assert_eq!(signal.current(), Pressure::Normal);
-//! let _ = thread_counters();
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let monitor = MemoryMonitor::builder().build()?;
+//! let ledger = Ledger::new(256);
+//! let service = ServiceBuilder::new()
+//!     .layer(HealthLayer::new(&monitor).ledger(ledger.clone(), 10))
+//!     .layer(PressureShedLayer::new(&monitor))
+//!     .layer(MemoryInterceptorLayer::new().ledger(ledger).max_request_memory(1 << 30))
+//!     .layer(CompressionLayer::new().pressure(monitor.signal()))
+//!     .layer(DecompressionLayer::new())
+//!     .layer(StreamBodyLayer::new())
+//!     .service_fn(|_req: Request<_>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+//!     });
+//!
+//! let ready = service
+//!     .clone()
+//!     .oneshot(Request::get("/api/health/ready").body(Full::new(Bytes::new()))?)
+//!     .await?;
+//! assert_eq!(ready.status(), 200);
+//! let hello = service
+//!     .oneshot(Request::get("/api/hello").body(Full::new(Bytes::new()))?)
+//!     .await?;
+//! assert_eq!(hello.status(), 200);
+//! # Ok(())
+//! # }
 //! ```
 
 pub use memory_probe as probe;
+
+#[cfg(feature = "interceptor")]
+pub use memory_interceptor_layer as interceptor;
+
+#[cfg(feature = "stream-body")]
+pub use stream_body_layer as stream_body;
+
+#[cfg(feature = "compression")]
+pub use compression_layer as compression;
+
+#[cfg(feature = "health")]
+pub use memory_health as health;
 
 /// The types most programs need, in one import.
 pub mod prelude {
     pub use memory_probe::{
         AllocCounters, CountingAlloc, Pressure, PressureSignal, Reclaimer, thread_counters,
     };
+
+    #[cfg(feature = "interceptor")]
+    pub use memory_interceptor_layer::{
+        Ledger, MemoryInterceptorLayer, MemoryReport, RequestMemory,
+    };
+
+    #[cfg(feature = "stream-body")]
+    pub use stream_body_layer::{
+        BodyMode, MemoryBudget, SpoolConfig, SpooledBody, StreamBodyLayer,
+    };
+
+    #[cfg(feature = "compression")]
+    pub use compression_layer::{CompressionLayer, DecompressionLayer, Encoding};
+
+    #[cfg(feature = "health")]
+    pub use memory_health::{HealthLayer, MemoryConfig, MemoryMonitor, PressureShedLayer};
+
+    #[cfg(feature = "prometheus")]
+    pub use memory_health::PrometheusMetrics;
 }
+
+// The README's code blocks are compiled and run as doctests of this crate, so the recipes and the
+// best-practices section stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -23,13 +23,20 @@ pub fn example_path(name: &str) -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Standard output lines after the listening line.
+    pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The server's `UPLOAD_DIR`.
+    pub upload_dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts the example with `PORT=0` plus `env`, and waits for its `listening on http://…` line.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Server {
+        // Each server spools into its own directory, removed when the server is dropped.
+        let upload_dir = tempfile::tempdir().expect("upload dir");
         let mut cmd = Command::new(example_path(name));
         cmd.env("PORT", "0")
+            .env("UPLOAD_DIR", upload_dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -46,13 +53,30 @@ impl Server {
                 .next()
                 .expect("example exited before listening")
                 .unwrap();
+            // Text logs print the address alone; JSON logs carry it inside the message.
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim().to_string();
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+                    .collect();
+                break addr;
             }
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
-        Server { child, addr }
+        // Keep reading stdout so the child never blocks on a full pipe; the lines are kept for
+        // tests that look at the logs.
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Server {
+            child,
+            addr,
+            output,
+            upload_dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -109,4 +133,35 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').expect("status line");
     (code.trim().parse().expect("status code"), body.to_string())
+}
+
+/// The PromQL expressions of the Grafana dashboard, with Grafana's variables filled in.
+pub fn dashboard_queries() -> Vec<String> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboard.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut exprs = Vec::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(
+                target["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$__rate_interval", "5m")
+                    .replace("$job", ".*")
+                    .replace("$instance", ".*"),
+            );
+        }
+    }
+    exprs
+}
+
+/// A port that was free a moment ago (for programs that cannot report the port they bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -5,7 +5,7 @@
 //! - the monitor started unless `MEMORY_MONITORING_ENABLED=false`;
 //! - `HealthLayer` outermost (probes never meet shedding), `PressureShedLayer` inside it;
 //! - `/api/metrics` through the Prometheus recorder, `/api/debug/pprof/heap` when
-//!   `MEMORY_PROFILE_TOKEN` is set (feature `heap-profile`, jemalloc started with `prof:true`);
+//!   `HEAP_PROFILE_TOKEN` is set (feature `heap-profile`, jemalloc started with `prof:true`);
 //! - on SIGTERM or Ctrl-C: readiness turns 503 (drain), the server keeps serving for
 //!   `DRAIN_SECONDS` (default 5) so the load balancer can notice, then shuts down gracefully.
 //!

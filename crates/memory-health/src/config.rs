@@ -25,7 +25,7 @@ pub const VARIABLES: &[&str] = &[
     "MEMORY_CLEANUP_INTERVAL",
     "MEMORY_LIMIT_BYTES",
     "MEMORY_ALLOCATOR_PROFILE",
-    "MEMORY_PROFILE_TOKEN",
+    "HEAP_PROFILE_TOKEN",
     "STREAM_FILE_THRESHOLD",
     "STREAM_CHUNK_SIZE",
     "COMPRESSION_ENABLED",
@@ -78,7 +78,7 @@ pub struct MemoryConfig {
     /// `MEMORY_ALLOCATOR_PROFILE`: `memory-first` or `throughput` (default unset: leave the
     /// allocator as it starts).
     pub allocator_profile: Option<AllocatorProfile>,
-    /// `MEMORY_PROFILE_TOKEN`: bearer token for `/debug/pprof/heap` (default unset: endpoint off).
+    /// `HEAP_PROFILE_TOKEN`: bearer token for `/debug/pprof/heap` (default unset: endpoint off).
     pub profile_token: Option<String>,
     /// `STREAM_FILE_THRESHOLD` in bytes (default 10 MiB): bodies above it stream or spill to disk.
     pub stream_file_threshold: u64,
@@ -261,7 +261,7 @@ impl MemoryConfig {
                         })
                 })
                 .transpose()?,
-            profile_token: get("MEMORY_PROFILE_TOKEN")
+            profile_token: get("HEAP_PROFILE_TOKEN")
                 .map(|(name, value)| {
                     // A short or padded token is a mistake that would weaken the endpoint; the
                     // value itself is never echoed into the error.

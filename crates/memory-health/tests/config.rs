@@ -45,7 +45,7 @@ fn every_variable_is_read() {
         ("MEMORY_CLEANUP_INTERVAL", "60000"),
         ("MEMORY_LIMIT_BYTES", "536870912"),
         ("MEMORY_ALLOCATOR_PROFILE", "memory-first"),
-        ("MEMORY_PROFILE_TOKEN", "0123456789abcdef0123"),
+        ("HEAP_PROFILE_TOKEN", "0123456789abcdef0123"),
         ("STREAM_FILE_THRESHOLD", "1048576"),
         ("STREAM_CHUNK_SIZE", "16384"),
         ("COMPRESSION_ENABLED", "0"),
@@ -220,7 +220,7 @@ fn allocator_profile_and_token() {
         "has space inside 12345",
         " padded-token-123456 ",
     ] {
-        let err = invalid("MEMORY_PROFILE_TOKEN", bad);
+        let err = invalid("HEAP_PROFILE_TOKEN", bad);
         let text = err.to_string();
         // The value of a secret is never echoed back.
         assert!(text.contains("<redacted>"), "{text}");

@@ -1,0 +1,127 @@
+//! The server's own settings, from the environment, next to memory-health's `MemoryConfig`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use memory_health::MemoryConfig;
+
+/// Everything the server reads at start.
+pub struct ServerConfig {
+    /// `BIND` (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// `PORT` (default 5000; 0 picks a free port).
+    pub port: u16,
+    /// `LOG_FORMAT`: `text` (default) or `json` (one JSON object per line).
+    pub json_logs: bool,
+    /// `MAX_BODY_SIZE` (default 1 GiB): larger request bodies get 413.
+    pub max_body_size: u64,
+    /// `MAX_REQUEST_MEMORY` (default 1 GiB): the interceptor's per-request quota.
+    pub max_request_memory: u64,
+    /// `UPLOAD_DIR` (default `<temp>/tower-memory-uploads`, created).
+    pub upload_dir: PathBuf,
+    /// `DRAIN_DELAY_MS` (default 0): after SIGTERM, readiness answers 503 this long while the
+    /// server still accepts connections (a load balancer without a preStop hook notices).
+    pub drain_delay: Duration,
+    /// `DRAIN_TIMEOUT_MS` (default 20000): how long in-flight requests may take to finish after
+    /// the listener closes.
+    pub drain_timeout: Duration,
+    /// The variables memory-health reads (thresholds, intervals, stream and compression settings,
+    /// `HEAP_PROFILE_TOKEN`).
+    pub memory: MemoryConfig,
+}
+
+/// A variable with a value the server cannot use.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn var<T: FromStr>(name: &str, default: T, expected: &str) -> Result<T, ConfigError> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(std::env::VarError::NotUnicode(v)) => Err(ConfigError(format!(
+            "{name}={v:?} is invalid: expected {expected}"
+        ))),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{name}={v:?} is invalid: expected {expected}"))),
+    }
+}
+
+impl ServerConfig {
+    /// Reads every variable; the first bad value is an error naming it.
+    pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let log_format: String = var("LOG_FORMAT", "text".to_string(), "text or json")?;
+        let json_logs = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError(format!(
+                    "LOG_FORMAT={other:?} is invalid: expected text or json"
+                ))
+                .into());
+            }
+        };
+        let upload_dir = match std::env::var_os("UPLOAD_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            Some(_) => return Err(ConfigError("UPLOAD_DIR is empty".into()).into()),
+            None => std::env::temp_dir().join("tower-memory-uploads"),
+        };
+        let memory = MemoryConfig::from_env()?;
+        let config = ServerConfig {
+            bind: var("BIND", IpAddr::from([127, 0, 0, 1]), "an IP address")?,
+            port: var("PORT", 5000, "a port number")?,
+            json_logs,
+            max_body_size: var("MAX_BODY_SIZE", 1 << 30, "bytes")?,
+            max_request_memory: var("MAX_REQUEST_MEMORY", 1 << 30, "bytes")?,
+            upload_dir,
+            drain_delay: Duration::from_millis(var("DRAIN_DELAY_MS", 0, "milliseconds")?),
+            drain_timeout: Duration::from_millis(var("DRAIN_TIMEOUT_MS", 20_000, "milliseconds")?),
+            memory,
+        };
+        if config.max_body_size == 0 || config.max_request_memory == 0 {
+            return Err(
+                ConfigError("MAX_BODY_SIZE and MAX_REQUEST_MEMORY must be above 0".into()).into(),
+            );
+        }
+        Ok(config)
+    }
+
+    /// The effective configuration as JSON, for the start-up line (the token is never shown).
+    pub fn summary(&self) -> serde_json::Value {
+        let m = &self.memory;
+        serde_json::json!({
+            "bind": self.bind.to_string(),
+            "port": self.port,
+            "log_format": if self.json_logs { "json" } else { "text" },
+            "max_body_size": self.max_body_size,
+            "max_request_memory": self.max_request_memory,
+            "upload_dir": self.upload_dir.display().to_string(),
+            "drain_delay_ms": self.drain_delay.as_millis() as u64,
+            "drain_timeout_ms": self.drain_timeout.as_millis() as u64,
+            "memory_monitoring_enabled": m.monitoring_enabled,
+            "memory_warning_threshold": m.warning_threshold,
+            "memory_critical_threshold": m.critical_threshold,
+            "memory_check_interval_ms": m.check_interval.as_millis() as u64,
+            "memory_cleanup_enabled": m.cleanup_enabled,
+            "memory_cleanup_interval_ms": m.cleanup_interval.as_millis() as u64,
+            "memory_limit_bytes": m.limit_bytes,
+            "memory_allocator_profile": m.allocator_profile.map(|p| p.to_string()),
+            "stream_file_threshold": m.stream_file_threshold,
+            "stream_chunk_size": m.stream_chunk_size,
+            "compression_enabled": m.compression_enabled,
+            "compression_level": m.compression_level,
+            "compression_threshold": m.compression_threshold,
+            "heap_profile": m.profile_token.is_some(),
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! The main job: an axum service with the whole memory-aware stack.
+//!
+//! ```sh
+//! cargo run --release --example server
+//! ```
+//!
+//! Listens on 127.0.0.1:5000 (`BIND`, `PORT`), configured from the environment (README,
+//! "Configuration"), prints the address and the effective configuration, and serves:
+//!
+//! - `GET /api/hello`
+//! - `GET /api/documents?count=N`: N realistic JSON records (default 1000, about 256 KiB)
+//! - `POST /api/documents`: a JSON array, buffered; `{"received": count}`
+//! - `POST /api/uploads`: streamed to a file in `UPLOAD_DIR`; `{"bytes": n, "sha256": "..."}`
+//! - `GET /api/events?count=N&interval_ms=M`: server-sent events
+//! - `GET /api/reports/heavy?mib=N`: an N MiB report built across awaits (the heavy path)
+//! - `/api/health`, `/api/health/live`, `/api/health/ready`, `/api/metrics`,
+//!   `/api/debug/pprof/heap` (with `HEAP_PROFILE_TOKEN`)
+//!
+//! The stack, outermost first: HealthLayer, PressureShedLayer, MemoryInterceptorLayer,
+//! CompressionLayer, DecompressionLayer, StreamBodyLayer, handler. On SIGTERM or SIGINT readiness
+//! turns 503, in-flight requests finish (at most `DRAIN_TIMEOUT_MS`), and the process exits 0.
+
+mod config;
+mod documents;
+mod routes;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use compression_layer::{CompressionLayer, DecompressionLayer};
+use memory_health::{HealthLayer, PressureShedLayer, PrometheusMetrics};
+use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
+use memory_probe::Reclaimer;
+use stream_body_layer::{MemoryBudget, SpoolConfig, StreamBodyLayer};
+use tikv_jemallocator::Jemalloc;
+
+use config::ServerConfig;
+use routes::Uploads;
+
+#[global_allocator]
+static GLOBAL: Jemalloc = Jemalloc;
+
+/// jemalloc starts with heap profiling on (sampling every 512 KiB on average, jemalloc's
+/// default), so `/api/debug/pprof/heap` answers whenever a token is configured.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 27] = b"prof:true,prof_active:true\0";
+
+fn main() {
+    let config = match ServerConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(config.json_logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(serve(config)) {
+        tracing::error!(error = %e, "server failed");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
+async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let check = memory_probe::self_check();
+    let m = &config.memory;
+
+    // One reclaimer for the monitor's schedule and the interceptor's heavy requests: their runs
+    // coalesce and share one rate limit.
+    let reclaimer = Reclaimer::new();
+    let monitor = m.monitor_builder().reclaimer(reclaimer.clone()).build()?;
+    if m.monitoring_enabled {
+        monitor.start()?;
+    }
+    let signal = monitor.signal();
+    let ledger = Ledger::new(256);
+
+    let metrics = PrometheusMetrics::install()?;
+    stream_body_layer::metrics::describe();
+    compression_layer::metrics::describe_metrics();
+
+    let mut health = HealthLayer::new(&monitor)
+        .metrics(metrics)
+        .ledger(ledger.clone(), 10);
+    if let Some(token) = &m.profile_token {
+        health = health.heap_profile_token(token);
+    }
+    let drain = health.drain_handle();
+
+    let interceptor = MemoryInterceptorLayer::new()
+        .ledger(ledger)
+        .reclaimer(reclaimer)
+        .max_request_memory(config.max_request_memory)
+        .abort_under_pressure(signal.clone());
+
+    let mut compression = CompressionLayer::new()
+        .enabled(m.compression_enabled)
+        .threshold(m.compression_threshold)
+        .pressure(signal);
+    if let Some(level) = m.compression_level {
+        compression = compression.level(level);
+    }
+
+    std::fs::create_dir_all(&config.upload_dir)?;
+    // Spool into the upload directory itself: keeping an upload is then a rename. Refused at
+    // start-up if the directory is a tmpfs (its files would count as memory).
+    let spool = SpoolConfig::new(&config.upload_dir)?;
+    let threshold = m.stream_file_threshold;
+    let body_limits = StreamBodyLayer::new()
+        .max_body_size(config.max_body_size)
+        .buffer_threshold(threshold)
+        .chunk_size(m.stream_chunk_size as usize)
+        .memory_budget(MemoryBudget::global())
+        .spool(spool);
+
+    let app = Router::new()
+        .route("/api/hello", get(routes::hello))
+        .route(
+            "/api/documents",
+            get(routes::list_documents).post(routes::receive_documents),
+        )
+        .route("/api/uploads", post(routes::upload))
+        .route("/api/events", get(routes::events))
+        .route("/api/reports/heavy", get(routes::heavy_report))
+        .with_state(Uploads::new(config.upload_dir.clone()))
+        // Collecting extractors (`Json`) never take more than the body layer buffers.
+        .layer(DefaultBodyLimit::max(threshold as usize))
+        // Innermost first: each `.layer` wraps the ones before it.
+        .layer(body_limits)
+        .layer(DecompressionLayer::new())
+        .layer(compression)
+        .layer(interceptor)
+        .layer(PressureShedLayer::new(&monitor).proportional(0.5))
+        .layer(health);
+
+    let stop_signal = shutdown_signal();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
+    let addr = listener.local_addr()?;
+    let summary = config.summary();
+    if config.json_logs {
+        tracing::info!(
+            backend = %check.backend,
+            allocator = %check.allocator,
+            config = %summary,
+            "listening on http://{addr}"
+        );
+    } else {
+        println!("listening on http://{addr}");
+        println!(
+            "counters: {}, allocator: {}",
+            check.backend, check.allocator
+        );
+        println!("configuration {summary}");
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_delay = config.drain_delay;
+    let shutdown = async move {
+        stop_signal.await;
+        drain.start();
+        tracing::info!(
+            delay_ms = drain_delay.as_millis() as u64,
+            "draining: readiness is 503"
+        );
+        tokio::time::sleep(drain_delay).await;
+        let _ = stop_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let drain_timeout = config.drain_timeout;
+    let deadline = async move {
+        // Only once the listener has closed does the drain timeout start.
+        if stop_rx.await.is_ok() {
+            tokio::time::sleep(drain_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = deadline => tracing::warn!(
+            timeout_ms = drain_timeout.as_millis() as u64,
+            "drain timeout: closing the connections still open"
+        ),
+    }
+    monitor.stop();
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: call it before announcing the address, so that a signal sent right
+/// after the announcement is never missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The example's handlers.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use memory_interceptor_layer::RequestMemory;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use stream_body_layer::{SpoolError, SpooledBody};
+use tokio::io::AsyncReadExt;
+
+use crate::documents::documents_json;
+
+/// Where uploads are kept.
+#[derive(Clone)]
+pub struct Uploads {
+    dir: Arc<PathBuf>,
+    next: Arc<AtomicU64>,
+}
+
+impl Uploads {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir: Arc::new(dir),
+            next: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn next_path(&self) -> PathBuf {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        self.dir.join(format!("upload-{nanos}-{id:06}"))
+    }
+}
+
+/// A handler error with its status.
+pub struct AppError(StatusCode, String);
+
+impl AppError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        AppError(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<std::io::Error> for AppError {
+    fn from(e: std::io::Error) -> Self {
+        tracing::error!(error = %e, "upload I/O failed");
+        AppError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+/// `GET /api/hello`
+pub async fn hello() -> &'static str {
+    "hello"
+}
+
+#[derive(Deserialize)]
+pub struct DocumentsQuery {
+    count: Option<usize>,
+}
+
+/// Most documents one request may ask for.
+const MAX_DOCUMENTS: usize = 100_000;
+
+/// `GET /api/documents?count=N`: N records (default 1000, about 256 KiB).
+pub async fn list_documents(Query(q): Query<DocumentsQuery>) -> Result<Response, AppError> {
+    let count = q.count.unwrap_or(1000);
+    if count > MAX_DOCUMENTS {
+        return Err(AppError::bad_request(format!(
+            "count={count} is over the maximum of {MAX_DOCUMENTS}"
+        )));
+    }
+    let body = documents_json(count);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[derive(Serialize)]
+pub struct Received {
+    received: usize,
+}
+
+/// `POST /api/documents`: a JSON array, buffered by the body layer.
+pub async fn receive_documents(Json(docs): Json<Vec<serde_json::Value>>) -> Json<Received> {
+    Json(Received {
+        received: docs.len(),
+    })
+}
+
+#[derive(Serialize)]
+pub struct Uploaded {
+    bytes: u64,
+    sha256: String,
+}
+
+/// `POST /api/uploads`: the body is spooled into `UPLOAD_DIR` (a large one straight to disk, one
+/// frame at a time), hashed from there in 64 KiB reads, and renamed into place. A failed body
+/// answers with the status the body layer gave it (413, 408, 400).
+pub async fn upload(
+    State(uploads): State<Uploads>,
+    body: SpooledBody,
+) -> Result<Json<Uploaded>, SpoolError> {
+    let mut reader = body.reader().await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let bytes = body.len();
+    body.persist(uploads.next_path()).await?;
+    Ok(Json(Uploaded {
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    count: Option<u64>,
+    interval_ms: Option<u64>,
+}
+
+/// `GET /api/events?count=N&interval_ms=M`: N server-sent events, M ms apart (default 10 and
+/// 1000; at most 10,000 events and 60 s apart).
+pub async fn events(
+    Query(q): Query<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let count = q.count.unwrap_or(10);
+    let interval_ms = q.interval_ms.unwrap_or(1000);
+    if count > 10_000 || interval_ms > 60_000 {
+        return Err(AppError::bad_request(
+            "count must be at most 10000 and interval_ms at most 60000",
+        ));
+    }
+    let interval = Duration::from_millis(interval_ms);
+    let stream = futures_util::stream::unfold(0u64, move |seq| async move {
+        if seq >= count {
+            return None;
+        }
+        if seq > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let data = serde_json::json!({ "seq": seq, "of": count, "unix_ms": at }).to_string();
+        Some((Ok(Event::default().id(seq.to_string()).data(data)), seq + 1))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+pub struct HeavyQuery {
+    mib: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct HeavyReport {
+    mib: u64,
+    bytes: u64,
+    checksum: u64,
+    /// What the interceptor has charged to this request so far.
+    allocated_bytes: Option<u64>,
+}
+
+/// `GET /api/reports/heavy?mib=N` (default 64, at most 4096): builds an N MiB report in memory,
+/// one MiB per step with an await between steps, and answers a summary. Over 50 MiB the
+/// interceptor logs it as heavy and reclaims afterwards; over `MAX_REQUEST_MEMORY` it is aborted
+/// with 503 at a poll boundary and its memory freed.
+pub async fn heavy_report(
+    Query(q): Query<HeavyQuery>,
+    memory: Option<RequestMemory>,
+) -> Result<Json<HeavyReport>, AppError> {
+    let mib = q.mib.unwrap_or(64);
+    if !(1..=4096).contains(&mib) {
+        return Err(AppError::bad_request("mib must be between 1 and 4096"));
+    }
+    let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
+    let mut checksum = 0u64;
+    for step in 0..mib {
+        // Every byte written: the pages are resident, as a real report's would be.
+        let page = vec![(step % 251) as u8; 1 << 20];
+        checksum = checksum
+            .wrapping_mul(31)
+            .wrapping_add(page[page.len() / 2] as u64);
+        pages.push(page);
+        tokio::task::yield_now().await;
+    }
+    let bytes = pages.iter().map(|p| p.len() as u64).sum();
+    Ok(Json(HeavyReport {
+        mib,
+        bytes,
+        checksum,
+        allocated_bytes: memory.map(|m| m.allocated()),
+    }))
+}

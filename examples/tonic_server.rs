@@ -1,0 +1,137 @@
+//! A tonic gRPC server with the layers that make sense for gRPC: health endpoints, shedding,
+//! per-request allocation accounting and request-body limits. Response compression stays off:
+//! gRPC compresses messages itself (and compression-layer skips `application/grpc`).
+//!
+//! ```sh
+//! cargo run --release --example tonic_server
+//! ```
+//!
+//! Listens on 127.0.0.1:50051 (`BIND`, `PORT`). Serves the standard gRPC health service
+//! (`grpc.health.v1.Health`, from tonic-health: no protoc needed), whose overall status follows
+//! memory pressure: `NOT_SERVING` under critical pressure and while draining on shutdown, so
+//! gRPC-aware load balancers move traffic away exactly when `/api/health/ready` says 503. HTTP/1
+//! is accepted too, so `curl http://127.0.0.1:50051/api/health` works.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::{Method, Uri};
+use memory_health::{HealthLayer, MemoryConfig, PressureShedLayer, PrometheusMetrics};
+use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
+use memory_probe::Pressure;
+use stream_body_layer::StreamBodyLayer;
+use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// gRPC paths are `/package.Service/Method`: a fixed set, so they can be labels as they are.
+fn grpc_route(_: &Method, uri: &Uri) -> Option<&'static str> {
+    match uri.path() {
+        "/grpc.health.v1.Health/Check" => Some("/grpc.health.v1.Health/Check"),
+        "/grpc.health.v1.Health/Watch" => Some("/grpc.health.v1.Health/Watch"),
+        "/grpc.health.v1.Health/List" => Some("/grpc.health.v1.Health/List"),
+        _ => None,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let config = match MemoryConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let monitor = config.monitor_builder().build()?;
+    if config.monitoring_enabled {
+        monitor.start()?;
+    }
+    let ledger = Ledger::new(64);
+    let health = HealthLayer::new(&monitor)
+        .metrics(PrometheusMetrics::install()?)
+        .ledger(ledger.clone(), 10);
+    let drain = health.drain_handle();
+
+    // The gRPC health status mirrors readiness: pressure changes arrive through the signal.
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let mut pressure = monitor.signal().subscribe();
+    let status_reporter = reporter.clone();
+    let status_drain = drain.clone();
+    tokio::spawn(async move {
+        loop {
+            let level = *pressure.borrow_and_update();
+            let status = if level == Pressure::Critical || status_drain.is_draining() {
+                ServingStatus::NotServing
+            } else {
+                ServingStatus::Serving
+            };
+            status_reporter.set_service_status("", status).await;
+            if pressure.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let layers = ServiceBuilder::new()
+        .layer(health)
+        .layer(PressureShedLayer::new(&monitor))
+        .layer(
+            MemoryInterceptorLayer::new()
+                .ledger(ledger)
+                .route_classifier(grpc_route)
+                .abort_under_pressure(monitor.signal()),
+        )
+        .layer(
+            StreamBodyLayer::new()
+                .max_body_size(64 << 20)
+                .buffer_threshold(config.stream_file_threshold)
+                .chunk_size(config.stream_chunk_size as usize),
+        )
+        .into_inner();
+
+    let bind: IpAddr = std::env::var("BIND")
+        .unwrap_or_else(|_| "127.0.0.1".into())
+        .parse()?;
+    let port: u16 = std::env::var("PORT")
+        .unwrap_or_else(|_| "50051".into())
+        .parse()?;
+    let stop_signal = shutdown_signal();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(bind, port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+
+    let shutdown = async move {
+        stop_signal.await;
+        drain.start();
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+    };
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(layers)
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await?;
+    monitor.stop();
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: call it before announcing the address, so that a signal sent right
+/// after the announcement is never missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}

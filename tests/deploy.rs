@@ -1,0 +1,213 @@
+//! The deployment files are checked by the tools that will consume them: kubernetes-validate
+//! (offline OpenAPI schemas, from PyPI) for the manifests, promtool for the Prometheus
+//! configuration, alert rules and their unit tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod support;
+
+use support::dashboard_queries;
+
+fn deploy(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(rel)
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} does not run ({e}); .ci/run installs it"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const KUBERNETES_VERSION: &str = "1.33.0";
+
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy("kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn kubernetes_manifests_validate_strictly() {
+    let files = manifests();
+    assert!(files.len() >= 4, "{files:?}");
+    let (ok, text) = run(Command::new("kubernetes-validate")
+        .args(["--strict", "-k", KUBERNETES_VERSION])
+        .args(&files));
+    assert!(ok, "{text}");
+    for kind in [
+        "deployment",
+        "horizontalpodautoscaler",
+        "service",
+        "configmap",
+    ] {
+        assert!(
+            text.contains(&format!("for resource {kind}/")),
+            "{kind} not validated: {text}"
+        );
+    }
+}
+
+#[test]
+fn the_validator_rejects_a_broken_manifest() {
+    // A control: the same validation must fail on a field the schema does not have, so a pass
+    // above means something.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    let text = std::fs::read_to_string(deploy("kubernetes/deployment.yaml"))
+        .unwrap()
+        .replace("readinessProbe:", "readinesProbe:");
+    std::fs::write(&broken, text).unwrap();
+    let (ok, text) = run(Command::new("kubernetes-validate")
+        .args(["--strict", "-k", KUBERNETES_VERSION])
+        .arg(&broken));
+    assert!(!ok, "a misspelt field passed: {text}");
+}
+
+#[test]
+fn probes_and_memory_sizing_match_the_server() {
+    let deployment = std::fs::read_to_string(deploy("kubernetes/deployment.yaml")).unwrap();
+    assert!(deployment.contains("path: /api/health/live"));
+    assert!(deployment.contains("path: /api/health/ready"));
+    let config = std::fs::read_to_string(deploy("kubernetes/configmap.yaml")).unwrap();
+    let value = |key: &str| -> String {
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .trim_matches('"')
+            .to_string()
+    };
+    // Every variable the ConfigMap sets is one the server reads (the README's table).
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let data = config
+        .lines()
+        .skip_while(|l| *l != "data:")
+        .skip(1)
+        .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'));
+    for line in data {
+        let key = line.trim().split(':').next().unwrap();
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "{key} is not in the README's table"
+        );
+    }
+    let warning: f64 = value("MEMORY_WARNING_THRESHOLD").parse().unwrap();
+    let critical: f64 = value("MEMORY_CRITICAL_THRESHOLD").parse().unwrap();
+    let quota: u64 = value("MAX_REQUEST_MEMORY").parse().unwrap();
+    let limit = 512u64 << 20;
+    let request = 320u64 << 20;
+    assert!(deployment.contains("memory: 512Mi") && deployment.contains("memory: 320Mi"));
+    let hpa = std::fs::read_to_string(deploy("kubernetes/hpa.yaml")).unwrap();
+    let utilization: u64 = hpa
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("averageUtilization: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The HPA adds pods before any pod reaches its warning threshold, and the request sits below
+    // the warning threshold too.
+    assert!((request * utilization / 100) < (limit as f64 * warning) as u64);
+    assert!(request < (limit as f64 * warning) as u64);
+    assert!(warning < critical && critical < 1.0);
+    // A request at its quota, started just below critical, still fits under the limit.
+    assert!((limit as f64 * critical) as u64 + quota <= limit);
+    // Grace period covers the preStop sleep plus the drain timeout.
+    let grace: u64 = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let drain_ms: u64 = deployment
+        .lines()
+        .skip_while(|l| !l.contains("DRAIN_TIMEOUT_MS"))
+        .nth(1)
+        .and_then(|l| l.trim().strip_prefix("value: "))
+        .unwrap()
+        .trim_matches('"')
+        .parse()
+        .unwrap();
+    assert!(grace * 1000 > 5_000 + drain_ms);
+}
+
+#[test]
+fn prometheus_config_and_rules_pass_promtool() {
+    let (ok, text) = run(Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(deploy("prometheus/prometheus.yml")));
+    assert!(ok, "{text}");
+    let (ok, text) = run(Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(deploy("prometheus/alerts.yml")));
+    assert!(ok, "{text}");
+    assert!(text.contains("SUCCESS: 8 rules found"), "{text}");
+}
+
+#[test]
+fn alert_rules_pass_their_unit_tests() {
+    let (ok, text) = run(Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .arg(deploy("prometheus/alerts_test.yml")));
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn alert_unit_tests_can_fail() {
+    // A control: the same tests against a rule file whose critical alert waits longer must fail.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(deploy("prometheus/alerts.yml"))
+        .unwrap()
+        .replace("for: 2m\n", "for: 20m\n");
+    std::fs::write(dir.path().join("alerts.yml"), rules).unwrap();
+    std::fs::copy(
+        deploy("prometheus/alerts_test.yml"),
+        dir.path().join("alerts_test.yml"),
+    )
+    .unwrap();
+    let (ok, text) = run(Command::new("promtool").current_dir(dir.path()).args([
+        "test",
+        "rules",
+        "alerts_test.yml",
+    ]));
+    assert!(!ok, "a slower alert passed the unit tests: {text}");
+}
+
+#[test]
+fn dashboard_queries_are_valid_promql() {
+    // promtool parses every expression as a recording rule: a typo in a query fails here, not
+    // on an operator's screen.
+    let exprs = dashboard_queries();
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard_rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let (ok, text) = run(Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file));
+    assert!(ok, "{text}");
+}
