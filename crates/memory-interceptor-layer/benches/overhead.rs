@@ -12,7 +12,7 @@
 
 mod scenario;
 
-use std::task::{Context, Waker};
+use std::task::Context;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Uri;
@@ -30,7 +30,8 @@ fn bench_group(c: &mut Criterion, group_name: &str, polls: &[u32]) {
         .unwrap();
     // Inside a runtime, as in a server (the pressure watcher needs one).
     let _guard = runtime.enter();
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = scenario::waker();
+    let mut cx = Context::from_waker(&waker);
     let uri = Uri::from_static("/api/hello");
     let mut group = c.benchmark_group(group_name);
     for &n in polls {

@@ -8,7 +8,7 @@
 
 mod scenario;
 
-use std::task::{Context, Waker};
+use std::task::Context;
 use std::time::Instant;
 
 use http::Uri;
@@ -33,7 +33,8 @@ fn main() {
         .unwrap();
     let _guard = runtime.enter();
     let uri = Uri::from_static("/api/hello");
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = scenario::waker();
+    let mut cx = Context::from_waker(&waker);
 
     let mut rows = Vec::new();
     for polls in [1u32, 17] {

@@ -12,7 +12,7 @@ use std::mem::ManuallyDrop;
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Waker};
+use std::task::{Context, RawWakerVTable, Waker};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
@@ -300,8 +300,10 @@ impl Drop for ExtraMeasure<'_> {
 /// small: it travels inside the response.
 pub(crate) struct Tracker {
     pub(crate) account: Arc<Account>,
-    /// The waker last published to the account (only kept when aborts can come from elsewhere).
-    waker: Option<Waker>,
+    /// Which waker was last published to the account (its data and vtable addresses, compared as
+    /// `Waker::will_wake` does): one clone per change of waker instead of two. The account holds
+    /// that waker, so the addresses cannot be reused by another task meanwhile.
+    published: (usize, usize),
     // Copied from the configuration so that a poll reads no further than the account.
     quota: i64,
     external_aborts: bool,
@@ -325,7 +327,7 @@ impl Tracker {
             .map_or(i64::MAX, |q| q.min(i64::MAX as u64) as i64);
         Tracker {
             account,
-            waker: None,
+            published: (0, 0),
             quota,
             external_aborts,
             panicked: false,
@@ -338,10 +340,14 @@ impl Tracker {
     #[inline]
     pub(crate) fn before_poll(&mut self, cx: &Context<'_>) -> Verdict {
         if self.external_aborts {
-            if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                let waker = cx.waker().clone();
+            let waker = cx.waker();
+            let identity = (
+                waker.data() as usize,
+                ptr::from_ref::<RawWakerVTable>(waker.vtable()) as usize,
+            );
+            if identity != self.published {
                 *self.account.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
-                self.waker = Some(waker);
+                self.published = identity;
             }
             match self.account.state.load(Relaxed) {
                 ABORT_QUOTA => return Verdict::Abort(AbortReason::Quota),

@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -102,6 +103,16 @@ pub fn layers() -> Vec<(&'static str, MemoryInterceptorLayer)> {
             MemoryInterceptorLayer::new().metrics(false),
         ),
     ]
+}
+
+/// A waker that does nothing but is reference-counted like a runtime's (cloning it is an atomic
+/// increment, as with Tokio's task wakers), so that keeping one costs what it costs in a server.
+pub fn waker() -> Waker {
+    struct Idle;
+    impl Wake for Idle {
+        fn wake(self: Arc<Self>) {}
+    }
+    Waker::from(Arc::new(Idle))
 }
 
 /// The figures mean nothing unless the counters are live.
