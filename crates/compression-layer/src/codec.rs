@@ -76,9 +76,10 @@ impl EncoderConfig {
         }
     }
 
-    /// A fresh encoder; `size` is the exact input length when known.
-    pub(crate) fn build(&self, size: Option<u64>) -> Result<Encoder, CodecError> {
-        let _ = size;
+    /// A fresh encoder; `size` is the exact input length when known; `streaming`: the body is
+    /// compressed as it arrives (its state lives as long as the response), not in one shot.
+    pub(crate) fn build(&self, size: Option<u64>, streaming: bool) -> Result<Encoder, CodecError> {
+        let _ = (size, streaming);
         Ok(match self {
             #[cfg(feature = "gzip")]
             EncoderConfig::Gzip(p) => {
@@ -89,9 +90,11 @@ impl EncoderConfig {
                 Encoder::Deflate(DeflateEncoder::new(*p, false, Encoding::Deflate))
             }
             #[cfg(feature = "br")]
-            EncoderConfig::Brotli(p) => Encoder::Brotli(BrotliEncoder::new(*p, size)),
+            EncoderConfig::Brotli(p) => Encoder::Brotli(BrotliEncoder::new(*p, size, streaming)),
             #[cfg(feature = "zstd")]
-            EncoderConfig::Zstd(p, pool) => Encoder::Zstd(ZstdEncoder::new(p, pool, size)?),
+            EncoderConfig::Zstd(p, pool) => {
+                Encoder::Zstd(ZstdEncoder::new(p, pool, size, streaming)?)
+            }
             #[cfg(not(any(
                 feature = "gzip",
                 feature = "deflate",
@@ -347,6 +350,7 @@ impl ZstdEncoder {
         params: &ZstdParams,
         pool: &Arc<ZstdPool>,
         size: Option<u64>,
+        streaming: bool,
     ) -> Result<Self, CodecError> {
         use zstd_safe::CParameter;
         let err = |code: usize| CodecError::new(Encoding::Zstd, zstd_safe::get_error_name(code));
@@ -358,11 +362,11 @@ impl ZstdEncoder {
             .clamp(zstd_safe::min_c_level(), zstd_safe::max_c_level());
         ctx.set_parameter(CParameter::CompressionLevel(level))
             .map_err(err)?;
-        if let Some(window_log) = params.window_log_for(size.is_some()) {
+        if let Some(window_log) = params.window_log_for(streaming) {
             ctx.set_parameter(CParameter::WindowLog(window_log))
                 .map_err(err)?;
         }
-        if size.is_none() {
+        if streaming {
             // Streams keep their tables for their whole life: size them for memory.
             if let Some(log) = params.stream_hash_log {
                 ctx.set_parameter(CParameter::HashLog(log.clamp(6, 30)))
@@ -474,16 +478,16 @@ pub(crate) struct BrotliEncoder {
 
 #[cfg(feature = "br")]
 impl BrotliEncoder {
-    fn new(params: BrotliParams, size: Option<u64>) -> Self {
+    fn new(params: BrotliParams, size: Option<u64>, streaming: bool) -> Self {
         use brotli::enc::encode::BrotliEncoderParameter::*;
         let mut state = Box::new(BrotliState::new(brotli::enc::StandardAlloc::default()));
-        let quality = if size.is_some() {
-            params.quality
-        } else {
+        let quality = if streaming {
             params.stream_quality
+        } else {
+            params.quality
         };
         state.set_parameter(BROTLI_PARAM_QUALITY, quality.min(11));
-        state.set_parameter(BROTLI_PARAM_LGWIN, params.window_for(size));
+        state.set_parameter(BROTLI_PARAM_LGWIN, params.window_for(size, streaming));
         if let Some(n) = size {
             state.set_parameter(BROTLI_PARAM_SIZE_HINT, u32::try_from(n).unwrap_or(u32::MAX));
         }
@@ -577,7 +581,9 @@ mod tests {
         let data = sample();
         for config in configs() {
             for known in [false, true] {
-                let mut enc = config.build(known.then_some(data.len() as u64)).unwrap();
+                let mut enc = config
+                    .build(known.then_some(data.len() as u64), true)
+                    .unwrap();
                 let mut out = Vec::new();
                 for (i, chunk) in data.chunks(7000).enumerate() {
                     enc.compress(chunk, &mut out).unwrap();
@@ -597,7 +603,7 @@ mod tests {
     fn flush_makes_everything_so_far_decodable() {
         let data = sample();
         for config in configs() {
-            let mut enc = config.build(None).unwrap();
+            let mut enc = config.build(None, true).unwrap();
             let mut out = Vec::new();
             enc.compress(&data[..5000], &mut out).unwrap();
             enc.flush(&mut out).unwrap();
@@ -613,7 +619,7 @@ mod tests {
         let config = EncoderConfig::Zstd(ZstdParams::default(), Arc::clone(&pool));
         let data = sample();
         for _ in 0..3 {
-            let mut enc = config.build(Some(data.len() as u64)).unwrap();
+            let mut enc = config.build(Some(data.len() as u64), false).unwrap();
             let mut out = Vec::new();
             enc.compress(&data, &mut out).unwrap();
             enc.finish(&mut out).unwrap();
@@ -625,7 +631,7 @@ mod tests {
             );
         }
         // a body that breaks its pledge fails instead of producing a wrong frame
-        let mut enc = config.build(Some(10)).unwrap();
+        let mut enc = config.build(Some(10), true).unwrap();
         let mut out = Vec::new();
         assert!(
             enc.compress(&data, &mut out)

@@ -334,7 +334,7 @@ where
     /// Compresses as the body streams.
     fn stream(&mut self) -> Response<CompressionBody<B>> {
         let encoding = self.config.encoding();
-        let encoder = match self.config.build(self.known) {
+        let encoder = match self.config.build(self.known, true) {
             Ok(encoder) => encoder,
             Err(e) => {
                 tracing::warn!(error = %e, "compression unavailable, sending uncompressed");
@@ -358,19 +358,22 @@ where
     /// The whole body is here: compress it at once and send its exact length.
     fn one_shot(&mut self) -> Response<CompressionBody<B>> {
         let encoding = self.config.encoding();
-        let compressed = self.config.build(Some(self.len)).and_then(|mut encoder| {
-            // A first guess at the output size saves most regrowth on text.
-            let mut out = Vec::with_capacity((self.len / 4) as usize + 1024);
-            if let [frame] = self.frames.as_slices().0 {
-                encoder.compress_all(frame, &mut out)?;
-            } else {
-                for frame in &self.frames {
-                    encoder.compress(frame, &mut out)?;
+        let compressed = self
+            .config
+            .build(Some(self.len), false)
+            .and_then(|mut encoder| {
+                // A first guess at the output size saves most regrowth on text.
+                let mut out = Vec::with_capacity((self.len / 4) as usize + 1024);
+                if let [frame] = self.frames.as_slices().0 {
+                    encoder.compress_all(frame, &mut out)?;
+                } else {
+                    for frame in &self.frames {
+                        encoder.compress(frame, &mut out)?;
+                    }
+                    encoder.finish(&mut out)?;
                 }
-                encoder.finish(&mut out)?;
-            }
-            Ok(out)
-        });
+                Ok(out)
+            });
         let out = match compressed {
             Ok(out) => out,
             Err(e) => {

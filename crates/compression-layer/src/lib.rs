@@ -153,7 +153,7 @@ pub fn compress_to_vec(encoding: Encoding, data: &[u8]) -> Vec<u8> {
         .encoder_config(encoding, memory_probe::Pressure::Normal)
         .unwrap_or_else(|| panic!("the {encoding} feature of compression-layer is off"));
     let mut encoder = config
-        .build(Some(data.len() as u64))
+        .build(Some(data.len() as u64), false)
         .expect("an encoder with default parameters");
     let mut out = Vec::with_capacity(data.len() / 4 + 64);
     encoder

@@ -57,18 +57,20 @@ pub struct ZstdParams {
     /// much to decode. Default 23 (8 MiB), the limit RFC 8878 recommends and browsers enforce.
     /// Levels whose own window is larger are capped to it.
     pub window_log_max: u32,
-    /// The window (base-two logarithm) for bodies of unknown length. Bodies of known length get
-    /// a window just large enough for themselves (the length is pledged to zstd). `None` keeps
+    /// The window (base-two logarithm) for bodies compressed as they stream (a body that is
+    /// complete at once is compressed in one shot with zstd's own parameters for its length,
+    /// which is pledged). A known length is pledged for streams too, and zstd shrinks the
+    /// window to it. `None` keeps
     /// the level's own window (2 MiB at level 3). Default `Some(18)` (256 KiB): a long stream's
     /// window becomes resident in full, and on JSON a 256 KiB window with the stream tables
     /// below compresses within 0.5% of zstd's own level-3 parameters.
     pub stream_window_log: Option<u32>,
-    /// Hash table size (base-two logarithm of entries) for bodies of unknown length; `None`
+    /// Hash table size (base-two logarithm of entries) for bodies compressed as they stream; `None`
     /// keeps the level's own. The tables are cleared when a frame starts, so they are resident
     /// for the whole stream: at level 3 zstd's own are 512 KiB + 256 KiB. Default `Some(13)`
     /// (32 KiB).
     pub stream_hash_log: Option<u32>,
-    /// Chain (or, at levels 3 and 4, second hash) table size for bodies of unknown length;
+    /// Chain (or, at levels 3 and 4, second hash) table size for bodies compressed as they stream;
     /// `None` keeps the level's own. Default `Some(11)` (8 KiB).
     pub stream_chain_log: Option<u32>,
     /// How many idle compression contexts are kept for reuse across responses. A context costs
@@ -114,14 +116,15 @@ impl ZstdParams {
         }
     }
 
-    /// The window log to set explicitly for a frame, if any.
-    pub(crate) fn window_log_for(&self, known_size: bool) -> Option<u32> {
+    /// The window log to set explicitly for a frame, if any (`streaming`: compressed as it
+    /// arrives, rather than in one shot).
+    pub(crate) fn window_log_for(&self, streaming: bool) -> Option<u32> {
         let cap = self.window_log_max.clamp(10, 31);
         let own = Self::default_window_log(self.level);
-        let stream = if known_size {
-            None
-        } else {
+        let stream = if streaming {
             self.stream_window_log.map(|w| w.clamp(10, 31))
+        } else {
+            None
         };
         match stream {
             Some(w) if w.min(cap) < own => Some(w.min(cap)),
@@ -151,15 +154,16 @@ pub struct BrotliParams {
     pub quality: u32,
     /// Base-two logarithm of the window, 10 to 24. Default 22 (4 MiB). Bodies of known length get
     /// a window just large enough for themselves, and their length as the encoder's size hint.
+    /// Streams use at most [`stream_window_bits`](Self::stream_window_bits).
     pub window_bits: u32,
-    /// The window for bodies of unknown length, 10 to 24. Default 18 (256 KiB): the encoder's
+    /// The window for bodies compressed as they stream, 10 to 24. Default 18 (256 KiB): the encoder's
     /// ring buffer (twice the window) becomes resident as a stream goes on, so this bounds a
     /// long stream's memory.
     pub stream_window_bits: u32,
-    /// The quality for bodies of unknown length. Default 3: at quality 4 the `brotli` crate's
+    /// The quality for bodies compressed as they stream. Default 3: at quality 4 the `brotli` crate's
     /// encoder keeps about 1.4 MiB resident per in-flight stream (its quality-4 hasher and
-    /// 64 KiB blocks), at 3 about 0.75 MiB, for output about 4% larger on JSON. Bodies of
-    /// known length, compressed once and released, use [`quality`](Self::quality).
+    /// 64 KiB blocks), at 3 about 0.75 MiB, for output about 4% larger on JSON. Bodies that are
+    /// complete at once, compressed in one shot and released, use [`quality`](Self::quality).
     pub stream_quality: u32,
 }
 
@@ -176,16 +180,20 @@ impl Default for BrotliParams {
 
 #[cfg_attr(not(feature = "br"), allow(dead_code))]
 impl BrotliParams {
-    /// The window for a body of `size` bytes (`None`: unknown).
-    pub(crate) fn window_for(&self, size: Option<u64>) -> u32 {
-        let max = self.window_bits.clamp(10, 24);
+    /// The window for a body of `size` bytes (`None`: unknown), compressed in one shot or as it
+    /// streams.
+    pub(crate) fn window_for(&self, size: Option<u64>, streaming: bool) -> u32 {
+        let mut max = self.window_bits.clamp(10, 24);
+        if streaming {
+            max = self.stream_window_bits.clamp(10, max);
+        }
         match size {
             // The usable window is 2^lgwin - 16 bytes.
             Some(n) => {
                 let need = 64 - (n + 16).saturating_sub(1).leading_zeros();
                 need.clamp(10, max)
             }
-            None => self.stream_window_bits.clamp(10, max),
+            None => max,
         }
     }
 
@@ -207,27 +215,27 @@ mod tests {
     #[test]
     fn zstd_window_cap() {
         let p = ZstdParams::default();
-        // level 3, known size: zstd's own choice (it shrinks to the pledged size)
-        assert_eq!(p.window_log_for(true), None);
-        // unknown size: the stream window
-        assert_eq!(p.window_log_for(false), Some(18));
+        // level 3 in one shot: zstd's own choice (it shrinks to the pledged size)
+        assert_eq!(p.window_log_for(false), None);
+        // streaming: the stream window
+        assert_eq!(p.window_log_for(true), Some(18));
         let p = ZstdParams {
             level: 22,
             stream_window_log: None,
             ..ZstdParams::default()
         };
-        assert_eq!(p.window_log_for(true), Some(23));
         assert_eq!(p.window_log_for(false), Some(23));
+        assert_eq!(p.window_log_for(true), Some(23));
         let p = ZstdParams {
             level: 3,
             window_log_max: 18,
             stream_window_log: None,
             ..ZstdParams::default()
         };
-        assert_eq!(p.window_log_for(false), Some(18));
+        assert_eq!(p.window_log_for(true), Some(18));
         assert_eq!(ZstdParams::default().under_pressure().level, 1);
         assert_eq!(
-            ZstdParams::default().under_pressure().window_log_for(false),
+            ZstdParams::default().under_pressure().window_log_for(true),
             Some(17)
         );
     }
@@ -235,14 +243,16 @@ mod tests {
     #[test]
     fn brotli_window_fits_the_body() {
         let p = BrotliParams::default();
-        assert_eq!(p.window_for(Some(100)), 10);
-        assert_eq!(p.window_for(Some(1008)), 10);
-        assert_eq!(p.window_for(Some(1009)), 11);
-        assert_eq!(p.window_for(Some(256 * 1024)), 19);
-        assert_eq!(p.window_for(Some(256 * 1024 - 16)), 18);
-        assert_eq!(p.window_for(Some(1 << 40)), 22);
-        assert_eq!(p.window_for(None), 18);
-        assert_eq!(p.under_pressure().window_for(None), 18);
+        assert_eq!(p.window_for(Some(100), false), 10);
+        assert_eq!(p.window_for(Some(1008), false), 10);
+        assert_eq!(p.window_for(Some(1009), false), 11);
+        assert_eq!(p.window_for(Some(256 * 1024), false), 19);
+        assert_eq!(p.window_for(Some(256 * 1024 - 16), false), 18);
+        assert_eq!(p.window_for(Some(1 << 40), false), 22);
+        assert_eq!(p.window_for(Some(1 << 40), true), 18);
+        assert_eq!(p.window_for(Some(100), true), 10);
+        assert_eq!(p.window_for(None, true), 18);
+        assert_eq!(p.under_pressure().window_for(None, true), 18);
     }
 
     #[test]
