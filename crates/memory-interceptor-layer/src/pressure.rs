@@ -1,7 +1,8 @@
 //! Largest-first aborts under critical memory pressure: the registry of in-flight accounts and the
 //! task that watches the pressure signal.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use memory_probe::Pressure;
@@ -12,49 +13,82 @@ use crate::account::{ABORT_PRESSURE, Account, LIVE};
 use crate::layer::PressureSettings;
 
 /// The accounts of the requests in flight, and the switch that starts the watcher.
+///
+/// Sharded: each thread registers in a shard of its own choosing (round-robin on first use), so
+/// worker threads registering and finishing requests do not contend for one lock. The watcher,
+/// which runs once per tick, visits every shard.
 pub(crate) struct PressureAborter {
     settings: PressureSettings,
-    live: Mutex<Slab<Weak<Account>>>,
+    shards: Box<[Mutex<Slab<Weak<Account>>>]>,
     started: AtomicBool,
     // Dropped with the aborter: the watcher then ends.
     _shutdown: oneshot::Sender<()>,
     shutdown_rx: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
+// A registry key: the shard in the low bits, the slab key above them.
+const SHARD_BITS: u32 = 6;
+const MAX_SHARDS: usize = 1 << SHARD_BITS;
+
+thread_local! {
+    static SHARD_HINT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's shard index (a stable, round-robin assignment).
+fn shard_hint() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    SHARD_HINT
+        .try_with(|hint| {
+            if hint.get() == usize::MAX {
+                hint.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            hint.get()
+        })
+        .unwrap_or(0)
+}
+
 impl PressureAborter {
     pub(crate) fn new(settings: PressureSettings) -> PressureAborter {
         let (tx, rx) = oneshot::channel();
+        let shards = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .next_power_of_two()
+            .clamp(1, MAX_SHARDS);
         PressureAborter {
             settings,
-            live: Mutex::new(Slab::new()),
+            shards: (0..shards).map(|_| Mutex::new(Slab::new())).collect(),
             started: AtomicBool::new(false),
             _shutdown: tx,
             shutdown_rx: Mutex::new(Some(rx)),
         }
     }
 
-    fn slab(&self) -> std::sync::MutexGuard<'_, Slab<Weak<Account>>> {
-        // Entries are plain `Weak`s: a panic elsewhere cannot leave the slab half-updated.
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    fn shard(&self, index: usize) -> std::sync::MutexGuard<'_, Slab<Weak<Account>>> {
+        // Entries are plain `Weak`s: a panic elsewhere cannot leave a slab half-updated.
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a new account; `make` builds it with its registry key.
     pub(crate) fn register(&self, make: impl FnOnce(usize) -> Account) -> Arc<Account> {
-        let mut slab = self.slab();
+        let index = shard_hint() & (self.shards.len() - 1);
+        let mut slab = self.shard(index);
         let entry = slab.vacant_entry();
-        let account = Arc::new(make(entry.key()));
+        let account = Arc::new(make((entry.key() << SHARD_BITS) | index));
         entry.insert(Arc::downgrade(&account));
         account
     }
 
     pub(crate) fn deregister(&self, key: usize) {
-        self.slab().try_remove(key);
+        let index = key & (MAX_SHARDS - 1);
+        if index < self.shards.len() {
+            self.shard(index).try_remove(key >> SHARD_BITS);
+        }
     }
 
     /// Requests in flight.
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
-        self.slab().len()
+        (0..self.shards.len()).map(|i| self.shard(i).len()).sum()
     }
 
     /// Starts the watcher on the current Tokio runtime, once.
@@ -87,15 +121,17 @@ impl PressureAborter {
 
     /// One pressure tick: aborts up to `per_tick` of the largest live requests. Returns how many.
     pub(crate) fn abort_largest(&self) -> usize {
-        let mut candidates: Vec<(i64, Arc<Account>)> = {
-            let slab = self.slab();
-            slab.iter()
-                .filter_map(|(_, weak)| weak.upgrade())
-                .filter(|a| a.state.load(Ordering::Relaxed) == LIVE)
-                .map(|a| (a.held(), a))
-                .filter(|(held, _)| *held >= self.settings.min_bytes as i64)
-                .collect()
-        };
+        let mut candidates: Vec<(i64, Arc<Account>)> = Vec::new();
+        for index in 0..self.shards.len() {
+            let slab = self.shard(index);
+            candidates.extend(
+                slab.iter()
+                    .filter_map(|(_, weak)| weak.upgrade())
+                    .filter(|a| a.state.load(Ordering::Relaxed) == LIVE)
+                    .map(|a| (a.held(), a))
+                    .filter(|(held, _)| *held >= self.settings.min_bytes as i64),
+            );
+        }
         candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         let mut aborted = 0;
         for (held, account) in candidates {
@@ -199,5 +235,39 @@ mod tests {
 
         // Nothing is in flight: a pressure tick aborts nothing.
         assert_eq!(aborter.abort_largest(), 0);
+    }
+
+    #[test]
+    fn requests_from_many_threads_register_and_leave() {
+        let layer = MemoryInterceptorLayer::new()
+            .abort_under_pressure(PressureSignal::new())
+            .metrics(false);
+        let aborter = layer.config.pressure.clone().expect("an aborter");
+        let service = layer.layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"x"))))
+        }));
+        let barrier = std::sync::Barrier::new(9);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let mut service = service.clone();
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        let futures: Vec<_> =
+                            (0..4).map(|_| service.call(Request::new(()))).collect();
+                        barrier.wait(); // all 32 registered
+                        barrier.wait(); // counted
+                        drop(futures);
+                    })
+                })
+                .collect();
+            barrier.wait();
+            assert_eq!(aborter.in_flight(), 32);
+            barrier.wait();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+        });
+        assert_eq!(aborter.in_flight(), 0);
     }
 }

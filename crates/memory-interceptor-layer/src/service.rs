@@ -101,7 +101,7 @@ where
 fn route_of<B>(config: &Config, req: &Request<B>) -> Route {
     #[cfg(feature = "axum")]
     if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
-        return Route::new(matched.as_str());
+        return matched_route(matched.as_str());
     }
     if let Some(classify) = &config.route_fn
         && let Some(route) = classify(req.method(), req.uri())
@@ -109,4 +109,33 @@ fn route_of<B>(config: &Config, req: &Request<B>) -> Route {
         return Route::from_static(route);
     }
     Route::from_static(UNMATCHED_ROUTE)
+}
+
+/// The `Route` of an axum matched path. A server has few routes and they come back all the time:
+/// each thread keeps the last ones it saw (bounded, move-to-front) instead of allocating a copy
+/// per request.
+#[cfg(feature = "axum")]
+fn matched_route(path: &str) -> Route {
+    const SLOTS: usize = 32;
+    thread_local! {
+        static ROUTES: std::cell::RefCell<Vec<Route>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    ROUTES
+        .try_with(|cell| {
+            let mut routes = cell.try_borrow_mut().ok()?;
+            if let Some(i) = routes.iter().position(|r| r.as_str() == path) {
+                let at = i.saturating_sub(1);
+                routes.swap(i, at);
+                return Some(routes[at].clone());
+            }
+            let route = Route::new(path);
+            if routes.len() == SLOTS {
+                routes.pop();
+            }
+            routes.push(route.clone());
+            Some(route)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Route::new(path))
 }

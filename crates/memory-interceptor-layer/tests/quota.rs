@@ -163,6 +163,12 @@ async fn runaway_handler_under_a_64_mib_quota_gets_503_with_bounded_server_rss()
 
     let peak = process_memory_of(pid).unwrap().peak_rss_bytes;
     let growth = peak.saturating_sub(baseline);
+    println!(
+        "server peak RSS {} MiB before the runaway request, {} MiB after (grew {} MiB)",
+        baseline / MIB,
+        peak / MIB,
+        growth / MIB
+    );
     assert!(
         growth < 128 * MIB,
         "server peak RSS grew by {} MiB",
