@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use memory_probe::Pressure;
 use slab::Slab;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::account::{ABORT_PRESSURE, Account, LIVE};
 use crate::layer::PressureSettings;
@@ -20,10 +20,11 @@ use crate::layer::PressureSettings;
 pub(crate) struct PressureAborter {
     settings: PressureSettings,
     shards: Box<[Mutex<Slab<Weak<Account>>>]>,
-    started: AtomicBool,
+    /// Whether a watcher task is alive (cleared by the task's drop, also when its runtime shuts
+    /// down: the next request then starts one on its own runtime).
+    watching: Arc<AtomicBool>,
     // Dropped with the aborter: the watcher then ends.
-    _shutdown: oneshot::Sender<()>,
-    shutdown_rx: Mutex<Option<oneshot::Receiver<()>>>,
+    shutdown: watch::Sender<()>,
 }
 
 // A registry key: the shard in the low bits, the slab key above them.
@@ -49,7 +50,6 @@ fn shard_hint() -> usize {
 
 impl PressureAborter {
     pub(crate) fn new(settings: PressureSettings) -> PressureAborter {
-        let (tx, rx) = oneshot::channel();
         let shards = std::thread::available_parallelism()
             .map_or(4, |n| n.get())
             .next_power_of_two()
@@ -57,9 +57,8 @@ impl PressureAborter {
         PressureAborter {
             settings,
             shards: (0..shards).map(|_| Mutex::new(Slab::new())).collect(),
-            started: AtomicBool::new(false),
-            _shutdown: tx,
-            shutdown_rx: Mutex::new(Some(rx)),
+            watching: Arc::new(AtomicBool::new(false)),
+            shutdown: watch::channel(()).0,
         }
     }
 
@@ -91,31 +90,24 @@ impl PressureAborter {
         (0..self.shards.len()).map(|i| self.shard(i).len()).sum()
     }
 
-    /// Starts the watcher on the current Tokio runtime, once.
+    /// Starts the watcher on the current Tokio runtime unless one is alive.
     pub(crate) fn ensure_watcher(self: &Arc<Self>) {
-        if self.started.load(Ordering::Relaxed) {
+        if self.watching.load(Ordering::Relaxed) {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if self.started.swap(true, Ordering::AcqRel) {
+        if self.watching.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Some(shutdown) = self
-            .shutdown_rx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return;
-        };
-        let rx = self.settings.signal.subscribe();
+        let alive = Alive(Arc::clone(&self.watching));
         handle.spawn(watch(
             Arc::downgrade(self),
-            shutdown,
-            rx,
+            self.shutdown.subscribe(),
+            self.settings.signal.subscribe(),
             self.settings.tick,
+            alive,
         ));
     }
 
@@ -153,18 +145,29 @@ impl PressureAborter {
     }
 }
 
+/// Clears the "watcher alive" flag when the watcher task goes, however it goes.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Waits for critical pressure, then aborts the largest requests once per tick while it lasts.
 async fn watch(
     aborter: Weak<PressureAborter>,
-    mut shutdown: oneshot::Receiver<()>,
-    mut rx: tokio::sync::watch::Receiver<Pressure>,
+    mut shutdown: watch::Receiver<()>,
+    mut rx: watch::Receiver<Pressure>,
     tick: std::time::Duration,
+    _alive: Alive,
 ) {
     loop {
         let level = *rx.borrow_and_update();
         if level != Pressure::Critical {
             tokio::select! {
-                _ = &mut shutdown => return,
+                // Only ever an error: the aborter (and its sender) is gone.
+                _ = shutdown.changed() => return,
                 changed = rx.changed() => {
                     if changed.is_err() {
                         return;
@@ -181,7 +184,7 @@ async fn watch(
         // A full tick before the next round, whatever the signal does meanwhile: the number of
         // aborts per tick stays bounded even if the level flaps.
         tokio::select! {
-            _ = &mut shutdown => return,
+            _ = shutdown.changed() => return,
             _ = tokio::time::sleep(tick) => {}
         }
     }
@@ -192,6 +195,8 @@ mod tests {
     use std::convert::Infallible;
     use std::future::Future;
     use std::pin::pin;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     use std::task::{Context, Poll, Waker};
 
     use bytes::Bytes;
@@ -235,6 +240,51 @@ mod tests {
 
         // Nothing is in flight: a pressure tick aborts nothing.
         assert_eq!(aborter.abort_largest(), 0);
+    }
+
+    #[test]
+    fn the_watcher_follows_the_runtime_and_ends_with_the_layer() {
+        let layer = MemoryInterceptorLayer::new()
+            .abort_under_pressure(PressureSignal::new())
+            .metrics(false);
+        let aborter = layer.config.pressure.clone().expect("an aborter");
+        let watching = Arc::clone(&aborter.watching);
+        drop(aborter);
+        let mut service = layer.layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"x"))))
+        }));
+        drop(layer);
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        for _ in 0..2 {
+            let rt = runtime();
+            rt.block_on(async {
+                drop(service.call(Request::new(())));
+                tokio::task::yield_now().await;
+            });
+            assert!(watching.load(Ordering::Acquire), "started by the request");
+            drop(rt);
+            assert!(!watching.load(Ordering::Acquire), "gone with its runtime");
+        }
+        let rt = runtime();
+        rt.block_on(async {
+            drop(service.call(Request::new(())));
+            tokio::task::yield_now().await;
+            assert!(watching.load(Ordering::Acquire));
+            // The last service of the layer goes: so does the watcher.
+            drop(service);
+            for _ in 0..100 {
+                if !watching.load(Ordering::Acquire) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            assert!(!watching.load(Ordering::Acquire), "ended with the layer");
+        });
     }
 
     #[test]
