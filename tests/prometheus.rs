@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Server, curl, dashboard_queries, free_port};
+use support::{Server, curl, dashboard_queries, free_port, wait_for};
 
 /// Metric names a PromQL expression reads (histogram/summary series map to their family).
 fn metric_names(expr: &str) -> BTreeSet<String> {
@@ -98,11 +98,17 @@ fn exercised_scrape() -> (String, serde_json::Value) {
     );
     assert_eq!(post_file(&server, "/api/uploads", 2 << 20), 200);
     assert_eq!(post_file(&server, "/api/uploads", 9 << 20), 413);
-    // Enough samples for a trend and at least one scheduled reclaim.
-    std::thread::sleep(Duration::from_millis(1200));
+    // Enough samples for a trend and at least one scheduled reclaim (the reclaimer allows one run
+    // a second, so the schedule's first run may wait for the heavy request's one).
+    let text = wait_for(Duration::from_secs(15), "trend and reclaim metrics", || {
+        let (status, text) = curl(&[&server.url("/api/metrics")]);
+        assert_eq!(status, 200);
+        let names = exposed(&text);
+        (names.contains("memory_reclaim_last_duration_seconds")
+            && names.contains("memory_growth_rate_bytes_per_second"))
+        .then_some(text)
+    });
     let (_, health) = curl(&[&server.url("/api/health")]);
-    let (status, text) = curl(&[&server.url("/api/metrics")]);
-    assert_eq!(status, 200);
     (text, serde_json::from_str(&health).unwrap())
 }
 

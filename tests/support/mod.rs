@@ -29,54 +29,91 @@ pub struct Server {
     pub upload_dir: tempfile::TempDir,
 }
 
+/// Variables the examples read: the tests set what they need and nothing leaks in from the
+/// environment the tests run in.
+const SERVER_VARIABLES: &[&str] = &[
+    "BIND",
+    "PORT",
+    "LOG_FORMAT",
+    "MAX_BODY_SIZE",
+    "MAX_REQUEST_MEMORY",
+    "UPLOAD_DIR",
+    "DRAIN_DELAY_MS",
+    "DRAIN_TIMEOUT_MS",
+    "HEAP_PROFILE_TOKEN",
+    "MEMORY_MONITORING_ENABLED",
+    "MEMORY_WARNING_THRESHOLD",
+    "MEMORY_CRITICAL_THRESHOLD",
+    "MEMORY_CHECK_INTERVAL",
+    "MEMORY_CLEANUP_ENABLED",
+    "MEMORY_CLEANUP_INTERVAL",
+    "MEMORY_LIMIT_BYTES",
+    "MEMORY_ALLOCATOR_PROFILE",
+    "STREAM_FILE_THRESHOLD",
+    "STREAM_CHUNK_SIZE",
+    "COMPRESSION_ENABLED",
+    "COMPRESSION_LEVEL",
+    "COMPRESSION_THRESHOLD",
+    "MALLOC_CONF",
+    "_RJEM_MALLOC_CONF",
+];
+
 impl Server {
     /// Starts the example with `PORT=0` plus `env`, and waits for its `listening on http://…` line.
+    ///
+    /// The memory limit defaults to 1 TiB: the host's cgroup (shared with the build and with the
+    /// other tests' servers) must not put a test server under pressure unless the test asks for
+    /// it by setting `MEMORY_LIMIT_BYTES` itself.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Server {
-        // Each server spools into its own directory, removed when the server is dropped.
-        let upload_dir = tempfile::tempdir().expect("upload dir");
+        // Each server spools into its own directory under the target dir (never a tmpfs /tmp,
+        // which the server refuses), removed when the server is dropped.
+        let upload_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("upload dir");
         let mut cmd = Command::new(example_path(name));
+        for var in SERVER_VARIABLES {
+            cmd.env_remove(var);
+        }
         cmd.env("PORT", "0")
             .env("UPLOAD_DIR", upload_dir.path())
+            .env("MEMORY_LIMIT_BYTES", "1099511627776")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start example");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            assert!(Instant::now() < deadline, "no listening line within 30 s");
-            let line = lines
-                .next()
-                .expect("example exited before listening")
-                .unwrap();
-            // Text logs print the address alone; JSON logs carry it inside the message.
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
-                    .collect();
-                break addr;
-            }
+        let child = cmd.spawn().expect("start example");
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            output: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
+            upload_dir,
         };
-        // Keep reading stdout so the child never blocks on a full pipe; the lines are kept for
-        // tests that look at the logs.
-        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&output);
+        // Lines are read on a thread: a child that hangs silently fails the test after 30 s
+        // instead of blocking it forever. The thread keeps reading after the listening line so
+        // the child never blocks on a full pipe, and keeps the lines for tests that read logs.
+        let stdout = server.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let sink = std::sync::Arc::clone(&server.output);
         std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
+            let mut announced = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if announced {
+                    sink.lock().unwrap().push(line);
+                } else if let Some(rest) = line.split("listening on http://").nth(1) {
+                    // Text logs print the address alone; JSON logs carry it inside the message.
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+                        .collect();
+                    announced = true;
+                    let _ = tx.send(addr);
+                }
             }
         });
-        Server {
-            child,
-            addr,
-            output,
-            upload_dir,
-        }
+        server.addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the example announced no address within 30 s (or exited)");
+        server
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -89,24 +126,45 @@ impl Server {
 
     /// Sends `signal` (for example `"TERM"`) and waits up to `timeout` for the exit status.
     pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{signal} failed");
+        send_signal(self.pid(), signal);
+        self.wait_exit(timeout)
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within {timeout:?} of SIG{signal}"
-            );
+            assert!(Instant::now() < deadline, "no exit within {timeout:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Sends `signal` (`"TERM"`, `"INT"`) to `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let number = match signal {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "KILL" => libc::SIGKILL,
+        other => panic!("unknown signal {other}"),
+    };
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, number) };
+    assert_eq!(rc, 0, "kill -{signal} {pid} failed");
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -64,8 +64,9 @@ async fn decode_incrementally(
     }
 }
 
-#[tokio::test]
-async fn server_sent_events_arrive_promptly_and_compressed() {
+/// One run: 12 events 60 ms apart through each coding. Returns the events that missed the
+/// bound (delay + 50 ms), after asserting what must hold in every run.
+async fn events_over_bound() -> Vec<String> {
     bounded(60, async {
         let (server, _, epoch) = start(CompressionLayer::new()).await;
         let idle = Duration::from_millis(25);
@@ -101,6 +102,7 @@ async fn server_sent_events_arrive_promptly_and_compressed() {
                 (encoding, latencies, compressed, raw_bytes)
             }));
         }
+        let mut late = Vec::new();
         for task in tasks {
             let (encoding, latencies, compressed, raw) = task.await.unwrap();
             eprintln!(
@@ -110,15 +112,36 @@ async fn server_sent_events_arrive_promptly_and_compressed() {
             assert_eq!(latencies.len(), 12, "{encoding}");
             let bound = (idle + Duration::from_millis(50)).as_micros();
             for (i, l) in latencies.iter().enumerate() {
-                assert!(
-                    *l <= bound,
-                    "{encoding}: event {i} took {} ms (bound {} ms)",
-                    l / 1000,
-                    bound / 1000
-                );
+                // Without time-based flushing the first events would wait for the stream's end
+                // (over 600 ms): that fails at once, whatever the machine's hiccups.
+                assert!(*l < 400_000, "{encoding}: event {i} took {} ms", l / 1000);
+                if *l > bound {
+                    late.push(format!(
+                        "{encoding}: event {i} took {} ms (bound {} ms)",
+                        l / 1000,
+                        bound / 1000
+                    ));
+                }
             }
             assert!(compressed < raw as u64, "{encoding}: {compressed} >= {raw}");
         }
+        late
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn server_sent_events_arrive_promptly_and_compressed() {
+    // The bound is tight (about 48 ms of slack per event), so one scheduling hiccup of a shared
+    // CI machine can break it; a run is repeated up to twice before the test fails. A layer that
+    // does not flush on its own fails every run.
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let late = events_over_bound().await;
+        if late.is_empty() {
+            return;
+        }
+        failures.push(late);
+    }
+    panic!("every run had late events: {failures:#?}");
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Peak RSS under concurrent large uploads: the upload_server example behind StreamBodyLayer
 # (MODE=layer, POST /api/uploads spools to disk) against the same route with axum's `Bytes`
-# extractor and no layer (MODE=baseline), interleaved, a fresh server process per case.
+# extractor and no layer (MODE=baseline), and the workspace's main example server with the whole
+# stack (`server`), interleaved, a fresh server process per case.
 #
 #   crates/stream-body-layer/bench/uploads.sh            # 16 x 64 MiB, 3 repetitions
 #   COUNT=4 SIZE_MIB=16 REPS=1 SETTLE=1 crates/stream-body-layer/bench/uploads.sh   # quick check
@@ -16,11 +17,16 @@ COUNT=${COUNT:-16}
 SIZE_MIB=${SIZE_MIB:-64}
 REPS=${REPS:-3}
 SETTLE=${SETTLE:-5}
+MODES=${MODES:-baseline layer server}
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
 cargo build --release -q -p stream-body-layer --features axum --example upload_server
 bin="$root/target/release/examples/upload_server"
+case " $MODES " in
+    *" server "*) cargo build --release -q --example server ;;
+esac
+main_bin="$root/target/release/examples/server"
 
 # Work files on the build's disk (uploads must not land on a tmpfs: that is memory too).
 work=$(mktemp -d "$root/target/stream-body-bench.XXXXXX")
@@ -41,7 +47,9 @@ run_case() {
     mkdir -p "$work/uploads"
     # Removed first: the new server's redirection may come after the wait loop's first look.
     rm -f "$work/server.out"
-    taskset -c 0 env PORT=0 MODE="$mode" UPLOAD_DIR="$work/uploads" "$bin" >"$work/server.out" 2>/dev/null &
+    local server_bin=$bin
+    [ "$mode" = server ] && server_bin=$main_bin
+    taskset -c 0 env PORT=0 MODE="$mode" UPLOAD_DIR="$work/uploads" "$server_bin" >"$work/server.out" 2>/dev/null &
     server_pid=$!
     local addr="" i
     for i in $(seq 100); do
@@ -84,13 +92,14 @@ run_case() {
 echo "$COUNT concurrent uploads of $SIZE_MIB MiB to POST /api/uploads, $REPS repetitions (MiB)"
 printf '%-8s %3s %8s %10s %12s %10s %14s %7s\n' mode rep idle peak peak_growth rss_after "rss_+${SETTLE}s" secs
 for rep in $(seq "$REPS"); do
-    run_case baseline "$rep"
-    run_case layer "$rep"
+    for mode in $MODES; do
+        run_case "$mode" "$rep"
+    done
 done
 
 median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] }'; }
 echo "medians (MiB):"
-for mode in baseline layer; do
+for mode in $MODES; do
     col() { awk -v m="$mode" -v c="$1" '$1 == m { print $c }' "$work/results" | median; }
     echo "$mode: peak growth $(col 5), rss after $(col 6), rss +${SETTLE}s $(col 7), seconds $(col 8)"
 done

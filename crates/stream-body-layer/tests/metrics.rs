@@ -66,7 +66,7 @@ fn buffered_bytes_spills_and_rejections_are_recorded() {
                 .buffer_threshold(80_000)
                 .memory_budget(budget.clone())
                 .budget_wait(Duration::from_millis(50))
-                .idle_timeout(Duration::from_millis(300));
+                .idle_timeout(Duration::from_secs(2));
             let addr = serve(app(layer)).await;
 
             // A buffered body in flight shows in the gauge, and leaves it at 0.

@@ -177,5 +177,7 @@ async fn uploads_behind_the_layer_do_not_raise_peak_rss() {
         growth_baseline >= 48 * MIB as u64,
         "baseline grew {growth_baseline}"
     );
-    assert!(growth_layer < 24 * MIB as u64, "layer grew {growth_layer}");
+    // 13 MiB measured here; the bound leaves room for more arenas and huge pages on other hosts
+    // and is still half of the 72 MiB in flight.
+    assert!(growth_layer < 36 * MIB as u64, "layer grew {growth_layer}");
 }
