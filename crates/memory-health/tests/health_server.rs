@@ -90,10 +90,8 @@ async fn serves_the_endpoints_and_drains_on_sigterm() {
     assert_eq!(status(&client, &addr, "/api/debug/pprof/heap").await, 404);
 
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(
-        unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     // During the grace period: not ready, still serving.
     let deadline = Instant::now() + Duration::from_secs(2);
     while status(&client, &addr, "/api/health/ready").await != 503 {
