@@ -8,18 +8,18 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use memory_probe::Pressure;
 use serde_json::json;
-use tower::util::Oneshot;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
+use crate::inner::{InnerFuture, ReadyInner};
 use crate::layer::HealthConfig;
 use crate::monitor::{Liveness, MemoryMonitor};
 use crate::report::HealthReport;
 
 /// The service of [`HealthLayer`](crate::HealthLayer).
 pub struct HealthService<S> {
-    inner: S,
+    inner: ReadyInner<S>,
     config: Arc<HealthConfig>,
     paths: Arc<Paths>,
 }
@@ -54,7 +54,7 @@ impl<S> HealthService<S> {
             heap: format!("{p}/debug/pprof/heap"),
         });
         Self {
-            inner,
+            inner: ReadyInner::new(inner),
             config,
             paths,
         }
@@ -110,17 +110,16 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody>;
+    type Future = ResponseFuture<InnerFuture<S, Request<ReqBody>>, ResBody>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Always ready: probes must not queue behind a saturated inner service. Requests that
-        // pass through drive the inner service's readiness in their own future (Oneshot).
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Always ready: probes must not queue behind a saturated inner service (see `inner.rs`).
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(endpoint) = self.endpoint(req.uri().path()) else {
-            return ResponseFuture::inner(Oneshot::new(self.inner.clone(), req));
+            return ResponseFuture::inner(self.inner.call(req));
         };
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut response = json_response(

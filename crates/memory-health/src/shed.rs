@@ -9,12 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use memory_probe::Pressure;
-use tower::util::Oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
+use crate::inner::{InnerFuture, ReadyInner};
 use crate::layer::normalize_prefix;
 use crate::monitor::MemoryMonitor;
 
@@ -111,7 +111,7 @@ impl<S> Layer<S> for PressureShedLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         PressureShedService {
-            inner,
+            inner: ReadyInner::new(inner),
             config: Arc::clone(&self.config),
             credit: Arc::new(AtomicU64::new(0)),
         }
@@ -130,7 +130,7 @@ impl fmt::Debug for PressureShedLayer {
 
 /// The service of [`PressureShedLayer`].
 pub struct PressureShedService<S> {
-    inner: S,
+    inner: ReadyInner<S>,
     config: Arc<ShedConfig>,
     /// Running credit in units of 2^-32 requests; a request is shed when the credit crosses a
     /// whole request. Shared by the clones of one service.
@@ -198,11 +198,12 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>, ResBody>;
+    type Future = ResponseFuture<InnerFuture<S, Request<ReqBody>>, ResBody>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Always ready, so that a refusal never waits for the inner service's capacity.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Always ready, so that a refusal never waits for the inner service's capacity (see
+        // `inner.rs`).
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
@@ -212,7 +213,7 @@ where
             self.decide()
         };
         let Some(shed) = shed else {
-            return ResponseFuture::inner(Oneshot::new(self.inner.clone(), req));
+            return ResponseFuture::inner(self.inner.call(req));
         };
         let reason = match shed {
             Shed::Critical => "critical",
