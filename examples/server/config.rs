@@ -19,7 +19,8 @@ pub struct ServerConfig {
     pub max_body_size: u64,
     /// `MAX_REQUEST_MEMORY` (default 1 GiB): the interceptor's per-request quota.
     pub max_request_memory: u64,
-    /// `UPLOAD_DIR` (default `<temp>/tower-memory-uploads`, created).
+    /// `UPLOAD_DIR` (default `<temp>/tower-memory-uploads`, created; `/var/tmp` when the temp dir
+    /// is a tmpfs).
     pub upload_dir: PathBuf,
     /// `DRAIN_DELAY_MS` (default 0): after SIGTERM, readiness answers 503 this long while the
     /// server still accepts connections (a load balancer without a preStop hook notices).
@@ -57,6 +58,20 @@ fn var<T: FromStr>(name: &str, default: T, expected: &str) -> Result<T, ConfigEr
     }
 }
 
+/// `<temp dir>/tower-memory-uploads`, unless the temp dir is a tmpfs (many distributions mount
+/// `/tmp` so): spooled uploads there would count as memory, so `/var/tmp`, which is on disk by
+/// convention, is used instead. The body layer itself refuses a tmpfs spool directory.
+fn default_upload_dir() -> PathBuf {
+    let temp = std::env::temp_dir();
+    let on_disk = |dir: &std::path::Path| !stream_body_layer::is_memory_backed(dir).unwrap_or(true);
+    let base = if on_disk(&temp) {
+        temp
+    } else {
+        PathBuf::from("/var/tmp")
+    };
+    base.join("tower-memory-uploads")
+}
+
 impl ServerConfig {
     /// Reads every variable; the first bad value is an error naming it.
     pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
@@ -74,7 +89,7 @@ impl ServerConfig {
         let upload_dir = match std::env::var_os("UPLOAD_DIR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             Some(_) => return Err(ConfigError("UPLOAD_DIR is empty".into()).into()),
-            None => std::env::temp_dir().join("tower-memory-uploads"),
+            None => default_upload_dir(),
         };
         let memory = MemoryConfig::from_env()?;
         let config = ServerConfig {
