@@ -2,7 +2,7 @@
 //! `GET /api/hello`, with or without `MemoryInterceptorLayer`.
 //!
 //! ```text
-//! hello_bench [--layer off|on|full] [--port N] [--threads N] [--prometheus]
+//! hello_bench [--layer off|noop|on|full] [--port N] [--threads N] [--prometheus]
 //! ```
 //!
 //! - `off`: no layer (the baseline);
@@ -47,13 +47,13 @@ fn parse() -> Args {
             "--threads" => args.threads = value("--threads").parse().expect("--threads N"),
             "--prometheus" => args.prometheus = true,
             other => panic!(
-                "unknown argument {other}; usage: hello_bench [--layer off|on|full] [--port N] [--threads N] [--prometheus]"
+                "unknown argument {other}; usage: hello_bench [--layer off|noop|on|full] [--port N] [--threads N] [--prometheus]"
             ),
         }
     }
     assert!(
-        matches!(args.layer.as_str(), "off" | "on" | "full"),
-        "--layer off|on|full"
+        matches!(args.layer.as_str(), "off" | "noop" | "on" | "full"),
+        "--layer off|noop|on|full"
     );
     args
 }
@@ -80,6 +80,10 @@ fn main() {
         let app = Router::new().route("/api/hello", get(|| async { "Hello, World!" }));
         let app = match args.layer.as_str() {
             "off" => app,
+            // A pass-through layer: what any layer applied with `Router::layer` costs in axum.
+            "noop" => app.layer(tower::util::MapResponseLayer::new(
+                |r: axum::response::Response| r,
+            )),
             "on" => app.layer(MemoryInterceptorLayer::new().ledger(Ledger::default())),
             _ => app.layer(
                 MemoryInterceptorLayer::new()
