@@ -137,6 +137,12 @@ impl ServerConfig {
             "compression_level": m.compression_level,
             "compression_threshold": m.compression_threshold,
             "heap_profile": m.profile_token.is_some(),
+            "memory_governor_enabled": m.governor_enabled,
+            "memory_request_budget": format!("{:?}", m.request_budget),
+            "memory_admission_queue": m.admission_queue,
+            "memory_admission_timeout_ms": m.admission_timeout.as_millis() as u64,
+            "memory_admission_floor": m.admission_floor,
+            "memory_park_timeout_ms": m.park_timeout.as_millis() as u64,
         })
     }
 }

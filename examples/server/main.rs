@@ -33,7 +33,7 @@ use compression_layer::{CompressionLayer, DecompressionLayer};
 use memory_health::{HealthLayer, PressureShedLayer, PrometheusMetrics};
 use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
 use memory_probe::Reclaimer;
-use stream_body_layer::{MemoryBudget, SpoolConfig, StreamBodyLayer};
+use stream_body_layer::{SpoolConfig, StreamBodyLayer};
 use tikv_jemallocator::Jemalloc;
 
 use config::ServerConfig;
@@ -89,7 +89,14 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     // One reclaimer for the monitor's schedule and the interceptor's heavy requests: their runs
     // coalesce and share one rate limit.
     let reclaimer = Reclaimer::new();
-    let monitor = m.monitor_builder().reclaimer(reclaimer.clone()).build()?;
+    // One budget for everything requests hold: the governor's admissions and growth and the
+    // buffered bodies; the monitor sizes it from the limit at every sample.
+    let budget = m.budget();
+    let monitor = m
+        .monitor_builder()
+        .reclaimer(reclaimer.clone())
+        .budget(budget.clone(), m.request_budget)
+        .build()?;
     if m.monitoring_enabled {
         monitor.start()?;
     }
@@ -108,11 +115,14 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     }
     let drain = health.drain_handle();
 
-    let interceptor = MemoryInterceptorLayer::new()
+    let mut interceptor = MemoryInterceptorLayer::new()
         .ledger(ledger)
         .reclaimer(reclaimer)
         .max_request_memory(config.max_request_memory)
         .abort_under_pressure(signal.clone());
+    if m.governor_enabled {
+        interceptor = interceptor.governor(m.governor(budget.clone()));
+    }
 
     let mut compression = CompressionLayer::new()
         .enabled(m.compression_enabled)
@@ -131,7 +141,7 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         .max_body_size(config.max_body_size)
         .buffer_threshold(threshold)
         .chunk_size(m.stream_chunk_size as usize)
-        .memory_budget(MemoryBudget::global())
+        .memory_budget(budget)
         .spool(spool);
 
     let app = Router::new()

@@ -4,7 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use memory_interceptor_layer::GovernorConfig;
+use memory_probe::MemoryBudget;
+
 use crate::allocator::AllocatorProfile;
+use crate::budget::BudgetCapacity;
 use crate::monitor::MemoryMonitorBuilder;
 
 /// Longest accepted `MEMORY_CHECK_INTERVAL`: an hour (a monitor that samples less often cannot
@@ -31,6 +35,12 @@ pub const VARIABLES: &[&str] = &[
     "COMPRESSION_ENABLED",
     "COMPRESSION_LEVEL",
     "COMPRESSION_THRESHOLD",
+    "MEMORY_GOVERNOR_ENABLED",
+    "MEMORY_REQUEST_BUDGET",
+    "MEMORY_ADMISSION_QUEUE",
+    "MEMORY_ADMISSION_TIMEOUT",
+    "MEMORY_ADMISSION_FLOOR",
+    "MEMORY_PARK_TIMEOUT",
 ];
 
 /// Memory settings read from the environment (the variable names of the original guide, plus
@@ -90,6 +100,23 @@ pub struct MemoryConfig {
     pub compression_level: Option<u32>,
     /// `COMPRESSION_THRESHOLD` in bytes (default 1024): smaller responses are not compressed.
     pub compression_threshold: u64,
+    /// `MEMORY_GOVERNOR_ENABLED` (default true): admission by predicted cost and growth charged
+    /// against one process-wide budget.
+    pub governor_enabled: bool,
+    /// `MEMORY_REQUEST_BUDGET`: the budget's capacity, in bytes (`268435456`) or as a fraction of
+    /// the limit (`0.6`); default unset: the critical threshold of the limit minus what the
+    /// process holds outside requests ([`BudgetCapacity::Auto`]).
+    pub request_budget: BudgetCapacity,
+    /// `MEMORY_ADMISSION_QUEUE` (default 1024): requests that may wait for admission at once.
+    pub admission_queue: usize,
+    /// `MEMORY_ADMISSION_TIMEOUT` in ms (default 5000): longest wait for admission before 503.
+    pub admission_timeout: Duration,
+    /// `MEMORY_ADMISSION_FLOOR` in bytes (default 65536): requests predicted under it never
+    /// queue.
+    pub admission_floor: u64,
+    /// `MEMORY_PARK_TIMEOUT` in ms (default 500): how long a request parked over capacity waits
+    /// before the request furthest over its reservation is aborted.
+    pub park_timeout: Duration,
 }
 
 impl fmt::Debug for MemoryConfig {
@@ -113,6 +140,12 @@ impl fmt::Debug for MemoryConfig {
             .field("compression_enabled", &self.compression_enabled)
             .field("compression_level", &self.compression_level)
             .field("compression_threshold", &self.compression_threshold)
+            .field("governor_enabled", &self.governor_enabled)
+            .field("request_budget", &self.request_budget)
+            .field("admission_queue", &self.admission_queue)
+            .field("admission_timeout", &self.admission_timeout)
+            .field("admission_floor", &self.admission_floor)
+            .field("park_timeout", &self.park_timeout)
             .finish()
     }
 }
@@ -134,6 +167,12 @@ impl Default for MemoryConfig {
             compression_enabled: true,
             compression_level: None,
             compression_threshold: 1024,
+            governor_enabled: true,
+            request_budget: BudgetCapacity::Auto,
+            admission_queue: memory_probe::DEFAULT_MAX_QUEUE,
+            admission_timeout: memory_interceptor_layer::DEFAULT_QUEUE_TIMEOUT,
+            admission_floor: memory_interceptor_layer::DEFAULT_FLOOR,
+            park_timeout: memory_interceptor_layer::DEFAULT_PARK_TIMEOUT,
         }
     }
 }
@@ -298,6 +337,30 @@ impl MemoryConfig {
                 .map(|v| parse_u64(v, 0, u64::MAX, "a number of bytes"))
                 .transpose()?
                 .unwrap_or(d.compression_threshold),
+            governor_enabled: get("MEMORY_GOVERNOR_ENABLED")
+                .map(parse_bool)
+                .transpose()?
+                .unwrap_or(d.governor_enabled),
+            request_budget: get("MEMORY_REQUEST_BUDGET")
+                .map(parse_budget)
+                .transpose()?
+                .unwrap_or(d.request_budget),
+            admission_queue: get("MEMORY_ADMISSION_QUEUE")
+                .map(|v| parse_u64(v, 0, 1 << 20, "a number of requests, 0 to 1048576"))
+                .transpose()?
+                .map_or(d.admission_queue, |n| n as usize),
+            admission_timeout: get("MEMORY_ADMISSION_TIMEOUT")
+                .map(|v| parse_u64(v, 0, 3_600_000, "milliseconds, 0 to 3600000"))
+                .transpose()?
+                .map_or(d.admission_timeout, Duration::from_millis),
+            admission_floor: get("MEMORY_ADMISSION_FLOOR")
+                .map(|v| parse_u64(v, 0, u64::MAX, "a number of bytes"))
+                .transpose()?
+                .unwrap_or(d.admission_floor),
+            park_timeout: get("MEMORY_PARK_TIMEOUT")
+                .map(|v| parse_millis(v, 3_600_000, "milliseconds, 1 to 3600000"))
+                .transpose()?
+                .unwrap_or(d.park_timeout),
         };
         if config.warning_threshold >= config.critical_threshold {
             return Err(ConfigError::Conflict {
@@ -328,6 +391,46 @@ impl MemoryConfig {
         }
         builder
     }
+
+    /// A new process-wide budget with the configured queue bound (its capacity is set by the
+    /// monitor once it is given the budget with [`request_budget`](Self::request_budget); a fixed
+    /// `MEMORY_REQUEST_BUDGET` in bytes applies at once).
+    pub fn budget(&self) -> MemoryBudget {
+        let initial = match self.request_budget {
+            BudgetCapacity::Bytes(bytes) => bytes,
+            _ => memory_probe::DEFAULT_BUDGET_CAPACITY,
+        };
+        MemoryBudget::with_max_queue(initial, self.admission_queue)
+    }
+
+    /// The interceptor's governor over `budget` with these settings (floor, admission timeout,
+    /// park timeout; the rest at their defaults).
+    pub fn governor(&self, budget: MemoryBudget) -> GovernorConfig {
+        GovernorConfig::new(budget)
+            .floor(self.admission_floor)
+            .queue_timeout(self.admission_timeout)
+            .park_timeout(self.park_timeout)
+    }
+}
+
+fn parse_budget((variable, value): (&'static str, String)) -> Result<BudgetCapacity, ConfigError> {
+    let text = value.trim();
+    let parsed = if text.contains('.') {
+        text.parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0 && *r <= 1.0)
+            .map(BudgetCapacity::RatioOfLimit)
+    } else {
+        text.parse::<u64>()
+            .ok()
+            .filter(|b| *b > 0)
+            .map(BudgetCapacity::Bytes)
+    };
+    parsed.ok_or(ConfigError::Invalid {
+        variable,
+        value,
+        expected: "a number of bytes greater than zero, or a fraction of the limit with a decimal point (e.g. 0.6)",
+    })
 }
 
 fn parse_bool((variable, value): (&'static str, String)) -> Result<bool, ConfigError> {

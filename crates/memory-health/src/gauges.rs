@@ -2,10 +2,21 @@
 
 use std::time::UNIX_EPOCH;
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 
 use crate::allocator::AllocatorProfile;
 use crate::monitor::MemoryMonitor;
+
+/// Gauge: capacity of the governor's memory budget.
+pub const BUDGET_CAPACITY: &str = "memory_budget_capacity_bytes";
+/// Gauge: bytes charged to the budget.
+pub const BUDGET_CHARGED: &str = "memory_budget_charged_bytes";
+/// Gauge: bytes of the budget reserved at admission.
+pub const BUDGET_RESERVED: &str = "memory_budget_reserved_bytes";
+/// Gauge: requests waiting in the admission queue (the autoscaling signal).
+pub const BUDGET_QUEUE: &str = "memory_budget_queue_length";
+/// Gauge: requests parked until memory frees.
+pub const BUDGET_PARKED: &str = "memory_budget_parked_requests";
 
 /// Registers help text and units of every metric this crate emits with the installed recorder
 /// (descriptions sent before a recorder is installed are lost).
@@ -192,6 +203,41 @@ pub fn describe_metrics() {
         Unit::Count,
         "Changes of the memory pressure level, by the level entered."
     );
+    describe_gauge!(
+        BUDGET_CAPACITY,
+        Unit::Bytes,
+        "Capacity of the memory governor's budget: what requests may hold at once."
+    );
+    describe_gauge!(
+        BUDGET_CHARGED,
+        Unit::Bytes,
+        "Bytes charged to the memory budget: reservations plus growth beyond them."
+    );
+    describe_gauge!(
+        BUDGET_RESERVED,
+        Unit::Bytes,
+        "Bytes of the memory budget reserved at admission ahead of use."
+    );
+    describe_gauge!(
+        BUDGET_QUEUE,
+        Unit::Count,
+        "Requests waiting in the memory budget's admission queue."
+    );
+    describe_gauge!(
+        BUDGET_PARKED,
+        Unit::Count,
+        "Requests parked until memory frees."
+    );
+    describe_counter!(
+        memory_interceptor_layer::GOVERNOR_METRIC,
+        Unit::Count,
+        "Memory governor decisions for requests that reserved memory, by route and decision (admitted, queued, rejected, parked, aborted)."
+    );
+    describe_histogram!(
+        memory_interceptor_layer::ADMISSION_WAIT_METRIC,
+        Unit::Seconds,
+        "Time requests waited in the memory governor's admission queue, by route."
+    );
     describe_counter!(
         "memory_shed_requests_total",
         Unit::Count,
@@ -235,6 +281,14 @@ pub fn record_metrics(monitor: &MemoryMonitor) {
         if let Ok(t) = last.finished_at.duration_since(UNIX_EPOCH) {
             gauge!("memory_reclaim_last_timestamp_seconds").set(t.as_secs_f64());
         }
+    }
+
+    if let Some(b) = monitor.budget() {
+        gauge!(BUDGET_CAPACITY).set(b.capacity() as f64);
+        gauge!(BUDGET_CHARGED).set(b.in_use() as f64);
+        gauge!(BUDGET_RESERVED).set(b.reserved() as f64);
+        gauge!(BUDGET_QUEUE).set(b.queue_len() as f64);
+        gauge!(BUDGET_PARKED).set(b.parked_len() as f64);
     }
 
     let Some(s) = snapshot else { return };

@@ -58,6 +58,7 @@
 
 mod allocator;
 mod body;
+mod budget;
 mod config;
 mod drain;
 mod error;
@@ -83,22 +84,29 @@ pub use allocator::{
     AllocatorProfile, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport, UnknownProfile,
 };
 pub use body::ResponseBody;
+pub use budget::BudgetCapacity;
 pub use config::{ConfigError, MemoryConfig, VARIABLES};
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
 pub use future::ResponseFuture;
-pub use gauges::{describe_metrics, record_metrics};
+pub use gauges::{
+    BUDGET_CAPACITY, BUDGET_CHARGED, BUDGET_PARKED, BUDGET_QUEUE, BUDGET_RESERVED, describe_metrics,
+    record_metrics,
+};
 pub use inner::InnerFuture;
 pub use layer::HealthLayer;
 pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
-pub use monitor::{LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder, MemorySnapshot};
+pub use monitor::{
+    DEFAULT_RESAMPLE_GAP, LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder,
+    MemorySnapshot,
+};
 #[cfg(feature = "heap-profile")]
 pub use profile::{HeapProfileError, heap_profile, heap_profiling_status, write_heap_profile};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{MetricsError, PrometheusMetrics};
 pub use reclaim::{ReclaimReason, ReclaimRecord, ReclaimSummary};
 pub use report::{
-    AllocatorReport, CgroupReport, HealthReport, LastReclaimReport, ProcessReport, ReclaimReport,
+    AllocatorReport, BudgetReport, CgroupReport, HealthReport, QueueReport, RouteGovernorReport, LastReclaimReport, ProcessReport, ReclaimReport,
     RouteReport, ThresholdsReport, TrendReport, status_word,
 };
 pub use sample::{ProbeSource, Sample, SampleError, SampleSource};
@@ -108,4 +116,4 @@ pub use thresholds::{DEFAULT_MARGIN, Thresholds};
 pub use trend::{GrowthTrend, MIN_POINTS, TrendEstimate};
 
 // Re-exported so that users need not depend on memory-probe for the types they handle.
-pub use memory_probe::{Pressure, PressureSignal, Reclaimer};
+pub use memory_probe::{MemoryBudget, Pressure, PressureSignal, Reclaimer};

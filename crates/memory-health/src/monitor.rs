@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use memory_probe::{
-    AllocatorKind, AllocatorStats, CgroupMemory, Pressure, PressureSignal, ProcessMemory,
-    ReclaimError, Reclaimer,
+    AllocatorKind, AllocatorStats, CgroupMemory, MemoryBudget, Pressure, PressureSignal,
+    ProcessMemory, ReclaimError, Reclaimer,
 };
 use tokio::sync::Notify;
 
 use crate::allocator::{AllocatorProfile, ProfileError, ProfileReport};
+use crate::budget::{BudgetCapacity, Inputs as BudgetInputs};
 use crate::limit::{MemoryLimit, resolve_limit, usage_bytes};
 use crate::reclaim::{ReclaimReason, ReclaimRecord, ReclaimSummary};
 use crate::sample::{ProbeSource, Sample, SampleError, SampleSource};
@@ -104,6 +105,8 @@ pub struct MemoryMonitorBuilder {
     stall_after: Option<Duration>,
     allocator_profile: Option<AllocatorProfile>,
     signal: Option<PressureSignal>,
+    budget: Option<(MemoryBudget, BudgetCapacity)>,
+    resample_gap: Duration,
 }
 
 impl fmt::Debug for MemoryMonitorBuilder {
@@ -137,6 +140,8 @@ impl Default for MemoryMonitorBuilder {
             stall_after: None,
             allocator_profile: None,
             signal: None,
+            budget: None,
+            resample_gap: DEFAULT_RESAMPLE_GAP,
         }
     }
 }
@@ -231,6 +236,22 @@ impl MemoryMonitorBuilder {
         self
     }
 
+    /// Sizes the governor's `budget` at every sample as `capacity` says (see [`BudgetCapacity`]),
+    /// and samples again, between the scheduled ones, whenever what requests hold moves by more
+    /// than 5% of the limit (at most once per `resample_gap`, default 100 ms): pressure then
+    /// follows a burst within milliseconds instead of one interval later.
+    pub fn budget(mut self, budget: MemoryBudget, capacity: BudgetCapacity) -> Self {
+        self.budget = Some((budget, capacity));
+        self
+    }
+
+    /// Shortest time between two samples that budget movements or kernel memory events ask for
+    /// (default 100 ms).
+    pub fn resample_gap(mut self, gap: Duration) -> Self {
+        self.resample_gap = gap;
+        self
+    }
+
     /// Publish into this signal instead of a new one (to share it with layers built earlier).
     pub fn signal(mut self, signal: PressureSignal) -> Self {
         self.signal = Some(signal);
@@ -287,6 +308,8 @@ impl MemoryMonitorBuilder {
             leak_after: self.leak_after,
             stall_after,
             allocator_profile: self.allocator_profile,
+            budget: self.budget,
+            resample_gap: self.resample_gap,
         };
         Ok(MemoryMonitor {
             shared: Arc::new(Shared {
@@ -332,7 +355,16 @@ struct Settings {
     leak_after: Duration,
     stall_after: Duration,
     allocator_profile: Option<AllocatorProfile>,
+    budget: Option<(MemoryBudget, BudgetCapacity)>,
+    resample_gap: Duration,
 }
+
+/// Default shortest time between two samples asked for by budget movements or kernel events.
+pub const DEFAULT_RESAMPLE_GAP: Duration = Duration::from_millis(100);
+
+/// How far what requests hold may move, as a fraction of the limit, before the monitor samples
+/// again.
+const BUDGET_STEP: f64 = 0.05;
 
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
@@ -519,6 +551,17 @@ impl MemoryMonitor {
             _ => None,
         };
         let at = sample.taken_at;
+        if let (Some((budget, capacity)), Some(limit)) = (&settings.budget, limit) {
+            let inputs = BudgetInputs {
+                limit: limit.bytes,
+                critical: settings.thresholds.critical(),
+                usage: usage.unwrap_or(0),
+                allocator: &sample.allocator,
+                charged: budget.in_use(),
+            };
+            let step = ((limit.bytes as f64 * BUDGET_STEP) as u64).max(1 << 20);
+            crate::budget::apply(budget, capacity.capacity(&inputs), step);
+        }
 
         let mut state = self.state();
         let previous = state.pressure;
@@ -693,6 +736,16 @@ impl MemoryMonitor {
         self.shared.settings.trend_window
     }
 
+    /// The governor's budget the monitor sizes, if it was given one.
+    pub fn budget(&self) -> Option<&MemoryBudget> {
+        self.shared.settings.budget.as_ref().map(|(b, _)| b)
+    }
+
+    /// How the budget's capacity follows the limit.
+    pub fn budget_capacity(&self) -> Option<BudgetCapacity> {
+        self.shared.settings.budget.as_ref().map(|(_, c)| *c)
+    }
+
     /// The reclaimer the schedule runs.
     pub fn reclaimer(&self) -> &Reclaimer {
         &self.shared.reclaimer
@@ -783,10 +836,23 @@ async fn run(weak: Weak<Shared>, stop: Arc<Notify>, interval: Duration, generati
     let mut ticker = tokio::time::interval(interval);
     // After a slow sample, wait a full interval again rather than firing a burst.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (budget, gap) = match weak.upgrade() {
+        Some(shared) => (
+            shared.settings.budget.as_ref().map(|(b, _)| b.clone()),
+            shared.settings.resample_gap,
+        ),
+        None => return,
+    };
+    let mut last = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.notified() => {}
+        let early = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.notified() => false,
+            () = moved(budget.as_ref()) => true,
+        };
+        if early {
+            // Bounded: a burst that keeps moving the budget gets a sample per gap, no more.
+            tokio::time::sleep_until(last + gap).await;
         }
         // Holding only a weak reference between ticks lets the monitor be dropped.
         let Some(shared) = weak.upgrade() else { break };
@@ -796,5 +862,14 @@ async fn run(weak: Weak<Shared>, stop: Arc<Notify>, interval: Duration, generati
         let monitor = MemoryMonitor { shared };
         // Failures are counted and logged inside; the schedule goes on.
         let _ = monitor.sample_now().await;
+        last = tokio::time::Instant::now();
+    }
+}
+
+/// Resolves when the budget's usage left the marks of the last sample; never without a budget.
+async fn moved(budget: Option<&MemoryBudget>) {
+    match budget {
+        Some(b) => b.moved().await,
+        None => std::future::pending().await,
     }
 }

@@ -6,6 +6,7 @@ use memory_interceptor_layer::Ledger;
 use memory_probe::{CgroupVersion, Pressure};
 use serde::Serialize;
 
+use crate::budget::BudgetCapacity;
 use crate::monitor::{MemoryMonitor, MemorySnapshot};
 
 /// `GET /health`: usage against the limit, with the figures it rests on.
@@ -31,8 +32,49 @@ pub struct HealthReport {
     pub trend: TrendReport,
     /// The monitor's reclaim runs.
     pub reclaim: ReclaimReport,
+    /// The memory governor's budget and queue, `null` without a governor.
+    pub budget: Option<BudgetReport>,
     /// The routes that allocate the most, from the interceptor's ledger.
     pub routes: Vec<RouteReport>,
+}
+
+/// `budget` of [`HealthReport`]: the process-wide memory budget of the governor.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BudgetReport {
+    /// How the capacity is set: `"auto"` (critical share of the limit minus memory held outside
+    /// requests), `"bytes"` or `"ratio"` (`MEMORY_REQUEST_BUDGET`).
+    pub mode: &'static str,
+    /// What requests may hold at once.
+    pub capacity_bytes: u64,
+    /// What they hold now: reservations plus growth beyond them, buffered bodies included.
+    pub charged_bytes: u64,
+    /// The part of `charged_bytes` reserved at admission ahead of use.
+    pub reserved_bytes: u64,
+    /// `capacity - charged` (0 when over).
+    pub available_bytes: u64,
+    /// `charged / capacity`.
+    pub usage_ratio: Option<f64>,
+    /// The admission queue.
+    pub queue: QueueReport,
+    /// Requests parked now, waiting for memory to free.
+    pub parked: usize,
+    /// Decisions since start.
+    pub admitted_total: u64,
+    /// Admitted after waiting in the queue.
+    pub admitted_after_wait_total: u64,
+    /// Refused with 503.
+    pub rejected_total: u64,
+    /// Times a request was parked.
+    pub parked_total: u64,
+}
+
+/// `budget.queue` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueReport {
+    /// Reservations waiting now.
+    pub length: usize,
+    /// The queue's bound.
+    pub max: usize,
 }
 
 /// `thresholds` of [`HealthReport`].
@@ -139,6 +181,26 @@ pub struct RouteReport {
     pub allocated_bytes_total: u64,
     /// Bytes allocated by the hungriest one.
     pub allocated_bytes_max: u64,
+    /// What the governor reserves for the route's next request (its learned p95 peak), `null`
+    /// before the governor has seen it or without a governor.
+    pub predicted_cost_bytes: Option<u64>,
+    /// The governor's decisions for the route's requests that reserved memory.
+    pub governor: RouteGovernorReport,
+}
+
+/// `routes[].governor` of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RouteGovernorReport {
+    /// Admitted without waiting.
+    pub admitted: u64,
+    /// Admitted after waiting in the queue.
+    pub queued: u64,
+    /// Refused (503).
+    pub rejected: u64,
+    /// Parked at a poll boundary.
+    pub parked: u64,
+    /// Aborted for being furthest over their reservation.
+    pub aborted: u64,
 }
 
 /// The status word of a pressure level.
@@ -219,6 +281,32 @@ impl HealthReport {
                         .unwrap_or(0.0),
                 }),
             },
+            budget: monitor.budget().map(|b| {
+                let stats = b.stats();
+                let capacity = b.capacity();
+                let charged = b.in_use();
+                BudgetReport {
+                    mode: match monitor.budget_capacity() {
+                        Some(BudgetCapacity::Bytes(_)) => "bytes",
+                        Some(BudgetCapacity::RatioOfLimit(_)) => "ratio",
+                        _ => "auto",
+                    },
+                    capacity_bytes: capacity,
+                    charged_bytes: charged,
+                    reserved_bytes: b.reserved(),
+                    available_bytes: b.available(),
+                    usage_ratio: (capacity > 0).then(|| round4(charged as f64 / capacity as f64)),
+                    queue: QueueReport {
+                        length: b.queue_len(),
+                        max: b.max_queue(),
+                    },
+                    parked: b.parked_len(),
+                    admitted_total: stats.admitted,
+                    admitted_after_wait_total: stats.admitted_after_wait,
+                    rejected_total: stats.rejected,
+                    parked_total: stats.parked,
+                }
+            }),
             routes: ledger
                 .map(|l| {
                     l.top(top)
@@ -228,6 +316,14 @@ impl HealthReport {
                             requests: r.requests,
                             allocated_bytes_total: r.allocated_bytes_total,
                             allocated_bytes_max: r.allocated_bytes_max,
+                            predicted_cost_bytes: r.predicted_cost_bytes,
+                            governor: RouteGovernorReport {
+                                admitted: r.governor.admitted,
+                                queued: r.governor.queued,
+                                rejected: r.governor.rejected,
+                                parked: r.governor.parked,
+                                aborted: r.governor.aborted,
+                            },
                         })
                         .collect()
                 })

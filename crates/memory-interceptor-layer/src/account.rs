@@ -17,19 +17,50 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
-use memory_probe::{AllocCounters, thread_counters};
+use memory_probe::{AllocCounters, RequestBudget, thread_counters};
 
+use crate::governor::{Parking, Room};
 use crate::layer::Config;
+use crate::ledger::Entry;
 use crate::report::{AbortReason, Ended, Outcome, Route};
 
-/// The request is being served.
-pub(crate) const LIVE: u8 = 0;
-/// Something outside the owner (instrumented work) saw the quota crossed.
-pub(crate) const ABORT_QUOTA: u8 = 1;
-/// The pressure watcher picked this request.
-pub(crate) const ABORT_PRESSURE: u8 = 2;
-/// The report has been emitted.
-pub(crate) const FINISHED: u8 = 3;
+/// Where a request's account stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// The request is being served.
+    Live = 0,
+    /// Something outside the owner (instrumented work) saw the quota crossed.
+    AbortQuota = 1,
+    /// The pressure watcher picked this request.
+    AbortPressure = 2,
+    /// The governor picked this request: it is the furthest over its reservation.
+    AbortOvercommit = 3,
+    /// The report has been emitted.
+    Finished = 4,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Live,
+            1 => State::AbortQuota,
+            2 => State::AbortPressure,
+            3 => State::AbortOvercommit,
+            _ => State::Finished,
+        }
+    }
+
+    /// The abort this state asks for, if any.
+    pub(crate) fn abort_reason(self) -> Option<AbortReason> {
+        match self {
+            State::AbortQuota => Some(AbortReason::Quota),
+            State::AbortPressure => Some(AbortReason::Pressure),
+            State::AbortOvercommit => Some(AbortReason::Overcommit),
+            State::Live | State::Finished => None,
+        }
+    }
+}
 
 /// One request's memory account, shared by its owner, its `RequestMemory` handles, instrumented
 /// work and the pressure registry.
@@ -49,7 +80,16 @@ pub(crate) struct Account {
     extra_allocated: AtomicU64,
     extra_deallocated: AtomicU64,
     extra_peak: AtomicI64,
-    pub(crate) state: AtomicU8,
+    state: AtomicU8,
+    // The governor's side (owner-written; read by victim searches).
+    reserved: Owned,
+    charged: Owned,
+    peak_own: AtomicI64,
+    probe: Owned,
+    /// The route's ledger entry, whose cost model the governor reads and teaches.
+    pub(crate) cost: Option<Arc<Entry>>,
+    /// Reservations other layers made for this request (a buffered body), already in the budget.
+    pub(crate) request_budget: Option<RequestBudget>,
     /// The owner's waker, so an abort decided elsewhere gets the owner polled.
     waker: Mutex<Option<Waker>>,
     route_override: OnceLock<&'static str>,
@@ -91,6 +131,8 @@ impl Account {
         req: &Request<B>,
         route: Route,
         registry_key: usize,
+        cost: Option<Arc<Entry>>,
+        request_budget: Option<RequestBudget>,
     ) -> Account {
         Account {
             config: Arc::clone(config),
@@ -105,7 +147,13 @@ impl Account {
             extra_allocated: AtomicU64::new(0),
             extra_deallocated: AtomicU64::new(0),
             extra_peak: AtomicI64::new(i64::MIN),
-            state: AtomicU8::new(LIVE),
+            state: AtomicU8::new(State::Live as u8),
+            reserved: Owned::default(),
+            charged: Owned::default(),
+            peak_own: AtomicI64::new(0),
+            probe: Owned::default(),
+            cost,
+            request_budget,
             waker: Mutex::new(None),
             route_override: OnceLock::new(),
             registry_key,
@@ -160,11 +208,71 @@ impl Account {
         }
     }
 
+    #[inline]
+    pub(crate) fn state(&self) -> State {
+        State::from_u8(self.state.load(Relaxed))
+    }
+
+    pub(crate) fn set_state(&self, state: State) {
+        self.state.store(state as u8, Relaxed);
+    }
+
+    /// Bytes of the budget this request reserved at admission (until its response is ready).
+    #[inline]
+    pub(crate) fn reserved(&self) -> u64 {
+        self.reserved.get()
+    }
+
+    pub(crate) fn set_reserved(&self, bytes: u64) {
+        self.reserved.set(bytes);
+    }
+
+    /// Bytes of the budget this request has charged: its reservation and its growth beyond.
+    #[inline]
+    pub(crate) fn charged(&self) -> u64 {
+        self.charged.get()
+    }
+
+    pub(crate) fn set_charged(&self, bytes: u64) {
+        self.charged.set(bytes);
+    }
+
+    /// The largest `held - prepaid` at a poll boundary, and what is charged.
+    #[inline]
+    pub(crate) fn governed(&self) -> (i64, u64) {
+        (self.peak_own.load(Relaxed), self.charged.get())
+    }
+
+    pub(crate) fn peak_own(&self) -> i64 {
+        self.peak_own.load(Relaxed)
+    }
+
+    pub(crate) fn set_peak_own(&self, bytes: i64) {
+        self.peak_own.store(bytes, Relaxed);
+    }
+
+    /// Bytes reserved for this request by other layers (prepaid in the budget).
+    #[inline]
+    pub(crate) fn prepaid(&self) -> u64 {
+        self.request_budget
+            .as_ref()
+            .map_or(0, RequestBudget::prepaid)
+    }
+
+    /// Marks the request as its route's probe (the first of an unseen route).
+    pub(crate) fn set_probe(&self) {
+        self.probe.set(1);
+    }
+
+    pub(crate) fn is_probe(&self) -> bool {
+        self.probe.get() == 1
+    }
+
     /// Marks the request for abort (unless it already is, or has finished) and wakes its owner.
-    pub(crate) fn request_abort(&self, state: u8) -> bool {
+    pub(crate) fn request_abort(&self, state: State) -> bool {
         if self
             .state
-            .compare_exchange(LIVE, state, Relaxed, Relaxed)
+            .compare_exchange(State::Live as u8, state as u8, Relaxed, Relaxed)
             .is_err()
         {
             return false;
@@ -185,7 +293,7 @@ impl Account {
         if let Some(quota) = self.config.max_request_memory
             && held > quota as i64
         {
-            self.request_abort(ABORT_QUOTA);
+            self.request_abort(State::AbortQuota);
         }
     }
 }
@@ -309,6 +417,10 @@ pub(crate) struct Tracker {
     external_aborts: bool,
     pub(crate) panicked: bool,
     pub(crate) status: Option<StatusCode>,
+    /// Set while the request is parked by the governor.
+    parking: Option<Box<Parking>>,
+    /// Whether the request ran (was admitted and called); a refused one teaches its route nothing.
+    pub(crate) ran: bool,
 }
 
 /// What the owner should do after a poll boundary.
@@ -316,6 +428,10 @@ pub(crate) struct Tracker {
 pub(crate) enum Verdict {
     Continue,
     Abort(AbortReason),
+    /// The budget is over capacity: do not poll the inner future now (the waker is kept).
+    Park,
+    /// This poll took the budget over capacity by the bytes it charged: park.
+    OverBudget(u64),
 }
 
 impl Tracker {
@@ -332,13 +448,21 @@ impl Tracker {
             external_aborts,
             panicked: false,
             status: None,
+            parking: None,
+            ran: true,
         }
+    }
+
+    /// Starts the request's reservation: `bytes` admitted into the budget.
+    pub(crate) fn reserve(&mut self, bytes: u64) {
+        self.account.set_reserved(bytes);
+        self.account.set_charged(bytes);
     }
 
     /// Before a poll: keeps the account's waker current (when an abort can be decided elsewhere)
     /// and tells whether such an abort is pending.
     #[inline]
-    pub(crate) fn before_poll(&mut self, cx: &Context<'_>) -> Verdict {
+    pub(crate) fn before_poll(&mut self, cx: &mut Context<'_>) -> Verdict {
         if self.external_aborts {
             let waker = cx.waker();
             let identity = (
@@ -349,13 +473,38 @@ impl Tracker {
                 *self.account.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
                 self.published = identity;
             }
-            match self.account.state.load(Relaxed) {
-                ABORT_QUOTA => return Verdict::Abort(AbortReason::Quota),
-                ABORT_PRESSURE => return Verdict::Abort(AbortReason::Pressure),
-                _ => {}
+            if let Some(reason) = self.account.state().abort_reason() {
+                return Verdict::Abort(reason);
             }
         }
+        if self.parking.is_some() {
+            return self.parked(cx);
+        }
         Verdict::Continue
+    }
+
+    #[cold]
+    fn parked(&mut self, cx: &mut Context<'_>) -> Verdict {
+        let account = &*self.account;
+        let (Some(governor), Some(parking)) = (&account.config.governor, &mut self.parking) else {
+            return Verdict::Continue;
+        };
+        match governor.poll_parked(account, parking, cx) {
+            Room::Go => {
+                self.parking = None;
+                Verdict::Continue
+            }
+            Room::Parked => Verdict::Park,
+            Room::Abort => Verdict::Abort(AbortReason::Overcommit),
+        }
+    }
+
+    /// The poll that returned `verdict` took the budget over capacity by `step`: park.
+    #[cold]
+    pub(crate) fn park(&mut self, step: u64, cx: &mut Context<'_>) {
+        if let Some(governor) = &self.account.config.governor {
+            self.parking = governor.park(&self.account, step, cx);
+        }
     }
 
     /// After a poll (or the call, or a drop): counts it, and when the section left the request
@@ -373,9 +522,21 @@ impl Tracker {
             a.peak.store(held, Relaxed);
         }
         if held > self.quota {
-            Verdict::Abort(AbortReason::Quota)
-        } else {
-            Verdict::Continue
+            return Verdict::Abort(AbortReason::Quota);
+        }
+        if let Some(governor) = &a.config.governor
+            && let Some(step) = governor.after_growth(a, held)
+        {
+            return Verdict::OverBudget(step);
+        }
+        Verdict::Continue
+    }
+
+    /// The response is ready: the governor trades the reservation for what is held.
+    #[inline]
+    pub(crate) fn response_ready(&mut self) {
+        if let Some(governor) = &self.account.config.governor {
+            governor.response_ready(&self.account, self.account.held());
         }
     }
 
@@ -383,6 +544,13 @@ impl Tracker {
     #[inline]
     pub(crate) fn held(&self) -> i64 {
         self.account.held()
+    }
+
+    /// Bytes charged to the budget beyond the request's reservation.
+    pub(crate) fn overcommit(&self) -> u64 {
+        self.account
+            .charged()
+            .saturating_sub(self.account.reserved())
     }
 
     /// A data frame of `len` bytes went to the server, which frees it outside any poll of this
@@ -399,21 +567,33 @@ impl Tracker {
 
     /// Emits the request's one report.
     #[inline(never)]
-    pub(crate) fn finish(self, outcome: Outcome) {
+    pub(crate) fn finish(mut self, outcome: Outcome) {
         let account = &self.account;
         match outcome {
             // Kept visible to `RequestMemory::abort_pending` (spawned work may be watching).
-            Outcome::Aborted(AbortReason::Quota) => account.state.store(ABORT_QUOTA, Relaxed),
-            Outcome::Aborted(AbortReason::Pressure) => account.state.store(ABORT_PRESSURE, Relaxed),
+            Outcome::Aborted(AbortReason::Quota) => account.set_state(State::AbortQuota),
+            Outcome::Aborted(AbortReason::Pressure) => account.set_state(State::AbortPressure),
+            Outcome::Aborted(AbortReason::Overcommit) => {
+                account.set_state(State::AbortOvercommit)
+            }
             _ => {
-                let _ = account
-                    .state
-                    .compare_exchange(LIVE, FINISHED, Relaxed, Relaxed);
+                let _ = account.state.compare_exchange(
+                    State::Live as u8,
+                    State::Finished as u8,
+                    Relaxed,
+                    Relaxed,
+                );
             }
         }
         let config = &account.config;
-        if let Some(pressure) = &config.pressure {
-            pressure.deregister(account.registry_key);
+        if let Some(registry) = &config.registry {
+            registry.deregister(account.registry_key);
+        }
+        if let Some(governor) = &config.governor {
+            if outcome == Outcome::Aborted(AbortReason::Overcommit) {
+                governor.count_abort(account);
+            }
+            governor.finish(account, self.parking.take(), self.ran);
         }
         let allocated = account.allocated();
         let deallocated = account.deallocated();

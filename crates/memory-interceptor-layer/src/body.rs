@@ -110,11 +110,15 @@ where
         let Some(tracker) = this.tracker.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Verdict::Abort(reason) = tracker.before_poll(cx) {
-            let tracker = this.tracker.take().expect("tracker present");
-            return Poll::Ready(Some(Err(abort::<B, B::Data>(
-                this.kind, tracker, reason, None,
-            ))));
+        match tracker.before_poll(cx) {
+            Verdict::Abort(reason) => {
+                let tracker = this.tracker.take().expect("tracker present");
+                return Poll::Ready(Some(Err(abort::<B, B::Data>(
+                    this.kind, tracker, reason, None,
+                ))));
+            }
+            Verdict::Park => return Poll::Pending,
+            Verdict::Continue | Verdict::OverBudget(_) => {}
         }
 
         let measure = Measure::start(tracker);
@@ -122,11 +126,15 @@ where
         let grew = measure.end();
         match poll {
             Poll::Pending => {
-                if let Verdict::Abort(reason) = tracker.after_poll(grew, true) {
-                    let tracker = this.tracker.take().expect("tracker present");
-                    return Poll::Ready(Some(Err(abort::<B, B::Data>(
-                        this.kind, tracker, reason, None,
-                    ))));
+                match tracker.after_poll(grew, true) {
+                    Verdict::Abort(reason) => {
+                        let tracker = this.tracker.take().expect("tracker present");
+                        return Poll::Ready(Some(Err(abort::<B, B::Data>(
+                            this.kind, tracker, reason, None,
+                        ))));
+                    }
+                    Verdict::OverBudget(step) => tracker.park(step, cx),
+                    Verdict::Continue | Verdict::Park => {}
                 }
                 Poll::Pending
             }
@@ -134,9 +142,19 @@ where
                 if let Some(data) = frame.data_ref() {
                     tracker.handed_off(data.remaining());
                 }
-                if let Verdict::Abort(reason) = tracker.after_poll(grew, true) {
-                    let tracker = this.tracker.take().expect("tracker present");
-                    return Poll::Ready(Some(Err(abort(this.kind, tracker, reason, Some(frame)))));
+                match tracker.after_poll(grew, true) {
+                    Verdict::Abort(reason) => {
+                        let tracker = this.tracker.take().expect("tracker present");
+                        return Poll::Ready(Some(Err(abort(
+                            this.kind,
+                            tracker,
+                            reason,
+                            Some(frame),
+                        ))));
+                    }
+                    // The frame goes out; the next poll waits for room.
+                    Verdict::OverBudget(step) => tracker.park(step, cx),
+                    Verdict::Continue | Verdict::Park => {}
                 }
                 if let KindProj::Inner { body } = this.kind.as_mut().project()
                     && body.is_end_stream()
@@ -206,13 +224,19 @@ fn abort<B, D>(
     frame: Option<Frame<D>>,
 ) -> BoxError {
     let held = tracker.held();
+    let over = tracker.overcommit();
     let measure = Measure::start(&mut tracker);
     let mut kind = kind;
     kind.set(Kind::Done);
     drop(frame);
     let grew = measure.end();
     tracker.after_poll(grew, false);
-    let error = AbortError::new(reason, held, tracker.account.config.max_request_memory);
+    let error = AbortError::new(
+        reason,
+        held,
+        tracker.account.config.max_request_memory,
+        over,
+    );
     tracker.finish(Outcome::Aborted(reason));
     Box::new(error)
 }

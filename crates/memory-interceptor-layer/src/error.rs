@@ -27,10 +27,21 @@ pub enum AbortError {
         /// Bytes the request held when it was stopped.
         held: u64,
     },
+    /// The memory budget stayed over capacity and this request was the furthest over its
+    /// reservation (or stayed parked too long).
+    #[error(
+        "request aborted: the memory budget is over capacity and it held {held} bytes, {over} bytes over its reservation"
+    )]
+    Overcommit {
+        /// Bytes the request held when it was stopped.
+        held: u64,
+        /// Bytes it held beyond what it reserved at admission.
+        over: u64,
+    },
 }
 
 impl AbortError {
-    pub(crate) fn new(reason: AbortReason, held: i64, limit: Option<u64>) -> AbortError {
+    pub(crate) fn new(reason: AbortReason, held: i64, limit: Option<u64>, over: u64) -> AbortError {
         let held = held.max(0) as u64;
         match reason {
             AbortReason::Quota => AbortError::Quota {
@@ -38,6 +49,7 @@ impl AbortError {
                 limit: limit.unwrap_or(0),
             },
             AbortReason::Pressure => AbortError::Pressure { held },
+            AbortReason::Overcommit => AbortError::Overcommit { held, over },
         }
     }
 
@@ -46,6 +58,7 @@ impl AbortError {
         match self {
             AbortError::Quota { .. } => AbortReason::Quota,
             AbortError::Pressure { .. } => AbortReason::Pressure,
+            AbortError::Overcommit { .. } => AbortReason::Overcommit,
         }
     }
 }

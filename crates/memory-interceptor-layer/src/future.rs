@@ -1,22 +1,27 @@
-//! `ResponseFuture`: measures every poll of the inner service's future and its drop.
+//! `ResponseFuture`: waits for admission when the governor says so, then measures every poll of
+//! the inner service's future and its drop.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use crate::account::{Measure, Tracker, Verdict};
 use crate::body::MeteredBody;
 use crate::error::AbortError;
+use crate::governor::Waiting;
 use crate::report::{AbortReason, Outcome};
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<S, R, F> {
+        // Not admitted yet: the readied service and the request wait with it.
+        Waiting { service: Option<S>, request: Option<R>, waiting: Box<Waiting> },
         Running { #[pin] future: F },
         Done,
     }
@@ -24,21 +29,29 @@ pin_project! {
 
 pin_project! {
     /// Response future of [`MemoryInterceptor`](crate::MemoryInterceptor).
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         #[pin]
-        state: State<F>,
+        state: State<S, Request<B>, S::Future>,
         // `None` once the request's report has been handed to the body or emitted.
         tracker: Option<Tracker>,
     }
 
-    impl<F> PinnedDrop for ResponseFuture<F> {
+    impl<S, B> PinnedDrop for ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if let Some(mut tracker) = this.tracker.take() {
+                let ran = matches!(*this.state, State::Running { .. });
                 // Dropping the handler's future frees what it holds: charge that too.
                 let measure = Measure::start(&mut tracker);
                 this.state.set(State::Done);
                 measure.end();
+                tracker.ran = ran;
                 let outcome = if tracker.panicked { Outcome::Panicked } else { Outcome::Cancelled };
                 tracker.finish(outcome);
             }
@@ -46,30 +59,57 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn new(future: F, tracker: Tracker) -> Self {
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn running(future: S::Future, tracker: Tracker) -> Self {
         ResponseFuture {
             state: State::Running { future },
             tracker: Some(tracker),
         }
     }
+
+    pub(crate) fn waiting(
+        service: S,
+        request: Request<B>,
+        waiting: Box<Waiting>,
+        tracker: Tracker,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Waiting {
+                service: Some(service),
+                request: Some(request),
+                waiting,
+            },
+            tracker: Some(tracker),
+        }
+    }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Waiting { .. } => "waiting",
+            State::Running { .. } => "running",
+            State::Done => "done",
+        };
         f.debug_struct("ResponseFuture")
-            .field("done", &self.tracker.is_none())
+            .field("state", &state)
             .finish()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Body,
-    B::Data: From<Bytes>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Body,
+    ResBody::Data: From<Bytes>,
 {
-    type Output = Result<Response<MeteredBody<B>>, E>;
+    type Output = Result<Response<MeteredBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -78,9 +118,49 @@ where
             .as_mut()
             .expect("ResponseFuture polled after completion");
 
-        if let Verdict::Abort(reason) = tracker.before_poll(cx) {
-            let tracker = this.tracker.take().expect("tracker present");
-            return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
+        if let StateProj::Waiting {
+            service,
+            request,
+            waiting,
+        } = this.state.as_mut().project()
+        {
+            let account = std::sync::Arc::clone(&tracker.account);
+            let governor = account
+                .config
+                .governor
+                .as_ref()
+                .expect("only the governor makes requests wait");
+            match governor.poll_admission(&account, waiting, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => {
+                    let tracker = this.tracker.take().expect("tracker present");
+                    let retry_after = account.config.retry_after.as_secs();
+                    let message = format!(
+                        "request refused: no room in the memory budget for its predicted cost ({error})"
+                    );
+                    return Poll::Ready(Ok(refuse(this.state, tracker, &message, retry_after)));
+                }
+                Poll::Ready(Ok(bytes)) => {
+                    tracker.reserve(bytes);
+                    let mut service = service.take().expect("service kept while waiting");
+                    let request = request.take().expect("request kept while waiting");
+                    let measure = Measure::start(tracker);
+                    let future = service.call(request);
+                    this.state.set(State::Running { future });
+                    drop(service);
+                    let grew = measure.end();
+                    tracker.after_poll(grew, false);
+                }
+            }
+        }
+
+        match tracker.before_poll(cx) {
+            Verdict::Abort(reason) => {
+                let tracker = this.tracker.take().expect("tracker present");
+                return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
+            }
+            Verdict::Park => return Poll::Pending,
+            Verdict::Continue | Verdict::OverBudget(_) => {}
         }
 
         // Written so that the result is not moved across a scope: it can be a large value, and a
@@ -98,9 +178,13 @@ where
         let grew = measure.end();
         match poll {
             Poll::Pending => {
-                if let Verdict::Abort(reason) = tracker.after_poll(grew, true) {
-                    let tracker = this.tracker.take().expect("tracker present");
-                    return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
+                match tracker.after_poll(grew, true) {
+                    Verdict::Abort(reason) => {
+                        let tracker = this.tracker.take().expect("tracker present");
+                        return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
+                    }
+                    Verdict::OverBudget(step) => tracker.park(step, cx),
+                    Verdict::Continue | Verdict::Park => {}
                 }
                 Poll::Pending
             }
@@ -112,10 +196,10 @@ where
     }
 }
 
-fn finish_ready<F, B, E>(
+fn finish_ready<S, R, F, B, E>(
     mut tracker: Tracker,
     grew: bool,
-    state: Pin<&mut State<F>>,
+    state: Pin<&mut State<S, R, F>>,
     result: Result<Response<B>, E>,
 ) -> Poll<Result<Response<MeteredBody<B>>, E>>
 where
@@ -129,6 +213,7 @@ where
                 // The response itself may be what holds the memory (a buffered body): drop it.
                 return Poll::Ready(Ok(abort(state, tracker, reason, Some(response))));
             }
+            tracker.response_ready();
             let status = response.status();
             let no_body = response.body().is_end_stream()
                 || tracker.account.method == http::Method::HEAD
@@ -151,8 +236,8 @@ where
 /// report and builds the 503.
 #[cold]
 #[inline(never)]
-fn abort<F, B>(
-    state: Pin<&mut State<F>>,
+fn abort<S, R, F, B>(
+    state: Pin<&mut State<S, R, F>>,
     mut tracker: Tracker,
     reason: AbortReason,
     response: Option<Response<B>>,
@@ -162,6 +247,7 @@ where
     B::Data: From<Bytes>,
 {
     let held = tracker.held();
+    let over = tracker.overcommit();
     let measure = Measure::start(&mut tracker);
     let mut state = state;
     state.set(State::Done);
@@ -170,12 +256,38 @@ where
     tracker.after_poll(grew, false);
     tracker.status = Some(StatusCode::SERVICE_UNAVAILABLE);
     let config = std::sync::Arc::clone(&tracker.account.config);
-    let error = AbortError::new(reason, held, config.max_request_memory);
+    let error = AbortError::new(reason, held, config.max_request_memory, over);
     tracker.finish(Outcome::Aborted(reason));
     abort_response(&error, config.retry_after.as_secs())
 }
 
-pub(crate) fn abort_response<B>(error: &AbortError, retry_after: u64) -> Response<MeteredBody<B>>
+/// Answers a request the governor did not admit: it never ran.
+#[cold]
+#[inline(never)]
+fn refuse<S, R, F, B>(
+    state: Pin<&mut State<S, R, F>>,
+    mut tracker: Tracker,
+    message: &str,
+    retry_after: u64,
+) -> Response<MeteredBody<B>>
+where
+    B: Body,
+    B::Data: From<Bytes>,
+{
+    let measure = Measure::start(&mut tracker);
+    let mut state = state;
+    state.set(State::Done);
+    measure.end();
+    tracker.ran = false;
+    tracker.status = Some(StatusCode::SERVICE_UNAVAILABLE);
+    tracker.finish(Outcome::Rejected);
+    abort_response(&message, retry_after)
+}
+
+pub(crate) fn abort_response<B>(
+    error: &dyn std::fmt::Display,
+    retry_after: u64,
+) -> Response<MeteredBody<B>>
 where
     B: Body,
     B::Data: From<Bytes>,

@@ -8,8 +8,10 @@ use http::{Method, Uri};
 use memory_probe::{PressureSignal, Reclaimer};
 use tower_layer::Layer;
 
+use crate::governor::{Governor, GovernorConfig};
 use crate::ledger::Ledger;
 use crate::pressure::PressureAborter;
+use crate::registry::Registry;
 use crate::report::{ABORTED_METRIC, ALLOCATED_METRIC, HEAVY_METRIC, MemoryReport, NET_METRIC};
 use crate::service::MemoryInterceptor;
 
@@ -29,6 +31,10 @@ pub(crate) struct Config {
     pub(crate) max_request_memory: Option<u64>,
     pub(crate) pressure: Option<Arc<PressureAborter>>,
     pub(crate) pressure_settings: Option<PressureSettings>,
+    pub(crate) governor: Option<Arc<Governor>>,
+    pub(crate) governor_settings: Option<GovernorConfig>,
+    /// In-flight accounts, kept when something picks victims among them (pressure, governor).
+    pub(crate) registry: Option<Arc<Registry>>,
     pub(crate) route_fn: Option<Arc<RouteFn>>,
     pub(crate) retry_after: Duration,
     pub(crate) metrics: bool,
@@ -106,6 +112,9 @@ impl MemoryInterceptorLayer {
                 max_request_memory: None,
                 pressure: None,
                 pressure_settings: None,
+                governor: None,
+                governor_settings: None,
+                registry: None,
                 route_fn: None,
                 retry_after: Duration::from_secs(5),
                 metrics: true,
@@ -117,13 +126,38 @@ impl MemoryInterceptorLayer {
     fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
         let config = Arc::make_mut(&mut self.config);
         f(config);
-        config.external_aborts =
-            config.max_request_memory.is_some() || config.pressure_settings.is_some();
-        config.pressure = config
-            .pressure_settings
-            .clone()
-            .map(|settings| Arc::new(PressureAborter::new(settings)));
+        config.external_aborts = config.max_request_memory.is_some()
+            || config.pressure_settings.is_some()
+            || config.governor_settings.is_some();
+        let registry = (config.pressure_settings.is_some() || config.governor_settings.is_some())
+            .then(|| Arc::new(Registry::new()));
+        config.pressure = config.pressure_settings.clone().map(|settings| {
+            Arc::new(PressureAborter::new(
+                settings,
+                Arc::clone(registry.as_ref().expect("a registry with pressure settings")),
+            ))
+        });
+        config.governor = config.governor_settings.clone().map(|settings| {
+            // The cost model lives in the ledger's route entries: a private one when the user
+            // gave none.
+            let ledger = config.ledger.clone().unwrap_or_default();
+            Arc::new(Governor::new(
+                settings,
+                ledger,
+                Arc::clone(registry.as_ref().expect("a registry with a governor")),
+            ))
+        });
+        config.registry = registry;
         self
+    }
+
+    /// Puts the request under the memory governor: admission by predicted cost against one
+    /// process-wide budget, growth charged at every poll boundary, parking over capacity and
+    /// aborts of the requests furthest over their reservations (see [`GovernorConfig`]). Give the
+    /// body layer the same budget, so buffered bodies draw from it too.
+    #[must_use]
+    pub fn governor(self, governor: GovernorConfig) -> Self {
+        self.update(|c| c.governor_settings = Some(governor))
     }
 
     /// Requests that allocate at least `bytes` are heavy: a warning, the `http_heavy_requests_total`
@@ -259,6 +293,7 @@ impl fmt::Debug for Config {
                 "abort_under_pressure",
                 &self.pressure_settings.as_ref().map(|p| p.signal.current()),
             )
+            .field("governor", &self.governor_settings)
             .field("route_classifier", &self.route_fn.is_some())
             .field("retry_after", &self.retry_after)
             .field("metrics", &self.metrics)

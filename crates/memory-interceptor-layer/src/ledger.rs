@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::cost::Cost;
+
 /// The route label that collects requests once the ledger holds `max_routes` routes.
 pub const OTHER_ROUTE: &str = "<other>";
 
@@ -18,14 +20,40 @@ pub struct RouteStats {
     pub allocated_bytes_total: u64,
     /// Bytes allocated by the hungriest one.
     pub allocated_bytes_max: u64,
+    /// What the memory governor reserves for the route's next request: the learned high quantile
+    /// of its requests' peak memory (`None` before the governor has seen the route, or without a
+    /// governor).
+    pub predicted_cost_bytes: Option<u64>,
+    /// The governor's decisions for the route's requests that reserved memory (those predicted
+    /// under the floor are not counted here).
+    pub governor: GovernorCounts,
 }
 
-/// One route's counters; the layer keeps the entries of hot routes at hand (see `report.rs`).
+/// The memory governor's decisions for one route, counted since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GovernorCounts {
+    /// Admitted without waiting.
+    pub admitted: u64,
+    /// Admitted after waiting in the queue.
+    pub queued: u64,
+    /// Refused (503): the queue was full or the wait ran out.
+    pub rejected: u64,
+    /// Parked at a poll boundary because the budget was over capacity.
+    pub parked: u64,
+    /// Aborted (503, or the body's error) because they were furthest over their reservation.
+    pub aborted: u64,
+}
+
+/// One route's counters and its learned cost; the layer keeps the entries of hot routes at hand
+/// (see `report.rs` and `governor.rs`).
 #[derive(Default)]
 pub(crate) struct Entry {
     requests: AtomicU64,
     total: AtomicU64,
     max: AtomicU64,
+    /// The governor's cost model of the route.
+    pub(crate) cost: Cost,
 }
 
 /// Per-route request count, total and maximum allocated bytes: the "memory-intensive endpoints"
@@ -129,6 +157,17 @@ impl Ledger {
                 requests: e.requests.load(Ordering::Relaxed),
                 allocated_bytes_total: e.total.load(Ordering::Relaxed),
                 allocated_bytes_max: e.max.load(Ordering::Relaxed),
+                predicted_cost_bytes: e.cost.predicted(),
+                governor: {
+                    let c = &e.cost.counters;
+                    GovernorCounts {
+                        admitted: c.admitted.load(Ordering::Relaxed),
+                        queued: c.queued.load(Ordering::Relaxed),
+                        rejected: c.rejected.load(Ordering::Relaxed),
+                        parked: c.parked.load(Ordering::Relaxed),
+                        aborted: c.aborted.load(Ordering::Relaxed),
+                    }
+                },
             })
             .collect()
     }

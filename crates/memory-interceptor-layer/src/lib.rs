@@ -85,12 +85,15 @@
 
 mod account;
 mod body;
+mod cost;
 mod error;
 mod future;
+mod governor;
 mod layer;
 mod ledger;
 mod memory;
 mod pressure;
+mod registry;
 mod report;
 mod service;
 
@@ -98,7 +101,11 @@ pub use body::MeteredBody;
 pub use error::AbortError;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_HEAVY_THRESHOLD, MemoryInterceptorLayer};
-pub use ledger::{Ledger, OTHER_ROUTE, RouteStats};
+pub use governor::{
+    ADMISSION_WAIT_METRIC, DEFAULT_FLOOR, DEFAULT_PARK_TIMEOUT, DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_UNSEEN_COST, GOVERNOR_METRIC, GovernorConfig,
+};
+pub use ledger::{GovernorCounts, Ledger, OTHER_ROUTE, RouteStats};
 #[cfg(feature = "axum")]
 pub use memory::MissingRequestMemory;
 pub use memory::{Instrumented, RequestMemory};

@@ -5,12 +5,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::account::{ABORT_PRESSURE, ABORT_QUOTA, Account, ExtraMeasure, in_progress};
+use crate::account::{Account, ExtraMeasure, in_progress};
 use crate::report::AbortReason;
 
 /// The memory account of the request being served, found in the request extensions.
@@ -77,11 +76,7 @@ impl RequestMemory {
     /// Whether the layer has decided to abort the request (the handler's future is dropped at its
     /// next poll boundary; long synchronous work can check this to stop early).
     pub fn abort_pending(&self) -> Option<AbortReason> {
-        match self.account.state.load(Ordering::Relaxed) {
-            ABORT_QUOTA => Some(AbortReason::Quota),
-            ABORT_PRESSURE => Some(AbortReason::Pressure),
-            _ => None,
-        }
+        self.account.state().abort_reason()
     }
 
     /// Names the request's route for its report, metrics and ledger, when the layer could not tell

@@ -1,25 +1,20 @@
-//! Largest-first aborts under critical memory pressure: the registry of in-flight accounts and the
-//! task that watches the pressure signal.
+//! Largest-first aborts under critical memory pressure: the task that watches the pressure signal.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use memory_probe::Pressure;
-use slab::Slab;
 use tokio::sync::watch;
 
-use crate::account::{ABORT_PRESSURE, Account, LIVE};
+use crate::account::State;
 use crate::layer::PressureSettings;
+use crate::registry::Registry;
 
-/// The accounts of the requests in flight, and the switch that starts the watcher.
-///
-/// Sharded: each thread registers in a shard of its own choosing (round-robin on first use), so
-/// worker threads registering and finishing requests do not contend for one lock. The watcher,
-/// which runs once per tick, visits every shard.
+/// Aborts the largest requests in flight while pressure is critical: the settings, the registry it
+/// searches and the switch that starts the watcher.
 pub(crate) struct PressureAborter {
     settings: PressureSettings,
-    shards: Box<[Mutex<Slab<Weak<Account>>>]>,
+    registry: Arc<Registry>,
     /// Whether a watcher task is alive (cleared by the task's drop, also when its runtime shuts
     /// down: the next request then starts one on its own runtime).
     watching: Arc<AtomicBool>,
@@ -27,67 +22,20 @@ pub(crate) struct PressureAborter {
     shutdown: watch::Sender<()>,
 }
 
-// A registry key: the shard in the low bits, the slab key above them.
-const SHARD_BITS: u32 = 6;
-const MAX_SHARDS: usize = 1 << SHARD_BITS;
-
-thread_local! {
-    static SHARD_HINT: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// This thread's shard index (a stable, round-robin assignment).
-fn shard_hint() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    SHARD_HINT
-        .try_with(|hint| {
-            if hint.get() == usize::MAX {
-                hint.set(NEXT.fetch_add(1, Ordering::Relaxed));
-            }
-            hint.get()
-        })
-        .unwrap_or(0)
-}
-
 impl PressureAborter {
-    pub(crate) fn new(settings: PressureSettings) -> PressureAborter {
-        let shards = std::thread::available_parallelism()
-            .map_or(4, |n| n.get())
-            .next_power_of_two()
-            .clamp(1, MAX_SHARDS);
+    pub(crate) fn new(settings: PressureSettings, registry: Arc<Registry>) -> PressureAborter {
         PressureAborter {
             settings,
-            shards: (0..shards).map(|_| Mutex::new(Slab::new())).collect(),
+            registry,
             watching: Arc::new(AtomicBool::new(false)),
             shutdown: watch::channel(()).0,
-        }
-    }
-
-    fn shard(&self, index: usize) -> std::sync::MutexGuard<'_, Slab<Weak<Account>>> {
-        // Entries are plain `Weak`s: a panic elsewhere cannot leave a slab half-updated.
-        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers a new account; `make` builds it with its registry key.
-    pub(crate) fn register(&self, make: impl FnOnce(usize) -> Account) -> Arc<Account> {
-        let index = shard_hint() & (self.shards.len() - 1);
-        let mut slab = self.shard(index);
-        let entry = slab.vacant_entry();
-        let account = Arc::new(make((entry.key() << SHARD_BITS) | index));
-        entry.insert(Arc::downgrade(&account));
-        account
-    }
-
-    pub(crate) fn deregister(&self, key: usize) {
-        let index = key & (MAX_SHARDS - 1);
-        if index < self.shards.len() {
-            self.shard(index).try_remove(key >> SHARD_BITS);
         }
     }
 
     /// Requests in flight.
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.shard(i).len()).sum()
+        self.registry.in_flight()
     }
 
     /// Starts the watcher on the current Tokio runtime unless one is alive.
@@ -113,29 +61,21 @@ impl PressureAborter {
 
     /// One pressure tick: aborts up to `per_tick` of the largest live requests. Returns how many.
     pub(crate) fn abort_largest(&self) -> usize {
-        let mut candidates: Vec<(i64, Arc<Account>)> = Vec::new();
-        for index in 0..self.shards.len() {
-            let slab = self.shard(index);
-            candidates.extend(
-                slab.iter()
-                    .filter_map(|(_, weak)| weak.upgrade())
-                    .filter(|a| a.state.load(Ordering::Relaxed) == LIVE)
-                    .map(|a| (a.held(), a))
-                    .filter(|(held, _)| *held >= self.settings.min_bytes as i64),
-            );
-        }
-        candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+        let min = self.settings.min_bytes as i64;
+        let candidates = self
+            .registry
+            .ranked(|a| Some(a.held()).filter(|held| *held >= min));
         let mut aborted = 0;
         for (held, account) in candidates {
             if aborted == self.settings.per_tick {
                 break;
             }
-            if account.request_abort(ABORT_PRESSURE) {
+            if account.request_abort(State::AbortPressure) {
                 tracing::debug!(
                     target: "memory_interceptor",
                     held,
                     route = %account.route(),
-                    path = %account.path,
+                    path = account.path.path(),
                     "critical memory pressure: aborting the largest request in flight"
                 );
                 aborted += 1;

@@ -27,7 +27,8 @@ pub const NET_METRIC: &str = "http_request_net_allocated_bytes";
 /// Metric: counter of requests that allocated at least the heavy threshold (labels `method`,
 /// `route`, `status`).
 pub const HEAVY_METRIC: &str = "http_heavy_requests_total";
-/// Metric: counter of requests the layer aborted (label `reason`: `quota` or `pressure`).
+/// Metric: counter of requests the layer aborted (labels `reason`: `quota`, `pressure` or
+/// `overcommit`, and `route`).
 pub const ABORTED_METRIC: &str = "http_requests_aborted_total";
 
 /// A route label: a matched route template such as `/api/items/{id}`, never a raw path.
@@ -43,6 +44,14 @@ enum RouteRepr {
 }
 
 impl Route {
+    /// Whether `self` and `other` are the same route, comparing the text's address first (a
+    /// router hands out clones of one label).
+    #[inline]
+    pub(crate) fn same(&self, other: &Route) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        std::ptr::eq(a, b) || a == b
+    }
+
     /// A route from a static string.
     pub const fn from_static(route: &'static str) -> Route {
         Route(RouteRepr::Static(route))
@@ -132,14 +141,19 @@ pub enum AbortReason {
     Quota,
     /// Memory pressure was critical and the request was among the largest in flight.
     Pressure,
+    /// The memory budget stayed over capacity while the request was parked, and it was the
+    /// request furthest over its reservation (or it stayed parked too long).
+    Overcommit,
 }
 
 impl AbortReason {
-    /// `"quota"` or `"pressure"`, the `reason` label of `http_requests_aborted_total`.
+    /// `"quota"`, `"pressure"` or `"overcommit"`, the `reason` label of
+    /// `http_requests_aborted_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             AbortReason::Quota => "quota",
             AbortReason::Pressure => "pressure",
+            AbortReason::Overcommit => "overcommit",
         }
     }
 }
@@ -167,11 +181,14 @@ pub enum Outcome {
     Panicked,
     /// The layer aborted the request.
     Aborted(AbortReason),
+    /// The memory governor refused the request before it ran (503): its predicted cost found no
+    /// room in the budget within the queue's wait, or the queue was full.
+    Rejected,
 }
 
 impl Outcome {
     /// A short name: `completed`, `body_dropped`, `cancelled`, `failed`, `panicked`,
-    /// `aborted_quota`, `aborted_pressure`.
+    /// `aborted_quota`, `aborted_pressure`, `aborted_overcommit`, `rejected`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Completed => "completed",
@@ -181,6 +198,8 @@ impl Outcome {
             Outcome::Panicked => "panicked",
             Outcome::Aborted(AbortReason::Quota) => "aborted_quota",
             Outcome::Aborted(AbortReason::Pressure) => "aborted_pressure",
+            Outcome::Aborted(AbortReason::Overcommit) => "aborted_overcommit",
+            Outcome::Rejected => "rejected",
         }
     }
 }
@@ -441,7 +460,12 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
             metrics::counter!(HEAVY_METRIC, labels(method, report.route, status)).increment(1);
         }
         if let Outcome::Aborted(reason) = report.outcome {
-            metrics::counter!(ABORTED_METRIC, "reason" => reason.as_str()).increment(1);
+            metrics::counter!(
+                ABORTED_METRIC,
+                "reason" => reason.as_str(),
+                "route" => report.route.label()
+            )
+            .increment(1);
         }
     }
 
@@ -452,7 +476,7 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
                 $level,
                 method = %report.method,
                 route = %report.route,
-                path = %report.path_and_query,
+                path = report.path_and_query.path(),
                 status,
                 outcome = report.outcome.as_str(),
                 allocated = report.allocated,
@@ -475,6 +499,12 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
             tracing::Level::WARN,
             "request aborted: memory pressure is critical and it held the most memory"
         ),
+        Outcome::Aborted(AbortReason::Overcommit) => event!(
+            tracing::Level::WARN,
+            "request aborted: the memory budget is over capacity and it was the furthest over its reservation"
+        ),
+        // The governor logged the refusal with its reason when it decided.
+        Outcome::Rejected => event!(tracing::Level::DEBUG, "request memory"),
         _ if report.heavy => event!(tracing::Level::WARN, "heavy request"),
         _ => event!(tracing::Level::DEBUG, "request memory"),
     }

@@ -9,12 +9,16 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use memory_probe::RequestBudget;
+
 use crate::BoxError;
 use crate::account::{Account, Measure, Tracker};
 use crate::body::MeteredBody;
 use crate::future::ResponseFuture;
+use crate::governor::Admit;
 use crate::layer::Config;
 use crate::memory::RequestMemory;
+use crate::registry::UNREGISTERED;
 use crate::report::{Route, UNMATCHED_ROUTE};
 
 /// Measures the memory each request allocates; made by
@@ -60,14 +64,14 @@ impl<S: fmt::Debug> fmt::Debug for MemoryInterceptor<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MemoryInterceptor<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: Body,
     ResBody::Data: From<Bytes>,
     ResBody::Error: Into<BoxError>,
 {
     type Response = Response<MeteredBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -75,15 +79,45 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let route = route_of(&self.config, &req);
-        let account = match &self.config.pressure {
-            Some(pressure) => {
-                pressure.ensure_watcher();
-                pressure.register(|key| Account::new(&self.config, &req, route, key))
+        let config = &self.config;
+        let route = route_of(config, &req);
+        let governor = config.governor.as_deref();
+        let cost = governor.map(|g| g.entry(&route));
+        // Only a request that can carry a body needs a handle for the body layer's reservations.
+        let request_budget = governor
+            .filter(|_| has_body(&req))
+            .map(|g| RequestBudget::new(g.budget.clone()));
+        let make = |key| Account::new(config, &req, route, key, cost, request_budget.clone());
+        let account = match &config.registry {
+            Some(registry) => {
+                if let Some(pressure) = &config.pressure {
+                    pressure.ensure_watcher();
+                }
+                registry.register(make)
             }
-            None => Arc::new(Account::new(&self.config, &req, route, usize::MAX)),
+            None => Arc::new(make(UNREGISTERED)),
         };
         let mut tracker = Tracker::new(Arc::clone(&account));
+        let admitted = match governor.map(|g| g.admit(&account)) {
+            None => None,
+            Some(Admit::Now(bytes)) => {
+                tracker.reserve(bytes);
+                None
+            }
+            Some(Admit::Wait(waiting)) => Some(waiting),
+        };
+        let extensions = req.extensions_mut();
+        if let Some(request_budget) = request_budget {
+            extensions.insert(request_budget);
+        }
+        if let Some(waiting) = admitted {
+            extensions.insert(RequestMemory::from_account(account));
+            // Called later, once admitted: this service (readied by `poll_ready`) goes with the
+            // request, a clone stays.
+            let clone = self.inner.clone();
+            let service = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::waiting(service, req, waiting, tracker);
+        }
         // The call is charged too: routers build the handler's future here. So is the extension,
         // which the handler frees with the request.
         let measure = Measure::start(&mut tracker);
@@ -92,8 +126,17 @@ where
         let future = self.inner.call(req);
         let grew = measure.end();
         tracker.after_poll(grew, false);
-        ResponseFuture::new(future, tracker)
+        ResponseFuture::running(future, tracker)
     }
+}
+
+/// Whether the request may carry a body (a length above zero, or chunked).
+fn has_body<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// The route label: axum's `MatchedPath`, else the classifier's answer, else

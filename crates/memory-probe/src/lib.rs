@@ -12,6 +12,9 @@
 //!   reader has an `_at(root)` form that reads a fixture tree instead of `/`.
 //! - [`Reclaimer`]: hands freed memory back to the operating system (jemalloc purge, glibc
 //!   `malloc_trim`, mimalloc `mi_collect`) on a blocking thread, single-flight and rate-limited.
+//! - [`MemoryBudget`]: the one process-wide budget of bytes requests may hold, shared by the
+//!   layers (admission reservations, growth charged at poll boundaries, buffered bodies), with a
+//!   bounded FIFO queue and a park for requests that grew past it.
 //! - [`Pressure`] and [`PressureSignal`]: the memory pressure level, published by a monitor and
 //!   read by layers without taking a lock.
 //!
@@ -43,6 +46,7 @@
 //!   [`self_check`] warns when it is linked but not installed.
 //! - `mimalloc`: `mi_collect(true)` in the [`Reclaimer`] when mimalloc is the global allocator.
 
+mod budget;
 mod cgroup;
 mod counters;
 mod counting;
@@ -54,6 +58,10 @@ mod process;
 mod reclaim;
 mod stats;
 
+pub use budget::{
+    Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_MAX_QUEUE, MemoryBudget, Park,
+    RequestBudget, Reservation,
+};
 pub use cgroup::{CgroupMemory, CgroupVersion, cgroup_memory, cgroup_memory_at};
 pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check, thread_counters};
 pub use counting::CountingAlloc;

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::budget::Reservation;
+use crate::budget::Held as Reservation;
 use crate::reject::{Rejection, Shared};
 use crate::slow::{GuardError, Slow, SlowGuard};
 

@@ -13,7 +13,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::{BoxError, LimitedBody, StreamState};
-use crate::budget::Reservation;
+use crate::budget::{Held as Reservation, Source};
 use crate::layer::Config;
 use crate::mode::BodyMode;
 use crate::reject::{Rejection, Shared};
@@ -36,12 +36,17 @@ fn guard_rejection<E: Into<BoxError>>(err: GuardError<E>) -> Rejection {
 }
 
 /// Reserves `bytes` more for a request that already holds `held`.
-async fn reserve(config: &Config, bytes: u64, held: u64) -> Result<Reservation, Rejection> {
-    let err = match config.budget.try_reserve(bytes) {
+async fn reserve(
+    config: &Config,
+    source: &Source,
+    bytes: u64,
+    held: u64,
+) -> Result<Reservation, Rejection> {
+    let err = match source.try_reserve(bytes) {
         Ok(r) => return Ok(r),
         Err(e) => e,
     };
-    let total = config.budget.total();
+    let total = source.total();
     let result = if held.saturating_add(bytes) > total {
         // Waiting cannot help: what this request would hold exceeds the whole budget.
         Err(crate::BudgetError::LargerThanBudget {
@@ -51,7 +56,7 @@ async fn reserve(config: &Config, bytes: u64, held: u64) -> Result<Reservation, 
     } else if matches!(err, crate::BudgetError::LargerThanBudget { .. }) {
         Err(err)
     } else {
-        config.budget.reserve(bytes, config.budget_wait).await
+        source.reserve(bytes, config.budget_wait).await
     };
     result.map_err(|e| Rejection::budget(e, config.retry_after))
 }
@@ -73,7 +78,7 @@ where
 {
     let reservation = match reservation {
         Some(r) => r,
-        None => reserve(&config, len, 0).await?,
+        None => reserve(&config, &Source::of(&config, &parts.extensions), len, 0).await?,
     };
     let mut guard = SlowGuard::new(config.slow);
     let mut body = pin!(body);
@@ -156,6 +161,7 @@ where
     let mut total = 0u64;
     let mut reservation: Option<Reservation> = None;
     let mut trailers: Option<HeaderMap> = None;
+    let source = Source::of(&config, &parts.extensions);
     loop {
         // Matched at once so that no `B::Error` lives across the awaits below.
         let frame = match poll_fn(|cx| guard.poll_frame(body.as_mut(), cx)).await {
@@ -185,7 +191,7 @@ where
         let held = reservation.as_ref().map_or(0, Reservation::bytes);
         let charge = total.min(config.buffer_threshold) - held;
         if charge > 0 {
-            let more = reserve(&config, charge, held).await?;
+            let more = reserve(&config, &source, charge, held).await?;
             match &mut reservation {
                 Some(r) => r.merge(more),
                 None => reservation = Some(more),

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::body::ResponseBody;
-use crate::budget::Reservation;
+use crate::budget::Held as Reservation;
 use crate::buffer::Called;
 use crate::reject::{Rejection, Shared};
 

@@ -34,7 +34,9 @@ pub(crate) struct Config {
     pub(crate) max_body_size: u64,
     pub(crate) buffer_threshold: u64,
     pub(crate) chunk_size: usize,
-    pub(crate) budget: MemoryBudget,
+    /// `None`: the request's own handle on the budget when the interceptor's governor put one
+    /// in its extensions, else [`MemoryBudget::global`].
+    pub(crate) budget: Option<MemoryBudget>,
     pub(crate) budget_wait: Duration,
     pub(crate) retry_after: Duration,
     pub(crate) slow: SlowConfig,
@@ -48,7 +50,7 @@ impl Default for Config {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             buffer_threshold: DEFAULT_BUFFER_THRESHOLD,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            budget: MemoryBudget::global(),
+            budget: None,
             budget_wait: DEFAULT_BUDGET_WAIT,
             retry_after: DEFAULT_RETRY_AFTER,
             slow: SlowConfig {
@@ -73,7 +75,8 @@ pub struct StreamBodyLayer {
 
 impl StreamBodyLayer {
     /// A layer with the defaults: `max_body_size` 1 GiB, `buffer_threshold` 10 MiB,
-    /// `chunk_size` 64 KiB, the process-wide 256 MiB [`MemoryBudget::global`], `idle_timeout`
+    /// `chunk_size` 64 KiB, the governor's budget or else the process-wide
+    /// [`MemoryBudget::global`] (256 MiB), `idle_timeout`
     /// 30 s, `min_rate` 240 B/s after a 5 s grace.
     pub fn new() -> Self {
         Self::default()
@@ -101,9 +104,11 @@ impl StreamBodyLayer {
     }
 
     /// The memory budget buffered bodies are charged to. Give every layer of the process a clone
-    /// of one budget to bound them together; the default is [`MemoryBudget::global`].
+    /// of one budget to bound them together (the interceptor's governor too: bytes reserved for
+    /// a buffered body are then counted once). The default is the budget of the governor that
+    /// admitted the request, when there is one, else [`MemoryBudget::global`].
     pub fn memory_budget(mut self, budget: MemoryBudget) -> Self {
-        self.config.budget = budget;
+        self.config.budget = Some(budget);
         self
     }
 
@@ -154,9 +159,13 @@ impl StreamBodyLayer {
         self
     }
 
-    /// The memory budget in use.
-    pub fn budget(&self) -> &MemoryBudget {
-        &self.config.budget
+    /// The memory budget given with [`memory_budget`](Self::memory_budget), else
+    /// [`MemoryBudget::global`] (what requests without a governor's handle draw on).
+    pub fn budget(&self) -> MemoryBudget {
+        self.config
+            .budget
+            .clone()
+            .unwrap_or_else(MemoryBudget::global)
     }
 }
 

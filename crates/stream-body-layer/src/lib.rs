@@ -7,7 +7,8 @@
 //!   byte is read (with `Expect: 100-continue` the client never sends it). A body of unknown
 //!   length that grows past the limit ends in 413 too.
 //! - **Small** (known length at or under `buffer_threshold`, default 10 MiB): the layer reserves
-//!   the bytes from the [`MemoryBudget`] (default: [`MemoryBudget::global`], 256 MiB), reads the
+//!   the bytes from the [`MemoryBudget`] (default: the budget of the interceptor's governor when it
+//!   admitted the request, else [`MemoryBudget::global`], 256 MiB), reads the
 //!   body and hands it to the handler as one frame. A body larger than the whole budget gets 413
 //!   at once; when the budget stays exhausted past `budget_wait` (1 s) the answer is 503 with
 //!   `Retry-After`. The reservation is held while the handler runs and returns on every path:
@@ -102,6 +103,7 @@ mod spool;
 
 pub use body::{BodyError, BoxError, LimitedBody, ResponseBody};
 pub use budget::{BudgetError, DEFAULT_MEMORY_BUDGET, MemoryBudget, Reservation};
+pub use memory_probe::RequestBudget;
 #[cfg(feature = "axum")]
 pub use extract::MissingBodyMode;
 pub use future::ResponseFuture;

@@ -94,7 +94,8 @@ impl Rejection {
                     "request body of {requested} bytes exceeds the memory budget of {total} bytes"
                 ),
             ),
-            BudgetError::Exhausted { .. } => Self {
+            // Queue full or the wait ran out (and whatever a later version adds): try again.
+            _ => Self {
                 reason: Reason::BudgetExhausted,
                 message: "memory budget for request bodies exhausted, retry later".to_string(),
                 retry_after: Some(retry_after),

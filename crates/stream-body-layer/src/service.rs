@@ -10,6 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::{BoxError, LimitedBody, ResponseBody, StreamState};
+use crate::budget::Source;
 use crate::buffer;
 use crate::future::ResponseFuture;
 use crate::layer::Config;
@@ -75,7 +76,8 @@ where
             Some(len) if len <= config.buffer_threshold => {
                 // Fail at once when the body can never fit; otherwise take the budget now if it
                 // is free, and wait for it in the buffering future if not.
-                let reservation = match config.budget.try_reserve(len) {
+                let source = Source::of(config, req.extensions());
+                let reservation = match source.try_reserve(len) {
                     Ok(r) => Some(r),
                     Err(e @ crate::BudgetError::LargerThanBudget { .. }) => {
                         return ResponseFuture::reject(
@@ -84,7 +86,7 @@ where
                             grace,
                         );
                     }
-                    Err(crate::BudgetError::Exhausted { .. }) => None,
+                    Err(_) => None,
                 };
                 let (mut parts, body) = req.into_parts();
                 self.insert_spool(&mut parts.extensions);

@@ -1,0 +1,590 @@
+//! The memory governor: admission by predicted cost, growth charged at poll boundaries, parking
+//! over capacity, and aborts of the requests furthest over their reservations.
+//!
+//! The budget itself ([`MemoryBudget`]) lives in memory-probe so that the body layer draws on it
+//! too; this module decides, per request, what to reserve and what to do when the budget is full.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use memory_probe::{Admission, BudgetError, MemoryBudget, Park};
+use tokio::time::{Instant, Sleep};
+
+use crate::account::{Account, State};
+use crate::cost::{Learning, Prediction};
+use crate::ledger::{Entry, Ledger};
+use crate::registry::Registry;
+use crate::report::Route;
+
+/// Default floor: requests predicted to hold less are admitted without a reservation and never
+/// queue (64 KiB).
+pub const DEFAULT_FLOOR: u64 = 64 << 10;
+/// Default reservation of a route's first request, while its cost is unknown (1 MiB).
+pub const DEFAULT_UNSEEN_COST: u64 = 1 << 20;
+/// Default longest wait in the admission queue (5 s).
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a request stays parked before the governor aborts the request furthest over its
+/// reservation (500 ms).
+pub const DEFAULT_PARK_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default longest wait for a route's first request to show its cost (200 ms).
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Park timeouts a request sits through before it is aborted itself, whoever else was.
+const MAX_PARK_ROUNDS: u32 = 3;
+
+/// Metric: counter of the governor's decisions (labels `route`, `decision`: `admitted`, `queued`,
+/// `rejected`, `parked`, `aborted`), for requests that reserved memory.
+pub const GOVERNOR_METRIC: &str = "http_governor_requests_total";
+/// Metric: histogram of the time requests waited for admission, in seconds (label `route`).
+pub const ADMISSION_WAIT_METRIC: &str = "http_governor_admission_wait_seconds";
+
+/// Settings of the memory governor: one process-wide [`MemoryBudget`] that keeps the sum of what
+/// requests hold under the memory limit by construction, not by sampling.
+///
+/// - **Admission by predicted cost**: before the inner service is called, a request reserves its
+///   route's learned cost (the `quantile`, default p95, of the peak memory its requests held,
+///   recent ones weighing most). A reservation that does not fit waits in the budget's FIFO queue
+///   (bounded by the budget's `max_queue` and by `queue_timeout`), then gets 503 with
+///   `Retry-After`. Requests predicted under the `floor` are admitted at once and never queue
+///   behind heavy ones. A route's first request runs as a probe reserving `unseen_cost`; the
+///   route's other requests wait for it up to `probe_timeout`.
+/// - **Growth charged at poll boundaries**: what a request holds beyond its reservation (and
+///   beyond the `floor`, which every request may hold uncharged) is charged when its poll returns:
+///   one atomic addition. Over capacity, the request is parked (not polled) until memory frees;
+///   after `park_timeout` the request furthest over its reservation is aborted (503 with
+///   `Retry-After`, or the body's error once streaming), largest first; after three timeouts a
+///   parked request is aborted itself. Nothing stays parked for ever.
+/// - **Corrected as it runs**: when the response is ready the reservation shrinks to what the
+///   request holds; when it ends everything goes back, on every path.
+///
+/// Defaults: floor 64 KiB, unseen cost 1 MiB, quantile 0.95 with a half-life of 64 requests,
+/// queue timeout 5 s, park timeout 500 ms, probe timeout 200 ms.
+///
+/// ```
+/// use std::time::Duration;
+/// use memory_interceptor_layer::{GovernorConfig, MemoryInterceptorLayer};
+/// use memory_probe::MemoryBudget;
+///
+/// let budget = MemoryBudget::new(512 << 20);
+/// let layer = MemoryInterceptorLayer::new().governor(
+///     GovernorConfig::new(budget.clone()).queue_timeout(Duration::from_secs(2)),
+/// );
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct GovernorConfig {
+    pub(crate) budget: MemoryBudget,
+    pub(crate) floor: u64,
+    pub(crate) unseen_cost: u64,
+    pub(crate) quantile: f64,
+    pub(crate) half_life: u32,
+    pub(crate) queue_timeout: Duration,
+    pub(crate) park_timeout: Duration,
+    pub(crate) probe_timeout: Duration,
+}
+
+impl fmt::Debug for GovernorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GovernorConfig")
+            .field("budget", &self.budget)
+            .field("floor", &self.floor)
+            .field("unseen_cost", &self.unseen_cost)
+            .field("quantile", &self.quantile)
+            .field("half_life", &self.half_life)
+            .field("queue_timeout", &self.queue_timeout)
+            .field("park_timeout", &self.park_timeout)
+            .field("probe_timeout", &self.probe_timeout)
+            .finish()
+    }
+}
+
+impl GovernorConfig {
+    /// A governor over `budget` with the defaults.
+    pub fn new(budget: MemoryBudget) -> Self {
+        GovernorConfig {
+            budget,
+            floor: DEFAULT_FLOOR,
+            unseen_cost: DEFAULT_UNSEEN_COST,
+            quantile: 0.95,
+            half_life: 64,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            park_timeout: DEFAULT_PARK_TIMEOUT,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
+        }
+    }
+
+    /// Requests predicted to hold less than `bytes` are admitted without a reservation and never
+    /// queue; every request may hold this much uncharged (default 64 KiB).
+    #[must_use]
+    pub fn floor(mut self, bytes: u64) -> Self {
+        self.floor = bytes;
+        self
+    }
+
+    /// What a route's first request reserves while the route's cost is unknown (default 1 MiB).
+    #[must_use]
+    pub fn unseen_cost(mut self, bytes: u64) -> Self {
+        self.unseen_cost = bytes;
+        self
+    }
+
+    /// The quantile of a route's peak memory that its requests reserve (default 0.95; clamped to
+    /// 0.5..=1).
+    #[must_use]
+    pub fn quantile(mut self, quantile: f64) -> Self {
+        self.quantile = if quantile.is_finite() {
+            quantile.clamp(0.5, 1.0)
+        } else {
+            0.95
+        };
+        self
+    }
+
+    /// After how many newer requests a request's peak counts half as much (default 64).
+    #[must_use]
+    pub fn half_life(mut self, requests: u32) -> Self {
+        self.half_life = requests.max(1);
+        self
+    }
+
+    /// Longest wait in the admission queue before the 503 (default 5 s).
+    #[must_use]
+    pub fn queue_timeout(mut self, wait: Duration) -> Self {
+        self.queue_timeout = wait;
+        self
+    }
+
+    /// How long a request stays parked before the request furthest over its reservation is
+    /// aborted (default 500 ms).
+    #[must_use]
+    pub fn park_timeout(mut self, wait: Duration) -> Self {
+        self.park_timeout = wait.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Longest wait for a route's first request to show the route's cost (default 200 ms).
+    #[must_use]
+    pub fn probe_timeout(mut self, wait: Duration) -> Self {
+        self.probe_timeout = wait;
+        self
+    }
+
+    /// The budget.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+}
+
+/// The governor at run time: the settings, the ledger that holds each route's cost model, and the
+/// registry where victims are found.
+pub(crate) struct Governor {
+    pub(crate) budget: MemoryBudget,
+    pub(crate) floor: u64,
+    unseen_cost: u64,
+    learning: Learning,
+    queue_timeout: Duration,
+    park_timeout: Duration,
+    probe_timeout: Duration,
+    ledger: Ledger,
+    registry: Arc<Registry>,
+}
+
+/// What admission decided for a request.
+pub(crate) enum Admit {
+    /// Go on now (with the bytes reserved, possibly none).
+    Now(u64),
+    /// Wait (the request is kept, the service called later).
+    Wait(Box<Waiting>),
+}
+
+/// A request waiting to be admitted.
+pub(crate) struct Waiting {
+    kind: WaitKind,
+    since: Instant,
+}
+
+enum WaitKind {
+    /// For the route's probe to show the cost.
+    Probe { deadline: Pin<Box<Sleep>> },
+    /// In the budget's queue.
+    Queue(Admission),
+    /// Refused at once (queue full).
+    Refused(BudgetError),
+}
+
+/// A parked request's state, kept by its owner.
+pub(crate) struct Parking {
+    park: Park,
+    step: u64,
+    timer: Pin<Box<Sleep>>,
+    rounds: u32,
+}
+
+/// What a poll boundary says about the budget.
+pub(crate) enum Room {
+    Go,
+    Parked,
+    Abort,
+}
+
+thread_local! {
+    // The ledger entry of each hot route, per thread: an admission looks its route up without a
+    // lock or a hash. Bounded and keyed by the ledger, like the report's metric handles.
+    static ENTRIES: RefCell<Vec<(usize, Route, Arc<Entry>)>> = const { RefCell::new(Vec::new()) };
+}
+
+const ENTRY_SLOTS: usize = 32;
+
+impl Governor {
+    pub(crate) fn new(config: GovernorConfig, ledger: Ledger, registry: Arc<Registry>) -> Self {
+        Governor {
+            learning: Learning {
+                quantile: config.quantile,
+                growth: 2f64.powf(1.0 / f64::from(config.half_life)),
+                floor: config.floor,
+            },
+            budget: config.budget,
+            floor: config.floor,
+            unseen_cost: config.unseen_cost,
+            queue_timeout: config.queue_timeout,
+            park_timeout: config.park_timeout,
+            probe_timeout: config.probe_timeout,
+            ledger,
+            registry,
+        }
+    }
+
+    /// The route's ledger entry (its cost model).
+    pub(crate) fn entry(&self, route: &Route) -> Arc<Entry> {
+        let id = self.ledger.id() as usize;
+        ENTRIES
+            .try_with(|cell| {
+                let mut entries = cell.try_borrow_mut().ok()?;
+                if let Some(i) = entries
+                    .iter()
+                    .position(|(l, r, _)| *l == id && r.same(route))
+                {
+                    let at = i.saturating_sub(1);
+                    entries.swap(i, at);
+                    return Some(Arc::clone(&entries[at].2));
+                }
+                let entry = self.ledger.entry(route.as_str());
+                if entries.len() == ENTRY_SLOTS {
+                    entries.pop();
+                }
+                entries.push((id, route.clone(), Arc::clone(&entry)));
+                Some(entry)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.ledger.entry(route.as_str()))
+    }
+
+    /// Admission before the inner service is called.
+    #[inline]
+    pub(crate) fn admit(&self, account: &Account) -> Admit {
+        let Some(entry) = &account.cost else {
+            return Admit::Now(0);
+        };
+        match entry.cost.predict() {
+            Prediction::Known(bytes) if bytes < self.floor => Admit::Now(0),
+            Prediction::Known(bytes) => self.reserve(account, entry, bytes),
+            Prediction::Probe => {
+                account.set_probe();
+                self.reserve(account, entry, self.unseen_cost)
+            }
+            Prediction::Wait => Admit::Wait(Box::new(Waiting {
+                kind: WaitKind::Probe {
+                    deadline: Box::pin(tokio::time::sleep(self.probe_timeout)),
+                },
+                since: Instant::now(),
+            })),
+        }
+    }
+
+    #[cold]
+    fn reserve(&self, account: &Account, entry: &Entry, bytes: u64) -> Admit {
+        // A route that costs more than everything can still run, alone.
+        let bytes = bytes.min(self.budget.capacity().max(1));
+        if self.budget.try_admit(bytes) {
+            entry.cost.counters.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.count(account, "admitted");
+            return Admit::Now(bytes);
+        }
+        let admission = self.budget.admit(bytes, self.queue_timeout);
+        if admission.is_granted() {
+            entry.cost.counters.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.count(account, "admitted");
+            return Admit::Now(admission.take());
+        }
+        Admit::Wait(Box::new(Waiting {
+            kind: WaitKind::Queue(admission),
+            since: Instant::now(),
+        }))
+    }
+
+    /// Drives a waiting request: `Ready(Ok(bytes))` once admitted with `bytes` reserved,
+    /// `Ready(Err(_))` when refused.
+    pub(crate) fn poll_admission(
+        &self,
+        account: &Account,
+        waiting: &mut Waiting,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<u64, BudgetError>> {
+        loop {
+            match &mut waiting.kind {
+                WaitKind::Probe { deadline } => {
+                    let Some(entry) = &account.cost else {
+                        return Poll::Ready(Ok(0));
+                    };
+                    if entry.cost.wait_for_probe(cx.waker()) {
+                        if deadline.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        // The probe is taking long: go on with what it showed so far.
+                        entry.cost.settle(None, self.unseen_cost, &self.learning);
+                    }
+                    match self.admit(account) {
+                        Admit::Now(bytes) => return Poll::Ready(Ok(bytes)),
+                        Admit::Wait(next) => waiting.kind = next.kind,
+                    }
+                }
+                WaitKind::Queue(admission) => {
+                    let result = std::task::ready!(Pin::new(&mut *admission).poll(cx));
+                    let waited = waiting.since.elapsed();
+                    let WaitKind::Queue(admission) =
+                        std::mem::replace(&mut waiting.kind, WaitKind::Refused(BudgetError::QueueFull { requested: 0, max: 0 }))
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let counters = account.cost.as_ref().map(|e| &e.cost.counters);
+                    return Poll::Ready(match result {
+                        Ok(()) => {
+                            if let Some(c) = counters {
+                                c.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            self.count(account, "queued");
+                            self.record_wait(account, waited);
+                            Ok(admission.take())
+                        }
+                        Err(e) => {
+                            self.rejected(account, waited, &e);
+                            Err(e)
+                        }
+                    });
+                }
+                WaitKind::Refused(e) => {
+                    let e = e.clone();
+                    self.rejected(account, waiting.since.elapsed(), &e);
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+
+    fn rejected(&self, account: &Account, waited: Duration, error: &BudgetError) {
+        if let Some(e) = &account.cost {
+            e.cost
+                .counters
+                .rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.count(account, "rejected");
+        self.record_wait(account, waited);
+        tracing::warn!(
+            target: "memory_interceptor",
+            method = %account.method,
+            route = %account.route(),
+            path = account.path.path(),
+            waited_ms = waited.as_secs_f64() * 1e3,
+            error = %error,
+            "request refused: the memory budget has no room for its predicted cost"
+        );
+    }
+
+    fn count(&self, account: &Account, decision: &'static str) {
+        if account.config.metrics {
+            metrics::counter!(GOVERNOR_METRIC, "route" => account.route().to_string(), "decision" => decision)
+                .increment(1);
+        }
+    }
+
+    fn record_wait(&self, account: &Account, waited: Duration) {
+        if account.config.metrics {
+            metrics::histogram!(ADMISSION_WAIT_METRIC, "route" => account.route().to_string())
+                .record(waited.as_secs_f64());
+        }
+    }
+
+    /// After a poll that grew the request to `held`: charges what it holds beyond its
+    /// reservation; returns the bytes charged when that took the budget over capacity.
+    #[inline]
+    pub(crate) fn after_growth(&self, account: &Account, held: i64) -> Option<u64> {
+        let own = held - account.prepaid() as i64;
+        let (peak, charged) = account.governed();
+        if own > peak {
+            account.set_peak_own(own);
+            if account.is_probe()
+                && let Some(e) = &account.cost
+            {
+                e.cost.probe_held(own.max(0) as u64);
+            }
+        }
+        let need = (own - self.floor as i64).max(account.reserved() as i64);
+        if need <= charged as i64 {
+            return None;
+        }
+        self.charge(account, need as u64 - charged)
+    }
+
+    #[cold]
+    fn charge(&self, account: &Account, bytes: u64) -> Option<u64> {
+        account.set_charged(account.charged() + bytes);
+        self.budget.charge(bytes).then_some(bytes)
+    }
+
+    /// The response is ready: the reservation gives way to what the request holds now.
+    pub(crate) fn response_ready(&self, account: &Account, held: i64) {
+        if account.is_probe()
+            && let Some(e) = &account.cost
+        {
+            e.cost.settle(
+                Some(account.peak_own().max(0) as u64),
+                self.unseen_cost,
+                &self.learning,
+            );
+        }
+        let reserved = account.reserved();
+        if reserved == 0 {
+            return;
+        }
+        account.set_reserved(0);
+        self.budget.note_reserved(-(reserved as i64));
+        let own = held - account.prepaid() as i64;
+        let need = (own - self.floor as i64).max(0) as u64;
+        let charged = account.charged();
+        if charged > need {
+            account.set_charged(need);
+            self.budget.release(charged - need);
+        }
+    }
+
+    /// The request ended: everything it charged goes back, its route learns its peak.
+    pub(crate) fn finish(&self, account: &Account, parking: Option<Box<Parking>>, ran: bool) {
+        if let Some(mut p) = parking {
+            self.budget.unpark(&mut p.park);
+        }
+        let reserved = account.reserved();
+        if reserved > 0 {
+            account.set_reserved(0);
+            self.budget.note_reserved(-(reserved as i64));
+        }
+        let charged = account.charged();
+        account.set_charged(0);
+        self.budget.release(charged);
+        if let Some(e) = &account.cost {
+            let peak = account.peak_own().max(0) as u64;
+            if account.is_probe() {
+                e.cost.settle(ran.then_some(peak), self.unseen_cost, &self.learning);
+            }
+            if ran {
+                e.cost.learn(peak, &self.learning);
+            }
+        }
+    }
+
+    /// The request went over capacity by `step` bytes in its last poll: park it.
+    #[cold]
+    pub(crate) fn park(&self, account: &Account, step: u64, cx: &mut Context<'_>) -> Option<Box<Parking>> {
+        if let Some(e) = &account.cost {
+            e.cost
+                .counters
+                .parked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Requests of the route admitted from now on reserve at least this much.
+            e.cost.raise(account.peak_own().max(0) as u64);
+        }
+        self.count(account, "parked");
+        let mut parking = Box::new(Parking {
+            park: Park::new(),
+            step,
+            timer: Box::pin(tokio::time::sleep(self.park_timeout)),
+            rounds: 0,
+        });
+        match self.poll_parked(account, &mut parking, cx) {
+            Room::Go => None,
+            // Aborted at once can only happen after timeouts; keep the state for the next poll.
+            Room::Parked | Room::Abort => Some(parking),
+        }
+    }
+
+    /// Whether a parked request may go on.
+    #[cold]
+    pub(crate) fn poll_parked(&self, account: &Account, p: &mut Parking, cx: &mut Context<'_>) -> Room {
+        loop {
+            if self.budget.poll_room(&mut p.park, p.step, cx).is_ready() {
+                return Room::Go;
+            }
+            if p.timer.as_mut().poll(cx).is_pending() {
+                return Room::Parked;
+            }
+            p.rounds += 1;
+            if p.rounds >= MAX_PARK_ROUNDS {
+                self.budget.unpark(&mut p.park);
+                return Room::Abort;
+            }
+            match self.victim() {
+                Some(victim) if std::ptr::eq(Arc::as_ptr(&victim), account) => {
+                    self.budget.unpark(&mut p.park);
+                    return Room::Abort;
+                }
+                Some(victim) => {
+                    if victim.request_abort(State::AbortOvercommit) {
+                        tracing::debug!(
+                            target: "memory_interceptor",
+                            route = %victim.route(),
+                            path = victim.path.path(),
+                            "memory budget over capacity: aborting the request furthest over its reservation"
+                        );
+                    }
+                }
+                None => {}
+            }
+            p.timer
+                .as_mut()
+                .reset(Instant::now() + self.park_timeout);
+        }
+    }
+
+    /// The live request furthest over its reservation (bytes charged beyond it), or, when none
+    /// is over, the one charged the most.
+    fn victim(&self) -> Option<Arc<Account>> {
+        let over = self.registry.ranked(|a| {
+            let over = a.charged() as i64 - a.reserved() as i64;
+            (over > 0).then_some(over)
+        });
+        if let Some((_, a)) = over.into_iter().next() {
+            return Some(a);
+        }
+        self.registry
+            .ranked(|a| (a.charged() > 0).then_some(a.charged() as i64))
+            .into_iter()
+            .next()
+            .map(|(_, a)| a)
+    }
+
+    /// Counts an abort of a request for being over its reservation.
+    pub(crate) fn count_abort(&self, account: &Account) {
+        if let Some(e) = &account.cost {
+            e.cost
+                .counters
+                .aborted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.count(account, "aborted");
+    }
+}
