@@ -1,5 +1,8 @@
-//! Starting the example programs as real processes for black-box tests.
+//! Starting the example programs as real processes for black-box tests, and running programs in
+//! a memory cgroup of their own (`cgroup`).
 #![allow(dead_code)]
+
+pub mod cgroup;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

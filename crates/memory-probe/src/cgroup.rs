@@ -67,14 +67,31 @@ pub fn cgroup_memory() -> Result<Option<CgroupMemory>, ProbeError> {
 /// The process's cgroup memory, reading `<root>/proc/self/cgroup`, `<root>/proc/self/mountinfo`
 /// and the cgroup files under `<root>`.
 pub fn cgroup_memory_at(root: &Path) -> Result<Option<CgroupMemory>, ProbeError> {
-    let cgroup_file = root.join("proc/self/cgroup");
-    let mountinfo_file = root.join("proc/self/mountinfo");
-    let (Ok(cgroups), Ok(mountinfo)) = (
-        std::fs::read_to_string(&cgroup_file),
-        std::fs::read_to_string(&mountinfo_file),
-    ) else {
-        return Ok(None);
-    };
+    match locate_memory_cgroup(root) {
+        Some(found) => match found.version {
+            CgroupVersion::V2 => read_v2(found.mount_dir, found.dir).map(Some),
+            CgroupVersion::V1 => read_v1(found.dir).map(Some),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Where the process's memory cgroup lives under a reader's root.
+pub(crate) struct MemoryCgroupDir {
+    /// The interface its files speak.
+    pub(crate) version: CgroupVersion,
+    /// The hierarchy's mount point under the root (v2 limits are walked up to it).
+    pub(crate) mount_dir: PathBuf,
+    /// The cgroup's own directory.
+    pub(crate) dir: PathBuf,
+}
+
+/// Finds the memory cgroup from `<root>/proc/self/cgroup` and `<root>/proc/self/mountinfo`;
+/// `None` when the process is in no memory cgroup that can be found there. The memory readers and
+/// the event subscriptions share it so that both always look at the same directory.
+pub(crate) fn locate_memory_cgroup(root: &Path) -> Option<MemoryCgroupDir> {
+    let cgroups = std::fs::read_to_string(root.join("proc/self/cgroup")).ok()?;
+    let mountinfo = std::fs::read_to_string(root.join("proc/self/mountinfo")).ok()?;
     let memberships = parse_proc_cgroup(&cgroups);
     let mounts = parse_mountinfo(&mountinfo);
 
@@ -85,7 +102,11 @@ pub fn cgroup_memory_at(root: &Path) -> Result<Option<CgroupMemory>, ProbeError>
             if let Some(dir) = locate(root, mount, &v2_path.path)
                 && dir.join("memory.current").is_file()
             {
-                return read_v2(root.join(strip_root(&mount.mount_point)), dir).map(Some);
+                return Some(MemoryCgroupDir {
+                    version: CgroupVersion::V2,
+                    mount_dir: root.join(strip_root(&mount.mount_point)),
+                    dir,
+                });
             }
         }
     }
@@ -100,11 +121,15 @@ pub fn cgroup_memory_at(root: &Path) -> Result<Option<CgroupMemory>, ProbeError>
             if let Some(dir) = locate(root, mount, &v1_path.path)
                 && dir.join("memory.usage_in_bytes").is_file()
             {
-                return read_v1(dir).map(Some);
+                return Some(MemoryCgroupDir {
+                    version: CgroupVersion::V1,
+                    mount_dir: root.join(strip_root(&mount.mount_point)),
+                    dir,
+                });
             }
         }
     }
-    Ok(None)
+    None
 }
 
 struct Membership {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::events::Skipped;
+
 /// Why a memory reading failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -36,6 +38,44 @@ pub enum ProbeError {
     /// The allocator refused a control call.
     #[error("allocator control failed: {0}")]
     Allocator(String),
+    /// The process is in no memory cgroup that `/proc/self/cgroup` and `/proc/self/mountinfo`
+    /// under this root lead to.
+    #[error("no memory cgroup found from {root}/proc/self/cgroup and mountinfo")]
+    NoMemoryCgroup {
+        /// The root the cgroup was resolved under.
+        root: PathBuf,
+    },
+    /// A memory cgroup was found, but not one of its event sources could be registered.
+    #[error(
+        "no memory event source could be registered in {cgroup}: {}",
+        list(skipped)
+    )]
+    NoMemoryEvents {
+        /// The cgroup directory.
+        cgroup: PathBuf,
+        /// Every source tried, with the reason it failed.
+        skipped: Vec<Skipped>,
+    },
+    /// A system call failed that does not belong to one file.
+    #[error("{call} failed: {source}")]
+    Os {
+        /// What was called.
+        call: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn list(skipped: &[Skipped]) -> String {
+    if skipped.is_empty() {
+        return "no source applies".to_string();
+    }
+    skipped
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String, ProbeError> {

@@ -10,6 +10,9 @@
 //! - [`process_memory`] and [`cgroup_memory`]: resident and peak resident set from `/proc`, and the
 //!   container's usage, limit, working set and OOM kills from cgroup v2, v1 or a hybrid host. Every
 //!   reader has an `_at(root)` form that reads a fixture tree instead of `/`.
+//! - [`MemoryEvents`]: the kernel's own memory notifications for the process's cgroup (v1 usage
+//!   thresholds and OOM through `cgroup.event_control`, v2 `memory.events` changes and PSI
+//!   triggers on `memory.pressure`), so a monitor can re-sample at once instead of on its timer.
 //! - [`Reclaimer`]: hands freed memory back to the operating system (jemalloc purge, glibc
 //!   `malloc_trim`, mimalloc `mi_collect`) on a blocking thread, single-flight and rate-limited.
 //! - [`MemoryBudget`]: the one process-wide budget of bytes requests may hold, shared by the
@@ -51,6 +54,7 @@ mod cgroup;
 mod counters;
 mod counting;
 mod error;
+mod events;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
 mod pressure;
@@ -66,6 +70,7 @@ pub use cgroup::{CgroupMemory, CgroupVersion, cgroup_memory, cgroup_memory_at};
 pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check, thread_counters};
 pub use counting::CountingAlloc;
 pub use error::ProbeError;
+pub use events::{EventSource, MemoryEvent, MemoryEvents, PSI_TRIGGER, SkipReason, Skipped};
 pub use pressure::{Pressure, PressureSignal};
 pub use process::{
     ProcessMemory, physical_memory, physical_memory_at, process_memory, process_memory_at,
