@@ -144,6 +144,14 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         .memory_budget(budget)
         .spool(spool);
 
+    // With the governor, request memory is bounded by construction: shedding between the
+    // thresholds would only refuse requests that cost nothing while the budget does its work.
+    // Critical pressure (memory outside the governor's reach) still sheds.
+    let shed = if m.governor_enabled {
+        PressureShedLayer::new(&monitor)
+    } else {
+        PressureShedLayer::new(&monitor).proportional(0.5)
+    };
     let app = Router::new()
         .route("/api/hello", get(routes::hello))
         .route(
@@ -161,7 +169,7 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         .layer(DecompressionLayer::new())
         .layer(compression)
         .layer(interceptor)
-        .layer(PressureShedLayer::new(&monitor).proportional(0.5))
+        .layer(shed)
         .layer(health);
 
     let stop_signal = shutdown_signal();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cgroup;
+pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -57,6 +58,12 @@ const SERVER_VARIABLES: &[&str] = &[
     "COMPRESSION_ENABLED",
     "COMPRESSION_LEVEL",
     "COMPRESSION_THRESHOLD",
+    "MEMORY_GOVERNOR_ENABLED",
+    "MEMORY_REQUEST_BUDGET",
+    "MEMORY_ADMISSION_QUEUE",
+    "MEMORY_ADMISSION_TIMEOUT",
+    "MEMORY_ADMISSION_FLOOR",
+    "MEMORY_PARK_TIMEOUT",
     "MALLOC_CONF",
     "_RJEM_MALLOC_CONF",
 ];
@@ -68,16 +75,27 @@ impl Server {
     /// other tests' servers) must not put a test server under pressure unless the test asks for
     /// it by setting `MEMORY_LIMIT_BYTES` itself.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Server {
+        Self::spawn(Command::new(example_path(name)), env, Some("1099511627776"))
+    }
+
+    /// Starts the example inside `cgroup` (it never allocates outside it), with the limit the
+    /// monitor finds there: no `MEMORY_LIMIT_BYTES` unless `env` sets one.
+    pub fn start_in(cgroup: &cgroup::MemoryCgroup, name: &str, env: &[(&str, &str)]) -> Server {
+        Self::spawn(cgroup.command(example_path(name)), env, None)
+    }
+
+    fn spawn(mut cmd: Command, env: &[(&str, &str)], limit: Option<&str>) -> Server {
         // Each server spools into its own directory under the target dir (never a tmpfs /tmp,
         // which the server refuses), removed when the server is dropped.
         let upload_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("upload dir");
-        let mut cmd = Command::new(example_path(name));
         for var in SERVER_VARIABLES {
             cmd.env_remove(var);
         }
+        if let Some(limit) = limit {
+            cmd.env("MEMORY_LIMIT_BYTES", limit);
+        }
         cmd.env("PORT", "0")
             .env("UPLOAD_DIR", upload_dir.path())
-            .env("MEMORY_LIMIT_BYTES", "1099511627776")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

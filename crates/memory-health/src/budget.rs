@@ -6,10 +6,17 @@ use memory_probe::{AllocatorStats, MemoryBudget};
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum BudgetCapacity {
-    /// The critical threshold of the limit, minus the memory the process holds outside requests
-    /// (usage, less what the allocator keeps freed for reuse, less what the budget has charged),
-    /// re-evaluated at every sample. Never below a tenth of the critical share of the limit, so
-    /// that a misjudged sample cannot starve the service.
+    /// The warning threshold's share of the limit, minus the memory the process holds outside
+    /// requests (usage, less what the allocator keeps freed for reuse, less what the budget has
+    /// charged), re-evaluated at every sample. Never below a tenth of that share, so that a
+    /// misjudged sample cannot starve the service.
+    ///
+    /// Why the warning threshold and not the critical one: a full budget is the governor doing
+    /// its job, not danger. Filled to the critical threshold it would turn readiness to 503 and
+    /// shed tiny requests at every busy moment; filled to the warning threshold it leaves the band
+    /// up to critical (10% of the limit by default) for what the budget cannot see (allocator
+    /// slack, memory outside requests growing between samples, polls in progress), and critical
+    /// pressure keeps its meaning: something outside the governor's control.
     Auto,
     /// A fixed number of bytes (`MEMORY_REQUEST_BUDGET=268435456`).
     Bytes(u64),
@@ -20,7 +27,8 @@ pub enum BudgetCapacity {
 /// What the monitor needs to size the budget.
 pub(crate) struct Inputs<'a> {
     pub(crate) limit: u64,
-    pub(crate) critical: f64,
+    /// The share of the limit requests and the rest of the process may fill together.
+    pub(crate) share: f64,
     pub(crate) usage: u64,
     pub(crate) allocator: &'a AllocatorStats,
     pub(crate) charged: u64,
@@ -33,7 +41,7 @@ impl BudgetCapacity {
             BudgetCapacity::Bytes(bytes) => bytes,
             BudgetCapacity::RatioOfLimit(ratio) => (inputs.limit as f64 * ratio) as u64,
             BudgetCapacity::Auto => {
-                let share = (inputs.limit as f64 * inputs.critical) as u64;
+                let share = (inputs.limit as f64 * inputs.share) as u64;
                 let outside = outside_requests(inputs);
                 share.saturating_sub(outside).max(share / 10)
             }
@@ -84,7 +92,7 @@ mod tests {
         let allocator = stats(100 << 20, 100 << 20);
         let inputs = Inputs {
             limit: 1000 << 20,
-            critical: 0.85,
+            share: 0.85,
             usage: 120 << 20,
             allocator: &allocator,
             charged: 60 << 20,

@@ -104,7 +104,7 @@ pub struct MemoryConfig {
     /// against one process-wide budget.
     pub governor_enabled: bool,
     /// `MEMORY_REQUEST_BUDGET`: the budget's capacity, in bytes (`268435456`) or as a fraction of
-    /// the limit (`0.6`); default unset: the critical threshold of the limit minus what the
+    /// the limit (`0.6`); default unset: the warning threshold of the limit minus what the
     /// process holds outside requests ([`BudgetCapacity::Auto`]).
     pub request_budget: BudgetCapacity,
     /// `MEMORY_ADMISSION_QUEUE` (default 1024): requests that may wait for admission at once.

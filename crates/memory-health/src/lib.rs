@@ -90,8 +90,8 @@ pub use drain::Drain;
 pub use error::{BuildError, StartError};
 pub use future::ResponseFuture;
 pub use gauges::{
-    BUDGET_CAPACITY, BUDGET_CHARGED, BUDGET_PARKED, BUDGET_QUEUE, BUDGET_RESERVED, describe_metrics,
-    record_metrics,
+    BUDGET_CAPACITY, BUDGET_CHARGED, BUDGET_PARKED, BUDGET_QUEUE, BUDGET_RESERVED,
+    describe_metrics, record_metrics,
 };
 pub use inner::InnerFuture;
 pub use layer::HealthLayer;
@@ -106,8 +106,9 @@ pub use profile::{HeapProfileError, heap_profile, heap_profiling_status, write_h
 pub use prometheus::{MetricsError, PrometheusMetrics};
 pub use reclaim::{ReclaimReason, ReclaimRecord, ReclaimSummary};
 pub use report::{
-    AllocatorReport, BudgetReport, CgroupReport, HealthReport, QueueReport, RouteGovernorReport, LastReclaimReport, ProcessReport, ReclaimReport,
-    RouteReport, ThresholdsReport, TrendReport, status_word,
+    AllocatorReport, BudgetReport, CgroupReport, HealthReport, LastReclaimReport, ProcessReport,
+    QueueReport, ReclaimReport, RouteGovernorReport, RouteReport, ThresholdsReport, TrendReport,
+    status_word,
 };
 pub use sample::{ProbeSource, Sample, SampleError, SampleSource};
 pub use service::HealthService;

@@ -107,6 +107,7 @@ pub struct MemoryMonitorBuilder {
     signal: Option<PressureSignal>,
     budget: Option<(MemoryBudget, BudgetCapacity)>,
     resample_gap: Duration,
+    kernel_events: bool,
 }
 
 impl fmt::Debug for MemoryMonitorBuilder {
@@ -142,6 +143,7 @@ impl Default for MemoryMonitorBuilder {
             signal: None,
             budget: None,
             resample_gap: DEFAULT_RESAMPLE_GAP,
+            kernel_events: true,
         }
     }
 }
@@ -252,6 +254,15 @@ impl MemoryMonitorBuilder {
         self
     }
 
+    /// Whether to sample again on the kernel's memory notifications for the process's cgroup
+    /// (default true): cgroup v1 usage thresholds at the warning and critical share of the limit
+    /// and OOM notifications, cgroup v2 `memory.events` changes and a PSI trigger. Where none can
+    /// be registered the monitor says so in a debug event and samples on its timer.
+    pub fn kernel_events(mut self, enabled: bool) -> Self {
+        self.kernel_events = enabled;
+        self
+    }
+
     /// Publish into this signal instead of a new one (to share it with layers built earlier).
     pub fn signal(mut self, signal: PressureSignal) -> Self {
         self.signal = Some(signal);
@@ -310,6 +321,7 @@ impl MemoryMonitorBuilder {
             allocator_profile: self.allocator_profile,
             budget: self.budget,
             resample_gap: self.resample_gap,
+            kernel_events: self.kernel_events,
         };
         Ok(MemoryMonitor {
             shared: Arc::new(Shared {
@@ -337,6 +349,7 @@ impl MemoryMonitorBuilder {
                 stop: Arc::new(Notify::new()),
                 samples: AtomicU64::new(0),
                 sample_errors: AtomicU64::new(0),
+                event_sources: Mutex::new(Vec::new()),
                 settings,
             }),
         })
@@ -357,6 +370,7 @@ struct Settings {
     allocator_profile: Option<AllocatorProfile>,
     budget: Option<(MemoryBudget, BudgetCapacity)>,
     resample_gap: Duration,
+    kernel_events: bool,
 }
 
 /// Default shortest time between two samples asked for by budget movements or kernel events.
@@ -390,6 +404,8 @@ struct Shared {
     stop: Arc<Notify>,
     samples: AtomicU64,
     sample_errors: AtomicU64,
+    /// The kernel event sources the task listens to.
+    event_sources: Mutex<Vec<String>>,
 }
 
 struct State {
@@ -554,7 +570,7 @@ impl MemoryMonitor {
         if let (Some((budget, capacity)), Some(limit)) = (&settings.budget, limit) {
             let inputs = BudgetInputs {
                 limit: limit.bytes,
-                critical: settings.thresholds.critical(),
+                share: settings.thresholds.warning(),
                 usage: usage.unwrap_or(0),
                 allocator: &sample.allocator,
                 charged: budget.in_use(),
@@ -746,6 +762,16 @@ impl MemoryMonitor {
         self.shared.settings.budget.as_ref().map(|(_, c)| *c)
     }
 
+    /// The kernel memory notifications the sampling task listens to (empty before its first
+    /// sample, when disabled, or where none could be registered).
+    pub fn kernel_event_sources(&self) -> Vec<String> {
+        self.shared
+            .event_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The reclaimer the schedule runs.
     pub fn reclaimer(&self) -> &Reclaimer {
         &self.shared.reclaimer
@@ -844,11 +870,20 @@ async fn run(weak: Weak<Shared>, stop: Arc<Notify>, interval: Duration, generati
         None => return,
     };
     let mut last = tokio::time::Instant::now();
+    let mut events = KernelEvents::default();
     loop {
         let early = tokio::select! {
             _ = ticker.tick() => false,
             _ = stop.notified() => false,
             () = moved(budget.as_ref()) => true,
+            event = events.next() => {
+                if let Some(event) = event {
+                    tracing::debug!(target: "memory_health", source = %event.source, count = event.count, "kernel memory event");
+                } else {
+                    events.closed();
+                }
+                true
+            }
         };
         if early {
             // Bounded: a burst that keeps moving the budget gets a sample per gap, no more.
@@ -861,8 +896,79 @@ async fn run(weak: Weak<Shared>, stop: Arc<Notify>, interval: Duration, generati
         }
         let monitor = MemoryMonitor { shared };
         // Failures are counted and logged inside; the schedule goes on.
-        let _ = monitor.sample_now().await;
+        if let Ok(snapshot) = monitor.sample_now().await
+            && monitor.shared.settings.kernel_events
+            && let Some(limit) = snapshot.limit
+        {
+            let t = monitor.shared.settings.thresholds;
+            let thresholds = [
+                (limit.bytes as f64 * t.warning()) as u64,
+                (limit.bytes as f64 * t.critical()) as u64,
+            ];
+            if let Some(sources) = events.follow(&thresholds) {
+                *monitor
+                    .shared
+                    .event_sources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = sources;
+            }
+        }
         last = tokio::time::Instant::now();
+    }
+}
+
+/// The kernel's memory notifications for the process's cgroup, registered at the thresholds of
+/// the current limit once a sample has resolved it.
+#[derive(Default)]
+struct KernelEvents {
+    events: Option<memory_probe::MemoryEvents>,
+    /// Registration failed (or every source closed): the timer and the budget are all there is.
+    unavailable: bool,
+}
+
+impl KernelEvents {
+    async fn next(&self) -> Option<memory_probe::MemoryEvent> {
+        match &self.events {
+            Some(e) => e.next().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn closed(&mut self) {
+        self.events = None;
+        self.unavailable = true;
+    }
+
+    /// Registers (again) when the thresholds changed; returns the sources now listened to.
+    fn follow(&mut self, thresholds: &[u64]) -> Option<Vec<String>> {
+        if self.unavailable {
+            return None;
+        }
+        let mut wanted = thresholds.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if let Some(e) = &self.events
+            && e.thresholds() == wanted.as_slice()
+        {
+            return None;
+        }
+        let result = match &self.events {
+            Some(e) => e.with_thresholds(&wanted),
+            None => memory_probe::MemoryEvents::subscribe(&wanted),
+        };
+        match result {
+            Ok(events) => {
+                let sources: Vec<String> = events.sources().iter().map(|s| s.to_string()).collect();
+                tracing::debug!(target: "memory_health", sources = ?sources, "listening to kernel memory events");
+                self.events = Some(events);
+                Some(sources)
+            }
+            Err(e) => {
+                tracing::debug!(target: "memory_health", error = %e, "no kernel memory events: sampling on the timer and budget movements only");
+                self.unavailable = true;
+                Some(Vec::new())
+            }
+        }
     }
 }
 

@@ -34,6 +34,8 @@ pub struct HealthReport {
     pub reclaim: ReclaimReport,
     /// The memory governor's budget and queue, `null` without a governor.
     pub budget: Option<BudgetReport>,
+    /// The kernel memory notifications the monitor samples on, besides its timer.
+    pub kernel_events: Vec<String>,
     /// The routes that allocate the most, from the interceptor's ledger.
     pub routes: Vec<RouteReport>,
 }
@@ -41,7 +43,7 @@ pub struct HealthReport {
 /// `budget` of [`HealthReport`]: the process-wide memory budget of the governor.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BudgetReport {
-    /// How the capacity is set: `"auto"` (critical share of the limit minus memory held outside
+    /// How the capacity is set: `"auto"` (warning share of the limit minus memory held outside
     /// requests), `"bytes"` or `"ratio"` (`MEMORY_REQUEST_BUDGET`).
     pub mode: &'static str,
     /// What requests may hold at once.
@@ -281,6 +283,7 @@ impl HealthReport {
                         .unwrap_or(0.0),
                 }),
             },
+            kernel_events: monitor.kernel_event_sources(),
             budget: monitor.budget().map(|b| {
                 let stats = b.stats();
                 let capacity = b.capacity();

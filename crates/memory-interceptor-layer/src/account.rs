@@ -86,6 +86,8 @@ pub(crate) struct Account {
     charged: Owned,
     peak_own: AtomicI64,
     probe: Owned,
+    park_state: Owned,
+    seq: Owned,
     /// The route's ledger entry, whose cost model the governor reads and teaches.
     pub(crate) cost: Option<Arc<Entry>>,
     /// Reservations other layers made for this request (a buffered body), already in the budget.
@@ -152,6 +154,8 @@ impl Account {
             charged: Owned::default(),
             peak_own: AtomicI64::new(0),
             probe: Owned::default(),
+            park_state: Owned::default(),
+            seq: Owned::default(),
             cost,
             request_budget,
             waker: Mutex::new(None),
@@ -257,6 +261,24 @@ impl Account {
         self.request_budget
             .as_ref()
             .map_or(0, RequestBudget::prepaid)
+    }
+
+    /// Where the request stands in the governor's park (`PARK_*` in governor.rs).
+    pub(crate) fn park_state(&self) -> u64 {
+        self.park_state.get()
+    }
+
+    pub(crate) fn set_park_state(&self, state: u64) {
+        self.park_state.set(state);
+    }
+
+    /// The request's admission order.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.get()
+    }
+
+    pub(crate) fn set_seq(&self, seq: u64) {
+        self.seq.set(seq);
     }
 
     /// Marks the request as its route's probe (the first of an unseen route).
@@ -423,6 +445,14 @@ pub(crate) struct Tracker {
     pub(crate) ran: bool,
 }
 
+fn room_verdict(room: Room) -> Verdict {
+    match room {
+        Room::Go => Verdict::Continue,
+        Room::Parked => Verdict::Park,
+        Room::Abort => Verdict::Abort(AbortReason::Overcommit),
+    }
+}
+
 /// What the owner should do after a poll boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -430,8 +460,8 @@ pub(crate) enum Verdict {
     Abort(AbortReason),
     /// The budget is over capacity: do not poll the inner future now (the waker is kept).
     Park,
-    /// This poll took the budget over capacity by the bytes it charged: park.
-    OverBudget(u64),
+    /// This poll took the budget over capacity: park.
+    OverBudget,
 }
 
 impl Tracker {
@@ -477,7 +507,7 @@ impl Tracker {
                 return Verdict::Abort(reason);
             }
         }
-        if self.parking.is_some() {
+        if self.parking.as_ref().is_some_and(|p| p.is_queued()) {
             return self.parked(cx);
         }
         Verdict::Continue
@@ -489,21 +519,17 @@ impl Tracker {
         let (Some(governor), Some(parking)) = (&account.config.governor, &mut self.parking) else {
             return Verdict::Continue;
         };
-        match governor.poll_parked(account, parking, cx) {
-            Room::Go => {
-                self.parking = None;
-                Verdict::Continue
-            }
-            Room::Parked => Verdict::Park,
-            Room::Abort => Verdict::Abort(AbortReason::Overcommit),
-        }
+        room_verdict(governor.poll_parked(account, parking, cx))
     }
 
-    /// The poll that returned `verdict` took the budget over capacity by `step`: park.
+    /// The last poll took the budget over capacity: park. Returns what to do now (the request
+    /// may also be aborted after the timeouts, at a later poll).
     #[cold]
-    pub(crate) fn park(&mut self, step: u64, cx: &mut Context<'_>) {
-        if let Some(governor) = &self.account.config.governor {
-            self.parking = governor.park(&self.account, step, cx);
+    pub(crate) fn park(&mut self, cx: &mut Context<'_>) -> Verdict {
+        let account = &*self.account;
+        match &account.config.governor {
+            Some(governor) => room_verdict(governor.park(account, &mut self.parking, cx)),
+            None => Verdict::Continue,
         }
     }
 
@@ -525,9 +551,9 @@ impl Tracker {
             return Verdict::Abort(AbortReason::Quota);
         }
         if let Some(governor) = &a.config.governor
-            && let Some(step) = governor.after_growth(a, held)
+            && governor.after_growth(a, held)
         {
-            return Verdict::OverBudget(step);
+            return Verdict::OverBudget;
         }
         Verdict::Continue
     }
@@ -573,9 +599,7 @@ impl Tracker {
             // Kept visible to `RequestMemory::abort_pending` (spawned work may be watching).
             Outcome::Aborted(AbortReason::Quota) => account.set_state(State::AbortQuota),
             Outcome::Aborted(AbortReason::Pressure) => account.set_state(State::AbortPressure),
-            Outcome::Aborted(AbortReason::Overcommit) => {
-                account.set_state(State::AbortOvercommit)
-            }
+            Outcome::Aborted(AbortReason::Overcommit) => account.set_state(State::AbortOvercommit),
             _ => {
                 let _ = account.state.compare_exchange(
                     State::Live as u8,

@@ -118,7 +118,7 @@ where
                 ))));
             }
             Verdict::Park => return Poll::Pending,
-            Verdict::Continue | Verdict::OverBudget(_) => {}
+            Verdict::Continue | Verdict::OverBudget => {}
         }
 
         let measure = Measure::start(tracker);
@@ -133,7 +133,14 @@ where
                             this.kind, tracker, reason, None,
                         ))));
                     }
-                    Verdict::OverBudget(step) => tracker.park(step, cx),
+                    Verdict::OverBudget => {
+                        if let Verdict::Abort(reason) = tracker.park(cx) {
+                            let tracker = this.tracker.take().expect("tracker present");
+                            return Poll::Ready(Some(Err(abort::<B, B::Data>(
+                                this.kind, tracker, reason, None,
+                            ))));
+                        }
+                    }
                     Verdict::Continue | Verdict::Park => {}
                 }
                 Poll::Pending
@@ -153,7 +160,9 @@ where
                         ))));
                     }
                     // The frame goes out; the next poll waits for room.
-                    Verdict::OverBudget(step) => tracker.park(step, cx),
+                    Verdict::OverBudget => {
+                        let _ = tracker.park(cx);
+                    }
                     Verdict::Continue | Verdict::Park => {}
                 }
                 if let KindProj::Inner { body } = this.kind.as_mut().project()

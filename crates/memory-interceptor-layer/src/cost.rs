@@ -269,7 +269,11 @@ mod tests {
         let l = learning();
         let mut h = Histogram::new();
         h.record(40 << 20, l.growth);
-        assert_eq!(h.quantile(l.quantile), 40 << 20, "one sample predicts itself");
+        assert_eq!(
+            h.quantile(l.quantile),
+            40 << 20,
+            "one sample predicts itself"
+        );
         for _ in 0..99 {
             h.record(1 << 20, l.growth);
         }
@@ -277,7 +281,11 @@ mod tests {
         for _ in 0..10 {
             h.record(64 << 20, l.growth);
         }
-        assert_eq!(h.quantile(l.quantile), 64 << 20, "recent heavy samples count most");
+        assert_eq!(
+            h.quantile(l.quantile),
+            64 << 20,
+            "recent heavy samples count most"
+        );
         for _ in 0..400 {
             h.record(2 << 20, l.growth);
         }

@@ -160,7 +160,7 @@ where
                 return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
             }
             Verdict::Park => return Poll::Pending,
-            Verdict::Continue | Verdict::OverBudget(_) => {}
+            Verdict::Continue | Verdict::OverBudget => {}
         }
 
         // Written so that the result is not moved across a scope: it can be a large value, and a
@@ -183,7 +183,12 @@ where
                         let tracker = this.tracker.take().expect("tracker present");
                         return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
                     }
-                    Verdict::OverBudget(step) => tracker.park(step, cx),
+                    Verdict::OverBudget => {
+                        if let Verdict::Abort(reason) = tracker.park(cx) {
+                            let tracker = this.tracker.take().expect("tracker present");
+                            return Poll::Ready(Ok(abort(this.state, tracker, reason, None)));
+                        }
+                    }
                     Verdict::Continue | Verdict::Park => {}
                 }
                 Poll::Pending

@@ -33,8 +33,9 @@ pub const DEFAULT_PARK_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default longest wait for a route's first request to show its cost (200 ms).
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// Park timeouts a request sits through before it is aborted itself, whoever else was.
-const MAX_PARK_ROUNDS: u32 = 3;
+/// Park timeouts a request sits through before it is aborted itself, whoever else was: nothing
+/// stays parked for ever, even while memory keeps moving.
+const MAX_PARK_ROUNDS: u32 = 10;
 
 /// Metric: counter of the governor's decisions (labels `route`, `decision`: `admitted`, `queued`,
 /// `rejected`, `parked`, `aborted`), for requests that reserved memory.
@@ -191,7 +192,13 @@ pub(crate) struct Governor {
     probe_timeout: Duration,
     ledger: Ledger,
     registry: Arc<Registry>,
+    /// Admission order, for the tie-break between victims.
+    next_seq: std::sync::atomic::AtomicU64,
 }
+
+/// Park state of an account, for the victim search (0: never parked).
+pub(crate) const PARK_QUEUED: u64 = 1;
+pub(crate) const PARK_RUNNING: u64 = 2;
 
 /// What admission decided for a request.
 pub(crate) enum Admit {
@@ -216,12 +223,21 @@ enum WaitKind {
     Refused(BudgetError),
 }
 
-/// A parked request's state, kept by its owner.
+/// A parked request's state, kept by its owner (until the request ends: its place in the park
+/// keeps its rank, and its right of way once woken).
 pub(crate) struct Parking {
     park: Park,
-    step: u64,
     timer: Pin<Box<Sleep>>,
     rounds: u32,
+    /// The budget's progress counter when the timer was last set.
+    progress: u64,
+}
+
+impl Parking {
+    /// Whether the request waits in the park now (not polled until woken).
+    pub(crate) fn is_queued(&self) -> bool {
+        self.park.is_queued()
+    }
 }
 
 /// What a poll boundary says about the budget.
@@ -255,6 +271,7 @@ impl Governor {
             probe_timeout: config.probe_timeout,
             ledger,
             registry,
+            next_seq: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -310,14 +327,26 @@ impl Governor {
     fn reserve(&self, account: &Account, entry: &Entry, bytes: u64) -> Admit {
         // A route that costs more than everything can still run, alone.
         let bytes = bytes.min(self.budget.capacity().max(1));
+        account.set_seq(
+            self.next_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
         if self.budget.try_admit(bytes) {
-            entry.cost.counters.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            entry
+                .cost
+                .counters
+                .admitted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.count(account, "admitted");
             return Admit::Now(bytes);
         }
         let admission = self.budget.admit(bytes, self.queue_timeout);
         if admission.is_granted() {
-            entry.cost.counters.admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            entry
+                .cost
+                .counters
+                .admitted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.count(account, "admitted");
             return Admit::Now(admission.take());
         }
@@ -356,9 +385,13 @@ impl Governor {
                 WaitKind::Queue(admission) => {
                     let result = std::task::ready!(Pin::new(&mut *admission).poll(cx));
                     let waited = waiting.since.elapsed();
-                    let WaitKind::Queue(admission) =
-                        std::mem::replace(&mut waiting.kind, WaitKind::Refused(BudgetError::QueueFull { requested: 0, max: 0 }))
-                    else {
+                    let WaitKind::Queue(admission) = std::mem::replace(
+                        &mut waiting.kind,
+                        WaitKind::Refused(BudgetError::QueueFull {
+                            requested: 0,
+                            max: 0,
+                        }),
+                    ) else {
                         unreachable!("matched above")
                     };
                     let counters = account.cost.as_ref().map(|e| &e.cost.counters);
@@ -421,9 +454,9 @@ impl Governor {
     }
 
     /// After a poll that grew the request to `held`: charges what it holds beyond its
-    /// reservation; returns the bytes charged when that took the budget over capacity.
+    /// reservation; returns whether that took the budget over capacity.
     #[inline]
-    pub(crate) fn after_growth(&self, account: &Account, held: i64) -> Option<u64> {
+    pub(crate) fn after_growth(&self, account: &Account, held: i64) -> bool {
         let own = held - account.prepaid() as i64;
         let (peak, charged) = account.governed();
         if own > peak {
@@ -436,15 +469,15 @@ impl Governor {
         }
         let need = (own - self.floor as i64).max(account.reserved() as i64);
         if need <= charged as i64 {
-            return None;
+            return false;
         }
         self.charge(account, need as u64 - charged)
     }
 
     #[cold]
-    fn charge(&self, account: &Account, bytes: u64) -> Option<u64> {
+    fn charge(&self, account: &Account, bytes: u64) -> bool {
         account.set_charged(account.charged() + bytes);
-        self.budget.charge(bytes).then_some(bytes)
+        self.budget.charge(bytes)
     }
 
     /// The response is ready: the reservation gives way to what the request holds now.
@@ -475,9 +508,8 @@ impl Governor {
 
     /// The request ended: everything it charged goes back, its route learns its peak.
     pub(crate) fn finish(&self, account: &Account, parking: Option<Box<Parking>>, ran: bool) {
-        if let Some(mut p) = parking {
-            self.budget.unpark(&mut p.park);
-        }
+        // Leaves the park (and gives up its right of way) before the release below wakes others.
+        drop(parking);
         let reserved = account.reserved();
         if reserved > 0 {
             account.set_reserved(0);
@@ -489,7 +521,8 @@ impl Governor {
         if let Some(e) = &account.cost {
             let peak = account.peak_own().max(0) as u64;
             if account.is_probe() {
-                e.cost.settle(ran.then_some(peak), self.unseen_cost, &self.learning);
+                e.cost
+                    .settle(ran.then_some(peak), self.unseen_cost, &self.learning);
             }
             if ran {
                 e.cost.learn(peak, &self.learning);
@@ -497,9 +530,14 @@ impl Governor {
         }
     }
 
-    /// The request went over capacity by `step` bytes in its last poll: park it.
+    /// The request's last poll took the budget over capacity: park it (again).
     #[cold]
-    pub(crate) fn park(&self, account: &Account, step: u64, cx: &mut Context<'_>) -> Option<Box<Parking>> {
+    pub(crate) fn park(
+        &self,
+        account: &Account,
+        parking: &mut Option<Box<Parking>>,
+        cx: &mut Context<'_>,
+    ) -> Room {
         if let Some(e) = &account.cost {
             e.cost
                 .counters
@@ -509,24 +547,37 @@ impl Governor {
             e.cost.raise(account.peak_own().max(0) as u64);
         }
         self.count(account, "parked");
-        let mut parking = Box::new(Parking {
-            park: Park::new(),
-            step,
-            timer: Box::pin(tokio::time::sleep(self.park_timeout)),
-            rounds: 0,
+        let p = parking.get_or_insert_with(|| {
+            Box::new(Parking {
+                park: Park::new(),
+                timer: Box::pin(tokio::time::sleep(self.park_timeout)),
+                rounds: 0,
+                progress: self.budget.progress(),
+            })
         });
-        match self.poll_parked(account, &mut parking, cx) {
-            Room::Go => None,
-            // Aborted at once can only happen after timeouts; keep the state for the next poll.
-            Room::Parked | Room::Abort => Some(parking),
-        }
+        p.timer.as_mut().reset(Instant::now() + self.park_timeout);
+        p.progress = self.budget.progress();
+        self.poll_parked(account, p, cx)
     }
 
-    /// Whether a parked request may go on.
+    /// Whether a parked request may go on. After each `park_timeout` without any memory given
+    /// back meanwhile (a deadlock: everyone who could free memory waits too), the request
+    /// furthest over its reservation is aborted.
     #[cold]
-    pub(crate) fn poll_parked(&self, account: &Account, p: &mut Parking, cx: &mut Context<'_>) -> Room {
+    pub(crate) fn poll_parked(
+        &self,
+        account: &Account,
+        p: &mut Parking,
+        cx: &mut Context<'_>,
+    ) -> Room {
         loop {
-            if self.budget.poll_room(&mut p.park, p.step, cx).is_ready() {
+            let room = self.budget.poll_room(&mut p.park, account.charged(), cx);
+            account.set_park_state(if p.park.is_queued() {
+                PARK_QUEUED
+            } else {
+                PARK_RUNNING
+            });
+            if room.is_ready() {
                 return Room::Go;
             }
             if p.timer.as_mut().poll(cx).is_pending() {
@@ -534,38 +585,44 @@ impl Governor {
             }
             p.rounds += 1;
             if p.rounds >= MAX_PARK_ROUNDS {
-                self.budget.unpark(&mut p.park);
                 return Room::Abort;
             }
-            match self.victim() {
-                Some(victim) if std::ptr::eq(Arc::as_ptr(&victim), account) => {
-                    self.budget.unpark(&mut p.park);
-                    return Room::Abort;
-                }
-                Some(victim) => {
-                    if victim.request_abort(State::AbortOvercommit) {
-                        tracing::debug!(
-                            target: "memory_interceptor",
-                            route = %victim.route(),
-                            path = victim.path.path(),
-                            "memory budget over capacity: aborting the request furthest over its reservation"
-                        );
+            let progress = self.budget.progress();
+            if progress == p.progress {
+                match self.victim() {
+                    Some(victim) if std::ptr::eq(Arc::as_ptr(&victim), account) => {
+                        return Room::Abort;
                     }
+                    Some(victim) => {
+                        if victim.request_abort(State::AbortOvercommit) {
+                            tracing::debug!(
+                                target: "memory_interceptor",
+                                route = %victim.route(),
+                                path = victim.path.path(),
+                                "memory budget deadlocked over capacity: aborting the request furthest over its reservation"
+                            );
+                        }
+                    }
+                    None => {}
                 }
-                None => {}
             }
-            p.timer
-                .as_mut()
-                .reset(Instant::now() + self.park_timeout);
+            p.progress = progress;
+            p.timer.as_mut().reset(Instant::now() + self.park_timeout);
         }
     }
 
-    /// The live request furthest over its reservation (bytes charged beyond it), or, when none
-    /// is over, the one charged the most.
+    /// The live request furthest over its reservation (bytes charged beyond it, by the MiB),
+    /// the youngest first among equals, and requests woken from the park (which have the right
+    /// of way) last; when none is over, the one charged the most.
     fn victim(&self) -> Option<Arc<Account>> {
         let over = self.registry.ranked(|a| {
             let over = a.charged() as i64 - a.reserved() as i64;
-            (over > 0).then_some(over)
+            let preferred = i64::from(a.park_state() != PARK_RUNNING);
+            (over > 0).then(|| {
+                (preferred << 56)
+                    | ((over >> 20).min((1 << 24) - 1) << 32)
+                    | (a.seq() as i64 & 0xffff_ffff)
+            })
         });
         if let Some((_, a)) = over.into_iter().next() {
             return Some(a);

@@ -134,7 +134,11 @@ impl MemoryInterceptorLayer {
         config.pressure = config.pressure_settings.clone().map(|settings| {
             Arc::new(PressureAborter::new(
                 settings,
-                Arc::clone(registry.as_ref().expect("a registry with pressure settings")),
+                Arc::clone(
+                    registry
+                        .as_ref()
+                        .expect("a registry with pressure settings"),
+                ),
             ))
         });
         config.governor = config.governor_settings.clone().map(|settings| {

@@ -100,11 +100,11 @@ mod service;
 pub use body::MeteredBody;
 pub use error::AbortError;
 pub use future::ResponseFuture;
-pub use layer::{DEFAULT_HEAVY_THRESHOLD, MemoryInterceptorLayer};
 pub use governor::{
     ADMISSION_WAIT_METRIC, DEFAULT_FLOOR, DEFAULT_PARK_TIMEOUT, DEFAULT_PROBE_TIMEOUT,
     DEFAULT_QUEUE_TIMEOUT, DEFAULT_UNSEEN_COST, GOVERNOR_METRIC, GovernorConfig,
 };
+pub use layer::{DEFAULT_HEAVY_THRESHOLD, MemoryInterceptorLayer};
 pub use ledger::{GovernorCounts, Ledger, OTHER_ROUTE, RouteStats};
 #[cfg(feature = "axum")]
 pub use memory::MissingRequestMemory;

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -111,7 +111,8 @@ struct Inner {
     capacity: Line<AtomicU64>,
     /// The part of `used` that admissions reserved (for reports; not used for decisions).
     reserved: AtomicU64,
-    /// Queued reservations plus parked requests: zero means release has nothing to wake.
+    /// Queued reservations plus requests in the park (queued, or woken and still running):
+    /// zero means release has nothing to wake and admission may take the fast path.
     waiting: AtomicUsize,
     max_queue: usize,
     queues: Mutex<Queues>,
@@ -123,6 +124,9 @@ struct Inner {
     admitted_after_wait: AtomicU64,
     rejected: AtomicU64,
     parked: AtomicU64,
+    /// Counts releases while anybody waits: a parked request that sees it move knows memory is
+    /// being freed, and that waiting longer is not a deadlock.
+    progress: AtomicU64,
 }
 
 #[derive(Default)]
@@ -130,6 +134,8 @@ struct Queues {
     admission: VecDeque<Arc<Waiter>>,
     /// Parked requests, oldest park first.
     parked: VecDeque<Arc<ParkEntry>>,
+    /// Requests woken from the park and still running.
+    running: usize,
     next_park_seq: u64,
 }
 
@@ -142,11 +148,17 @@ struct Waiter {
 
 struct ParkEntry {
     seq: u64,
-    /// The growth that parked the request: how much room it probably needs to make progress.
-    step: AtomicU64,
-    queued: AtomicBool,
+    /// Bytes the request holds in the budget: roughly the room it needs to make progress (it
+    /// grew to this much, it will likely grow as much again before it ends).
+    claim: AtomicU64,
+    state: AtomicU8,
     waker: Mutex<Option<Waker>>,
 }
+
+/// In the park queue, waiting for room.
+const QUEUED: u8 = 0;
+/// Woken from the park, running: it has the right of way until it parks again or ends.
+const RUNNING: u8 = 1;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves plain data consistent; a panic elsewhere changes nothing.
@@ -189,6 +201,7 @@ impl MemoryBudget {
                 admitted_after_wait: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 parked: AtomicU64::new(0),
+                progress: AtomicU64::new(0),
             }),
         }
     }
@@ -219,6 +232,7 @@ impl MemoryBudget {
     pub fn set_capacity(&self, bytes: u64) {
         let previous = self.inner.capacity.0.swap(bytes, Relaxed);
         if bytes > previous {
+            self.inner.progress.fetch_add(1, Relaxed);
             self.wake();
         }
     }
@@ -281,7 +295,12 @@ impl MemoryBudget {
     /// budget is now over capacity. Pair every charge with a [`release`](Self::release).
     #[inline]
     pub fn charge(&self, bytes: u64) -> bool {
-        let used = self.inner.used.0.fetch_add(bytes, Relaxed).wrapping_add(bytes);
+        let used = self
+            .inner
+            .used
+            .0
+            .fetch_add(bytes, Relaxed)
+            .wrapping_add(bytes);
         self.check_marks(used);
         used > self.capacity()
     }
@@ -293,11 +312,24 @@ impl MemoryBudget {
         if bytes == 0 {
             return;
         }
-        let used = self.inner.used.0.fetch_sub(bytes, Relaxed).wrapping_sub(bytes);
+        let used = self
+            .inner
+            .used
+            .0
+            .fetch_sub(bytes, Relaxed)
+            .wrapping_sub(bytes);
         self.check_marks(used);
         if self.inner.waiting.load(Relaxed) != 0 {
+            self.inner.progress.fetch_add(1, Relaxed);
             self.wake();
         }
+    }
+
+    /// A counter that moves whenever memory is given back while somebody waits (see
+    /// [`Park`]): a parked request that sees no movement for a while is in a deadlock that only
+    /// an abort can break.
+    pub fn progress(&self) -> u64 {
+        self.inner.progress.load(Relaxed)
     }
 
     /// Records that `delta` bytes of what is charged are (positive) or are no longer (negative)
@@ -348,7 +380,11 @@ impl MemoryBudget {
         }
         let mut queues = lock(&self.inner.queues);
         // Re-check under the lock: room may have freed before the queue was ours.
-        if queues.admission.is_empty() && queues.parked.is_empty() && self.fits_locked(bytes) {
+        if queues.admission.is_empty()
+            && queues.parked.is_empty()
+            && queues.running == 0
+            && self.fits_locked(bytes)
+        {
             drop(queues);
             self.inner.admitted.fetch_add(1, Relaxed);
             return Admission {
@@ -439,67 +475,89 @@ impl MemoryBudget {
         Ok(())
     }
 
-    /// Whether there is room for a parked request to go on: `Ready` when the budget is not over
-    /// capacity; otherwise the request is parked (its waker kept, oldest park woken first when
-    /// memory frees) and `Pending`. `step` is how much the request grew in the poll that parked
-    /// it: roughly the room it needs to make progress. Call [`unpark`](Self::unpark) when the
-    /// request goes away while parked.
-    pub fn poll_room(&self, park: &mut Park, step: u64, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.is_over() {
-            self.unpark(park);
+    /// Whether a request that grew past the capacity may go on. `Ready` when the budget is not
+    /// over capacity and the request is not waiting its turn in the park; otherwise it is parked
+    /// (its waker kept) and `Pending`.
+    ///
+    /// When memory frees, parked requests are woken oldest first, each claiming about as much
+    /// room as it already holds (it grew to that, it will likely grow as much again): as many as
+    /// the room covers, and always one when nobody woken from the park is still running. A woken
+    /// request has the right of way until it parks again or ends, so that memory concentrates on
+    /// a few requests that can finish instead of being spread over many that cannot.
+    ///
+    /// `claim` is what the request holds in the budget now. Dropping the [`Park`] leaves the park.
+    pub fn poll_room(&self, park: &mut Park, claim: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let queued = park
+            .entry
+            .as_ref()
+            .is_some_and(|e| e.state.load(Relaxed) == QUEUED);
+        if !queued && !self.is_over() {
             return Poll::Ready(());
         }
         let mut queues = lock(&self.inner.queues);
-        if !self.is_over() {
-            drop(queues);
-            self.unpark(park);
-            return Poll::Ready(());
-        }
-        let entry = match &park.0 {
+        let entry = match &park.entry {
             Some(entry) => Arc::clone(entry),
             None => {
+                if !self.is_over() {
+                    return Poll::Ready(());
+                }
                 let seq = queues.next_park_seq;
                 queues.next_park_seq += 1;
                 self.inner.parked.fetch_add(1, Relaxed);
                 let entry = Arc::new(ParkEntry {
                     seq,
-                    step: AtomicU64::new(step),
-                    queued: AtomicBool::new(false),
+                    claim: AtomicU64::new(claim),
+                    state: AtomicU8::new(RUNNING),
                     waker: Mutex::new(None),
                 });
-                park.0 = Some(Arc::clone(&entry));
+                // Counted as running until queued just below, like a request parked again; and
+                // as waiting until it leaves the park, queued or running (both hold back
+                // admissions, both need a wake when memory frees).
+                queues.running += 1;
+                self.inner.waiting.fetch_add(1, Relaxed);
+                park.entry = Some(Arc::clone(&entry));
+                park.budget = Some(self.clone());
                 entry
             }
         };
-        entry.step.store(step.max(1), Relaxed);
+        entry.claim.store(claim.max(1), Relaxed);
         *lock(&entry.waker) = Some(cx.waker().clone());
-        if !entry.queued.swap(true, Relaxed) {
-            // Keep the oldest park first, also for a request parked again after a wake.
-            let at = queues
-                .parked
-                .iter()
-                .rposition(|e| e.seq < entry.seq)
-                .map_or(0, |i| i + 1);
-            queues.parked.insert(at, entry);
-            self.inner.waiting.fetch_add(1, Relaxed);
+        match entry.state.load(Relaxed) {
+            QUEUED => Poll::Pending,
+            _ if !self.is_over() => Poll::Ready(()),
+            _ => {
+                // Over again: back in line at its original place (oldest first).
+                entry.state.store(QUEUED, Relaxed);
+                queues.running -= 1;
+                let at = queues
+                    .parked
+                    .iter()
+                    .rposition(|e| e.seq < entry.seq)
+                    .map_or(0, |i| i + 1);
+                queues.parked.insert(at, entry);
+                Poll::Pending
+            }
         }
-        Poll::Pending
     }
 
-    /// Takes a parked request out of the park (it ended or was aborted while parked).
-    pub fn unpark(&self, park: &mut Park) {
-        let Some(entry) = park.0.take() else { return };
-        if entry.queued.load(Relaxed) {
+    /// Takes a request out of the park for good (it ended, or was aborted).
+    fn leave_park(&self, entry: &Arc<ParkEntry>) {
+        {
             let mut queues = lock(&self.inner.queues);
-            if entry.queued.swap(false, Relaxed)
-                && let Some(at) = queues.parked.iter().position(|e| Arc::ptr_eq(e, &entry))
-            {
-                queues.parked.remove(at);
-                self.inner.waiting.fetch_sub(1, Relaxed);
+            match entry.state.load(Relaxed) {
+                QUEUED => {
+                    if let Some(at) = queues.parked.iter().position(|e| Arc::ptr_eq(e, entry)) {
+                        queues.parked.remove(at);
+                    }
+                }
+                _ => queues.running -= 1,
             }
+            self.inner.waiting.fetch_sub(1, Relaxed);
+            entry.state.store(u8::MAX, Relaxed);
         }
         // Whoever was held back behind it (parked or queued) may go on now.
         if self.inner.waiting.load(Relaxed) != 0 {
+            self.inner.progress.fetch_add(1, Relaxed);
             self.wake();
         }
     }
@@ -511,25 +569,25 @@ impl MemoryBudget {
             let mut queues = lock(&self.inner.queues);
             let capacity = self.capacity();
             let mut room = capacity.saturating_sub(self.in_use());
-            // Parked requests hold memory already: they go first, oldest first, as many as the
-            // room probably lets make progress (at least one).
+            // Parked requests hold memory already: they go first, oldest first.
             while room > 0 {
                 let Some(front) = queues.parked.front() else {
                     break;
                 };
-                let step = front.step.load(Relaxed);
-                if !wakers.is_empty() && step > room {
+                let claim = front.claim.load(Relaxed);
+                if claim > room && queues.running > 0 {
                     break;
                 }
                 let entry = queues.parked.pop_front().expect("front exists");
-                entry.queued.store(false, Relaxed);
-                self.inner.waiting.fetch_sub(1, Relaxed);
-                room = room.saturating_sub(step);
+                entry.state.store(RUNNING, Relaxed);
+                queues.running += 1;
+                room = room.saturating_sub(claim);
                 if let Some(w) = lock(&entry.waker).take() {
                     wakers.push(w);
                 }
             }
-            if queues.parked.is_empty() && wakers.is_empty() {
+            // New work waits while work in flight is short of memory.
+            if queues.parked.is_empty() && queues.running == 0 {
                 while let Some(front) = queues.admission.front() {
                     if !self.fits_locked(front.bytes) {
                         break;
@@ -575,26 +633,55 @@ impl MemoryBudget {
 }
 
 /// A request's place in the park of a [`MemoryBudget`] (see [`MemoryBudget::poll_room`]).
-/// Empty until the request is first parked.
+/// Empty until the request is first parked; dropping it leaves the park.
 #[derive(Default)]
-pub struct Park(Option<Arc<ParkEntry>>);
+pub struct Park {
+    entry: Option<Arc<ParkEntry>>,
+    budget: Option<MemoryBudget>,
+}
 
 impl Park {
     /// An empty place.
     pub const fn new() -> Park {
-        Park(None)
+        Park {
+            entry: None,
+            budget: None,
+        }
     }
 
-    /// Whether the request has been parked (and not yet left the park for good).
-    pub fn is_parked(&self) -> bool {
-        self.0.is_some()
+    /// Whether the request has been parked (and has not ended).
+    pub fn was_parked(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    /// Whether it waits in the park queue now.
+    pub fn is_queued(&self) -> bool {
+        self.entry
+            .as_ref()
+            .is_some_and(|e| e.state.load(Relaxed) == QUEUED)
+    }
+
+    /// Whether it was woken from the park and runs with the right of way.
+    pub fn is_running(&self) -> bool {
+        self.entry
+            .as_ref()
+            .is_some_and(|e| e.state.load(Relaxed) == RUNNING)
+    }
+}
+
+impl Drop for Park {
+    fn drop(&mut self) {
+        if let (Some(entry), Some(budget)) = (self.entry.take(), self.budget.take()) {
+            budget.leave_park(&entry);
+        }
     }
 }
 
 impl fmt::Debug for Park {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Park")
-            .field("parked", &self.is_parked())
+            .field("queued", &self.is_queued())
+            .field("running", &self.is_running())
             .finish()
     }
 }
@@ -706,8 +793,9 @@ impl Future for Admission {
                     return Poll::Ready(Ok(()));
                 }
                 let wait = this.wait;
-                let sleep = deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + wait)));
+                let sleep = deadline.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(Instant::now() + wait))
+                });
                 if sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -1019,64 +1107,83 @@ mod tests {
     #[tokio::test]
     async fn parked_requests_wake_oldest_first_and_hold_back_admissions() {
         let budget = MemoryBudget::new(100);
-        assert!(!budget.charge(100));
+        assert!(!budget.charge(90));
+        assert!(budget.charge(20)); // over: both park
         let mut first = Park::new();
         let mut second = Park::new();
-        assert!(budget.charge(10)); // over: both park
         let woken = Arc::new(AtomicUsize::new(0));
         let (w1, w2) = (counting_waker(&woken, 1), counting_waker(&woken, 10));
-        assert!(
-            budget
-                .poll_room(&mut first, 10, &mut Context::from_waker(&w1))
-                .is_pending()
-        );
-        assert!(
-            budget
-                .poll_room(&mut second, 10, &mut Context::from_waker(&w2))
-                .is_pending()
-        );
+        let mut cx1 = Context::from_waker(&w1);
+        let mut cx2 = Context::from_waker(&w2);
+        assert!(budget.poll_room(&mut first, 40, &mut cx1).is_pending());
+        assert!(budget.poll_room(&mut second, 30, &mut cx2).is_pending());
         assert_eq!(budget.parked_len(), 2);
         // A new reservation waits while anyone is parked.
         let mut queued = budget.admit(1, Duration::from_secs(5));
         assert!(!queued.is_granted());
-        // 15 bytes of room: enough for the oldest's step only.
-        budget.release(25);
+        // 20 bytes of room: the oldest goes first even if it claims more, the next waits.
+        budget.release(30);
         assert_eq!(woken.load(Relaxed), 1);
         assert_eq!(budget.parked_len(), 1);
-        assert!(
-            budget
-                .poll_room(&mut first, 10, &mut Context::from_waker(&w1))
-                .is_ready()
+        assert!(budget.poll_room(&mut first, 40, &mut cx1).is_ready());
+        assert!(first.is_running());
+        // Room, but the second stays queued until woken: the running one has the right of way.
+        budget.release(9);
+        assert_eq!(
+            woken.load(Relaxed),
+            1,
+            "29 of room < the second's claim of 30"
         );
-        assert!(!first.is_parked());
-        // Everything back: the second wakes, then the queued reservation is granted.
-        budget.release(85);
-        assert_eq!(woken.load(Relaxed), 11);
-        assert!(
-            budget
-                .poll_room(&mut second, 10, &mut Context::from_waker(&w2))
-                .is_ready()
-        );
-        budget.unpark(&mut second);
+        assert!(budget.poll_room(&mut second, 30, &mut cx2).is_pending());
+        budget.release(20);
+        assert_eq!(woken.load(Relaxed), 11, "49 of room covers the claim");
+        assert!(budget.poll_room(&mut second, 30, &mut cx2).is_ready());
+        // Admission waits until everyone woken from the park has ended.
+        assert!(!queued.is_granted());
+        drop(first);
+        assert!(!queued.is_granted());
+        drop(second);
         (&mut queued).await.unwrap();
         assert_eq!(queued.take(), 1);
         assert_eq!(budget.stats().parked, 2);
+        assert_eq!(budget.inner.waiting.load(Relaxed), 0);
     }
 
     #[test]
-    fn unpark_removes_a_request_that_goes_away() {
+    fn a_running_request_that_grows_over_again_queues_at_its_place() {
         let budget = MemoryBudget::new(10);
         budget.charge(20);
-        let mut park = Park::new();
-        let waker = Waker::noop();
-        assert!(
+        let (mut old, mut young) = (Park::new(), Park::new());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(budget.poll_room(&mut old, 10, &mut cx).is_pending());
+        assert!(budget.poll_room(&mut young, 10, &mut cx).is_pending());
+        budget.release(15);
+        assert!(old.is_running() && young.is_queued());
+        assert!(budget.poll_room(&mut old, 10, &mut cx).is_ready());
+        budget.charge(10); // over again
+        assert!(budget.poll_room(&mut old, 15, &mut cx).is_pending());
+        assert!(old.is_queued());
+        assert_eq!(
             budget
-                .poll_room(&mut park, 5, &mut Context::from_waker(waker))
-                .is_pending()
+                .inner
+                .queues
+                .lock()
+                .unwrap()
+                .parked
+                .front()
+                .unwrap()
+                .seq,
+            0
         );
-        budget.unpark(&mut park);
-        assert_eq!(budget.parked_len(), 0);
+        let progress = budget.progress();
+        drop(young);
+        assert!(
+            budget.progress() > progress,
+            "leaving frees room for others"
+        );
+        drop(old);
         assert_eq!(budget.inner.waiting.load(Relaxed), 0);
+        assert_eq!(budget.parked_len(), 0);
     }
 
     #[tokio::test]

@@ -63,8 +63,8 @@ mod reclaim;
 mod stats;
 
 pub use budget::{
-    Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_MAX_QUEUE, MemoryBudget, Park,
-    RequestBudget, Reservation,
+    Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_MAX_QUEUE, MemoryBudget,
+    Park, RequestBudget, Reservation,
 };
 pub use cgroup::{CgroupMemory, CgroupVersion, cgroup_memory, cgroup_memory_at};
 pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check, thread_counters};

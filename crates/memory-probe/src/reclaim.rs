@@ -98,6 +98,9 @@ struct State {
     running: Option<watch::Receiver<Outcome>>,
     last_start: Option<Instant>,
     last: Option<ReclaimReport>,
+    /// A background run was asked for while one ran or the interval had not passed: one more
+    /// runs as soon as allowed, so the memory of the last heavy request of a burst goes back too.
+    trailing: bool,
 }
 
 /// Builder for [`Reclaimer`].
@@ -203,19 +206,54 @@ impl Reclaimer {
         }
     }
 
-    /// Starts a run in the background unless one is under way or the interval has not passed.
-    /// Returns whether a new run started. Never blocks; needs a Tokio runtime.
+    /// Starts a run in the background unless one is under way or the interval has not passed;
+    /// in those cases one trailing run is scheduled for as soon as the interval allows (several
+    /// such calls share it), so that what the last of a burst of heavy requests freed goes back
+    /// too. Returns whether a new run started now. Never blocks; needs a Tokio runtime.
     pub fn reclaim_in_background(&self) -> bool {
-        self.start_new_only().unwrap_or(false)
-    }
-
-    fn start_new_only(&self) -> Result<bool, ReclaimError> {
-        let state = self.inner.state.lock().expect("reclaimer state");
-        if state.running.is_some() {
-            return Ok(false);
+        let mut state = self.inner.state.lock().expect("reclaimer state");
+        let wait = match (&state.running, state.last_start) {
+            (Some(_), _) => Some(self.inner.min_interval),
+            (None, Some(last)) if last.elapsed() < self.inner.min_interval => {
+                Some(self.inner.min_interval - last.elapsed())
+            }
+            _ => None,
+        };
+        let Some(wait) = wait else {
+            drop(state);
+            return self.start().is_ok();
+        };
+        if state.trailing {
+            return false;
         }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        state.trailing = true;
         drop(state);
-        self.start().map(|_| true)
+        let this = self.clone();
+        handle.spawn(async move {
+            tokio::time::sleep(wait).await;
+            loop {
+                let started = {
+                    let mut state = this.inner.state.lock().expect("reclaimer state");
+                    let due = state.running.is_none()
+                        && state
+                            .last_start
+                            .is_none_or(|l| l.elapsed() >= this.inner.min_interval);
+                    if due {
+                        state.trailing = false;
+                    }
+                    due
+                };
+                if started {
+                    let _ = this.start();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        false
     }
 
     /// Joins the run under way, or starts one.

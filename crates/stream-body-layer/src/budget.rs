@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use http::Extensions;
+use memory_probe::RequestBudget;
 pub use memory_probe::{
     BudgetError, DEFAULT_BUDGET_CAPACITY as DEFAULT_MEMORY_BUDGET, MemoryBudget, Reservation,
 };
-use memory_probe::RequestBudget;
 
 use crate::layer::Config;
 use crate::metrics::BUFFERED_BYTES;

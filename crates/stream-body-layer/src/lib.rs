@@ -103,7 +103,6 @@ mod spool;
 
 pub use body::{BodyError, BoxError, LimitedBody, ResponseBody};
 pub use budget::{BudgetError, DEFAULT_MEMORY_BUDGET, MemoryBudget, Reservation};
-pub use memory_probe::RequestBudget;
 #[cfg(feature = "axum")]
 pub use extract::MissingBodyMode;
 pub use future::ResponseFuture;
@@ -112,6 +111,7 @@ pub use layer::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_SIZE, DEFAULT_MIN_RATE, DEFAULT_MIN_RATE_GRACE,
     DEFAULT_RETRY_AFTER, StreamBodyLayer,
 };
+pub use memory_probe::RequestBudget;
 pub use mode::BodyMode;
 pub use service::StreamBodyService;
 pub use spool::{
