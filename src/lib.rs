@@ -73,18 +73,17 @@ pub use memory_health as health;
 /// The types most programs need, in one import.
 pub mod prelude {
     pub use memory_probe::{
-        AllocCounters, CountingAlloc, Pressure, PressureSignal, Reclaimer, thread_counters,
+        AllocCounters, CountingAlloc, MemoryBudget, Pressure, PressureSignal, Reclaimer,
+        thread_counters,
     };
 
     #[cfg(feature = "interceptor")]
     pub use memory_interceptor_layer::{
-        Ledger, MemoryInterceptorLayer, MemoryReport, RequestMemory,
+        GovernorConfig, Ledger, MemoryInterceptorLayer, MemoryReport, RequestMemory,
     };
 
     #[cfg(feature = "stream-body")]
-    pub use stream_body_layer::{
-        BodyMode, MemoryBudget, SpoolConfig, SpooledBody, StreamBodyLayer,
-    };
+    pub use stream_body_layer::{BodyMode, SpoolConfig, SpooledBody, StreamBodyLayer};
 
     #[cfg(feature = "compression")]
     pub use compression_layer::{CompressionLayer, DecompressionLayer, Encoding};

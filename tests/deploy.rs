@@ -211,3 +211,71 @@ fn dashboard_queries_are_valid_promql() {
         .arg(&file));
     assert!(ok, "{text}");
 }
+
+#[test]
+fn the_adapter_serves_the_governor_queue_to_the_hpa() {
+    let adapter = std::fs::read_to_string(deploy("kubernetes/prometheus-adapter.yaml")).unwrap();
+    let field = |key: &str| -> String {
+        adapter
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .trim_start_matches("- ")
+                    .strip_prefix(&format!("{key}: "))
+            })
+            .unwrap_or_else(|| panic!("{key} missing from the adapter rule"))
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_string()
+    };
+    // The series is the gauge the server exports for its queue...
+    let series = field("seriesQuery");
+    let metric = series.split('{').next().unwrap();
+    assert_eq!(metric, tower_memory::health::BUDGET_QUEUE);
+    assert!(
+        series.contains("job=\"tower-memory\""),
+        "the scrape job of prometheus.yml"
+    );
+    let prometheus = std::fs::read_to_string(deploy("prometheus/prometheus.yml")).unwrap();
+    assert!(prometheus.contains("job_name: tower-memory"));
+    // ... served under the name the HPA asks for...
+    let external = field("as");
+    let hpa = std::fs::read_to_string(deploy("kubernetes/hpa.yaml")).unwrap();
+    let asked = hpa
+        .lines()
+        .skip_while(|l| !l.contains("type: External"))
+        .find_map(|l| l.trim().strip_prefix("name: "))
+        .expect("an external metric in the HPA");
+    assert_eq!(asked, external);
+    // ... by a query Prometheus accepts, once the adapter fills in its template.
+    let query = field("metricsQuery")
+        .replace("<<.Series>>", metric)
+        .replace("<<.LabelMatchers>>", "job=\"tower-memory\"");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("adapter_rules.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "groups:\n  - name: adapter\n    rules:\n      - record: adapter:queue\n        expr: {}\n",
+            serde_json::to_string(&query).unwrap()
+        ),
+    )
+    .unwrap();
+    let (ok, text) = run(Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file));
+    assert!(ok, "{query}: {text}");
+    let (ok, _) = run(Command::new("promtool").arg("check").arg("rules").arg({
+        std::fs::write(
+            &file,
+            "groups:\n  - name: adapter\n    rules:\n      - record: adapter:queue\n        expr: \"sum(max_over_time(x[1m])\"\n",
+        )
+        .unwrap();
+        &file
+    }));
+    assert!(
+        !ok,
+        "promtool must reject a broken query for the check above to mean anything"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use memory_health::{AllocatorProfile, ConfigError, MemoryConfig, VARIABLES};
+use memory_health::{AllocatorProfile, BudgetCapacity, ConfigError, MemoryConfig, VARIABLES};
 
 fn invalid(var: &str, value: &str) -> ConfigError {
     let err = MemoryConfig::from_vars([(var, value)])
@@ -51,6 +51,12 @@ fn every_variable_is_read() {
         ("COMPRESSION_ENABLED", "0"),
         ("COMPRESSION_LEVEL", "9"),
         ("COMPRESSION_THRESHOLD", "0"),
+        ("MEMORY_GOVERNOR_ENABLED", "off"),
+        ("MEMORY_REQUEST_BUDGET", "0.6"),
+        ("MEMORY_ADMISSION_QUEUE", "16"),
+        ("MEMORY_ADMISSION_TIMEOUT", "250"),
+        ("MEMORY_ADMISSION_FLOOR", "4096"),
+        ("MEMORY_PARK_TIMEOUT", "100"),
         ("UNRELATED_VARIABLE", "whatever"),
     ])
     .unwrap();
@@ -68,9 +74,44 @@ fn every_variable_is_read() {
     assert!(!c.compression_enabled);
     assert_eq!(c.compression_level, Some(9));
     assert_eq!(c.compression_threshold, 0);
+    assert!(!c.governor_enabled);
+    assert_eq!(c.request_budget, BudgetCapacity::RatioOfLimit(0.6));
+    assert_eq!(c.admission_queue, 16);
+    assert_eq!(c.admission_timeout, Duration::from_millis(250));
+    assert_eq!(c.admission_floor, 4096);
+    assert_eq!(c.park_timeout, Duration::from_millis(100));
+    assert_eq!(c.budget().max_queue(), 16);
     // The token never shows in Debug output.
     assert!(!format!("{c:?}").contains("0123456789abcdef"));
-    assert_eq!(VARIABLES.len(), 14);
+    assert_eq!(VARIABLES.len(), 20);
+}
+
+#[test]
+fn the_request_budget_is_bytes_or_a_fraction_of_the_limit() {
+    let budget = |v: &str| MemoryConfig::from_vars([("MEMORY_REQUEST_BUDGET", v)]);
+    assert_eq!(
+        budget("268435456").unwrap().request_budget,
+        BudgetCapacity::Bytes(256 << 20)
+    );
+    assert_eq!(budget("268435456").unwrap().budget().capacity(), 256 << 20);
+    assert_eq!(
+        budget(" 1.0 ").unwrap().request_budget,
+        BudgetCapacity::RatioOfLimit(1.0)
+    );
+    assert_eq!(MemoryConfig::default().request_budget, BudgetCapacity::Auto);
+    for bad in ["", "0", "0.0", "1.5", "-1", "60%", "256MiB", "NaN", "0.6.1"] {
+        let err = invalid("MEMORY_REQUEST_BUDGET", bad);
+        assert!(err.to_string().contains("fraction of the limit"), "{err}");
+    }
+    for (var, bad) in [
+        ("MEMORY_ADMISSION_QUEUE", "-1"),
+        ("MEMORY_ADMISSION_TIMEOUT", "5s"),
+        ("MEMORY_ADMISSION_FLOOR", "64KiB"),
+        ("MEMORY_PARK_TIMEOUT", "0"),
+        ("MEMORY_GOVERNOR_ENABLED", "sometimes"),
+    ] {
+        invalid(var, bad);
+    }
 }
 
 #[test]

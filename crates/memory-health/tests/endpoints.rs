@@ -123,9 +123,14 @@ async fn health_report_has_the_documented_shape() {
             "cgroup",
             "trend",
             "reclaim",
+            "budget",
+            "kernel_events",
             "routes"
         ])
     );
+    // No governor's budget was given to this monitor.
+    assert_eq!(body["budget"], Value::Null);
+    assert!(body["kernel_events"].is_array());
     assert!(matches!(
         body["status"].as_str(),
         Some("healthy" | "warning")
@@ -194,14 +199,73 @@ async fn health_report_has_the_documented_shape() {
             "route",
             "requests",
             "allocated_bytes_total",
-            "allocated_bytes_max"
+            "allocated_bytes_max",
+            "predicted_cost_bytes",
+            "governor"
         ])
+    );
+    assert_eq!(
+        routes[0]["predicted_cost_bytes"],
+        Value::Null,
+        "no governor here"
+    );
+    assert_eq!(
+        keys(&routes[0]["governor"]),
+        set(&["admitted", "queued", "rejected", "parked", "aborted"])
     );
     assert_eq!(routes[0]["route"], "/api/reports");
     assert_eq!(routes[0]["requests"], 2);
     assert_eq!(routes[0]["allocated_bytes_total"], 60 << 20);
     assert_eq!(routes[0]["allocated_bytes_max"], 50 << 20);
     monitor.stop();
+}
+
+#[tokio::test]
+async fn health_shows_the_governor_budget_and_queue() {
+    let budget = memory_probe::MemoryBudget::with_max_queue(1, 7);
+    let monitor = MemoryMonitor::builder()
+        .limit(1 << 40)
+        .budget(
+            budget.clone(),
+            memory_health::BudgetCapacity::Bytes(64 << 20),
+        )
+        .build()
+        .unwrap();
+    monitor.sample_now().await.unwrap();
+    let held = budget.try_reserve(10 << 20).unwrap();
+    budget.charge(1 << 20);
+    let app = work_app(Arc::default()).layer(HealthLayer::new(&monitor));
+    let server = Server::axum(app).await;
+    let client = reqwest::Client::new();
+    let (status, body) = get_json(&client, &server.url("/api/health")).await;
+    assert_eq!(status, 200, "{body}");
+    let b = &body["budget"];
+    assert_eq!(
+        keys(b),
+        set(&[
+            "mode",
+            "capacity_bytes",
+            "charged_bytes",
+            "reserved_bytes",
+            "available_bytes",
+            "usage_ratio",
+            "queue",
+            "parked",
+            "admitted_total",
+            "admitted_after_wait_total",
+            "rejected_total",
+            "parked_total"
+        ])
+    );
+    assert_eq!(b["mode"], "bytes");
+    assert_eq!(b["capacity_bytes"], 64 << 20);
+    assert_eq!(b["charged_bytes"], 11 << 20);
+    assert_eq!(b["reserved_bytes"], 10 << 20);
+    assert_eq!(b["available_bytes"], 53 << 20);
+    assert_eq!(b["queue"], serde_json::json!({"length": 0, "max": 7}));
+    assert_eq!(b["admitted_total"], 1);
+    drop(held);
+    budget.release(1 << 20);
 }
 
 #[tokio::test]

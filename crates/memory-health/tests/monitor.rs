@@ -586,3 +586,72 @@ fn builder_rejects_settings_that_cannot_work() {
     assert_eq!(ok.stall_after(), Duration::from_secs(15));
     assert_eq!(ok.thresholds().margin(), 0.05);
 }
+
+#[tokio::test]
+async fn the_monitor_sizes_the_budget_and_samples_again_when_it_moves() {
+    // Limit 1000 MiB, warning 0.75: with 100 MiB held outside requests the budget is 650 MiB.
+    let source = Steered::new(100 * MIB);
+    let budget = memory_probe::MemoryBudget::new(1);
+    let monitor = MemoryMonitor::builder()
+        .source(source.clone())
+        .limit(1000 * MIB)
+        .interval(Duration::from_secs(3600))
+        .resample_gap(Duration::from_millis(20))
+        .kernel_events(false)
+        .reclaim_enabled(false)
+        .budget(budget.clone(), memory_health::BudgetCapacity::Auto)
+        .build()
+        .unwrap();
+    monitor.start().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || monitor.sample_counts().0 == 1).await,
+        "the first sample"
+    );
+    assert_eq!(budget.capacity(), 650 * MIB);
+
+    // Requests take 100 MiB (10% of the limit, more than the 5% step): with the hour-long
+    // interval only the movement can bring the next sample.
+    source.set(200 * MIB);
+    assert!(!budget.charge(100 * MIB));
+    assert!(
+        eventually(Duration::from_secs(5), || monitor.sample_counts().0 >= 2).await,
+        "a sample on the budget's movement"
+    );
+    // What requests hold is not "outside": the capacity stays.
+    assert_eq!(budget.capacity(), 650 * MIB);
+    // Memory outside requests grows (a cache, say): the next movement shrinks the budget.
+    source.set(500 * MIB);
+    budget.release(100 * MIB);
+    assert!(
+        eventually(Duration::from_secs(5), || monitor.sample_counts().0 >= 3).await,
+        "a sample on the release"
+    );
+    assert_eq!(budget.capacity(), 250 * MIB);
+    // A small movement (under 5% of the limit) brings no sample.
+    let samples = monitor.sample_counts().0;
+    budget.charge(10 * MIB);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(monitor.sample_counts().0, samples);
+    budget.release(10 * MIB);
+    monitor.stop();
+}
+
+#[tokio::test]
+async fn a_fixed_budget_stays_fixed_and_a_ratio_follows_the_limit() {
+    for (capacity, expected) in [
+        (memory_health::BudgetCapacity::Bytes(123 * MIB), 123 * MIB),
+        (memory_health::BudgetCapacity::RatioOfLimit(0.5), 500 * MIB),
+    ] {
+        let budget = memory_probe::MemoryBudget::new(1);
+        let monitor = MemoryMonitor::builder()
+            .source(Steered::new(900 * MIB))
+            .limit(1000 * MIB)
+            .reclaim_enabled(false)
+            .budget(budget.clone(), capacity)
+            .build()
+            .unwrap();
+        monitor.sample_now().await.unwrap();
+        assert_eq!(budget.capacity(), expected, "{capacity:?}");
+        assert_eq!(monitor.budget_capacity(), Some(capacity));
+    }
+}

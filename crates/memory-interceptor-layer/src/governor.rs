@@ -593,17 +593,15 @@ impl Governor {
                     Some(victim) if std::ptr::eq(Arc::as_ptr(&victim), account) => {
                         return Room::Abort;
                     }
-                    Some(victim) => {
-                        if victim.request_abort(State::AbortOvercommit) {
-                            tracing::debug!(
-                                target: "memory_interceptor",
-                                route = %victim.route(),
-                                path = victim.path.path(),
-                                "memory budget deadlocked over capacity: aborting the request furthest over its reservation"
-                            );
-                        }
+                    Some(victim) if victim.request_abort(State::AbortOvercommit) => {
+                        tracing::debug!(
+                            target: "memory_interceptor",
+                            route = %victim.route(),
+                            path = victim.path.path(),
+                            "memory budget deadlocked over capacity: aborting the request furthest over its reservation"
+                        );
                     }
-                    None => {}
+                    Some(_) | None => {}
                 }
             }
             p.progress = progress;

@@ -771,7 +771,7 @@ impl Future for Admission {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match &mut this.state {
-            AdmissionState::Done => return Poll::Ready(Ok(())),
+            AdmissionState::Done => Poll::Ready(Ok(())),
             AdmissionState::Finished => panic!("Admission polled after it failed"),
             AdmissionState::Refused(_) => {
                 let AdmissionState::Refused(e) =
@@ -779,7 +779,7 @@ impl Future for Admission {
                 else {
                     unreachable!("matched above")
                 };
-                return Poll::Ready(Err(e));
+                Poll::Ready(Err(e))
             }
             AdmissionState::Waiting { waiter, deadline } => {
                 if waiter.granted.load(Relaxed) {

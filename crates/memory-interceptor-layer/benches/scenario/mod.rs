@@ -13,8 +13,8 @@ use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::Body;
 use http_body_util::Full;
-use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
-use memory_probe::PressureSignal;
+use memory_interceptor_layer::{GovernorConfig, Ledger, MemoryInterceptorLayer};
+use memory_probe::{MemoryBudget, PressureSignal};
 use tower::Service;
 
 /// A response future that is ready after `left` self-woken `Pending`s.
@@ -97,6 +97,13 @@ pub fn layers() -> Vec<(&'static str, MemoryInterceptorLayer)> {
             MemoryInterceptorLayer::new()
                 .max_request_memory(256 << 20)
                 .abort_under_pressure(PressureSignal::new()),
+        ),
+        (
+            "layer_quota_pressure_governor",
+            MemoryInterceptorLayer::new()
+                .max_request_memory(256 << 20)
+                .abort_under_pressure(PressureSignal::new())
+                .governor(GovernorConfig::new(MemoryBudget::new(1 << 30))),
         ),
         (
             "layer_no_metrics",
