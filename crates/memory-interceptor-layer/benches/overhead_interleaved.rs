@@ -5,6 +5,12 @@
 //!
 //! Run: `cargo bench -p memory-interceptor-layer --bench overhead_interleaved`
 //! (`ROUNDS=100` for a quicker run; default 400 rounds of 2,000 requests per configuration).
+//!
+//! `ONLY=<configuration>` (or `ONLY=bare`) runs one configuration alone, for instruction counts
+//! that a noisy machine cannot disturb: run the bench binary under
+//! `valgrind --tool=callgrind` with `ROUNDS=1` and `ROUNDS=11` and divide the difference in
+//! instructions by 10 x 2,000, with `POLLS=1` or `POLLS=17` for one of the two scenarios
+//! (`benches/instructions.sh` in this crate does it; see BENCHMARKS.md).
 
 mod scenario;
 
@@ -37,23 +43,33 @@ fn main() {
     let mut cx = Context::from_waker(&waker);
 
     let mut rows = Vec::new();
+    // `POLLS=1` or `POLLS=17` measures one of the two scenarios only (for instruction counts).
+    let only_polls: Option<u32> = std::env::var("POLLS").ok().and_then(|p| p.parse().ok());
     for polls in [1u32, 17] {
+        if only_polls.is_some_and(|p| p != polls) {
+            continue;
+        }
         let inner = Trivial {
             pendings: polls - 1,
         };
         let mut bare = inner;
+        let only = std::env::var("ONLY").ok();
         let mut services: Vec<_> = layers()
             .into_iter()
+            .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
             .map(|(name, layer)| (name, layer.layer(inner)))
             .collect();
         let mut best_bare = f64::MAX;
         let mut best = vec![f64::MAX; services.len()];
+        let run_bare = only.as_deref().is_none_or(|o| o == "bare");
         for _ in 0..rounds {
-            let start = Instant::now();
-            for _ in 0..BATCH {
-                one_request(&mut bare, &uri, &mut cx);
+            if run_bare {
+                let start = Instant::now();
+                for _ in 0..BATCH {
+                    one_request(&mut bare, &uri, &mut cx);
+                }
+                best_bare = best_bare.min(start.elapsed().as_nanos() as f64 / f64::from(BATCH));
             }
-            best_bare = best_bare.min(start.elapsed().as_nanos() as f64 / f64::from(BATCH));
             for (i, (_, service)) in services.iter_mut().enumerate() {
                 let start = Instant::now();
                 for _ in 0..BATCH {
@@ -66,6 +82,9 @@ fn main() {
         rows.push((polls, best_bare, names, best));
     }
 
+    if rows.len() < 2 {
+        return;
+    }
     println!("fastest batch of {BATCH} requests, {rounds} interleaved rounds (ns per request)");
     println!(
         "{:<22} {:>12} {:>12} {:>14} {:>14} {:>16}",

@@ -89,7 +89,7 @@ pub(crate) struct Account {
     park_state: Owned,
     seq: Owned,
     /// The route's ledger entry, whose cost model the governor reads and teaches.
-    pub(crate) cost: Option<Arc<Entry>>,
+    pub(crate) cost: Option<&'static Entry>,
     /// Reservations other layers made for this request (a buffered body), already in the budget.
     pub(crate) request_budget: Option<RequestBudget>,
     /// The owner's waker, so an abort decided elsewhere gets the owner polled.
@@ -133,7 +133,7 @@ impl Account {
         req: &Request<B>,
         route: Route,
         registry_key: usize,
-        cost: Option<Arc<Entry>>,
+        cost: Option<&'static Entry>,
         request_budget: Option<RequestBudget>,
     ) -> Account {
         Account {

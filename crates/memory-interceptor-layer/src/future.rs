@@ -20,11 +20,18 @@ use crate::report::{AbortReason, Outcome};
 pin_project! {
     #[project = StateProj]
     enum State<S, R, F> {
-        // Not admitted yet: the readied service and the request wait with it.
-        Waiting { service: Option<S>, request: Option<R>, waiting: Box<Waiting> },
+        // Not admitted yet: the readied service and the request wait with it. Boxed, so that
+        // the future of a request admitted at once is no larger for it.
+        Waiting { pending: Box<Pending<S, R>> },
         Running { #[pin] future: F },
         Done,
     }
+}
+
+struct Pending<S, R> {
+    service: Option<S>,
+    request: Option<R>,
+    waiting: Waiting,
 }
 
 pin_project! {
@@ -73,14 +80,16 @@ where
     pub(crate) fn waiting(
         service: S,
         request: Request<B>,
-        waiting: Box<Waiting>,
+        waiting: Waiting,
         tracker: Tracker,
     ) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                service: Some(service),
-                request: Some(request),
-                waiting,
+                pending: Box::new(Pending {
+                    service: Some(service),
+                    request: Some(request),
+                    waiting,
+                }),
             },
             tracker: Some(tracker),
         }
@@ -118,18 +127,18 @@ where
             .as_mut()
             .expect("ResponseFuture polled after completion");
 
-        if let StateProj::Waiting {
-            service,
-            request,
-            waiting,
-        } = this.state.as_mut().project()
-        {
+        if let StateProj::Waiting { pending } = this.state.as_mut().project() {
             let account = std::sync::Arc::clone(&tracker.account);
             let governor = account
                 .config
                 .governor
                 .as_ref()
                 .expect("only the governor makes requests wait");
+            let Pending {
+                service,
+                request,
+                waiting,
+            } = &mut **pending;
             match governor.poll_admission(&account, waiting, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => {

@@ -205,7 +205,7 @@ pub(crate) enum Admit {
     /// Go on now (with the bytes reserved, possibly none).
     Now(u64),
     /// Wait (the request is kept, the service called later).
-    Wait(Box<Waiting>),
+    Wait(Waiting),
 }
 
 /// A request waiting to be admitted.
@@ -250,10 +250,18 @@ pub(crate) enum Room {
 thread_local! {
     // The ledger entry of each hot route, per thread: an admission looks its route up without a
     // lock or a hash. Bounded and keyed by the ledger, like the report's metric handles.
-    static ENTRIES: RefCell<Vec<(usize, Route, Arc<Entry>)>> = const { RefCell::new(Vec::new()) };
+    static ENTRIES: RefCell<Vec<(usize, Route, &'static Entry)>> = const { RefCell::new(Vec::new()) };
 }
 
 const ENTRY_SLOTS: usize = 32;
+
+thread_local! {
+    // The last route looked up on this thread, compared by ledger and text address: most
+    // lookups in a row are of the same route. Only the address is kept, never dereferenced;
+    // the `Route` that owns the text lives on in `ENTRIES` (or was static).
+    static LAST_ENTRY: std::cell::Cell<(usize, *const u8, Option<(usize, &'static Entry)>)> =
+        const { std::cell::Cell::new((0, std::ptr::null(), None)) };
+}
 
 impl Governor {
     pub(crate) fn new(config: GovernorConfig, ledger: Ledger, registry: Arc<Registry>) -> Self {
@@ -276,9 +284,25 @@ impl Governor {
     }
 
     /// The route's ledger entry (its cost model).
-    pub(crate) fn entry(&self, route: &Route) -> Arc<Entry> {
+    #[inline]
+    pub(crate) fn entry(&self, route: &Route) -> &'static Entry {
         let id = self.ledger.id() as usize;
-        ENTRIES
+        let hit = LAST_ENTRY.with(|last| {
+            let (l, text, entry) = last.get();
+            let r = route.as_str();
+            (l == id && std::ptr::eq(text, r.as_ptr()) && entry.is_some_and(|(len, _)| len == r.len()))
+                .then(|| entry.map(|(_, e)| e))
+                .flatten()
+        });
+        match hit {
+            Some(entry) => entry,
+            None => self.entry_slow(id, route),
+        }
+    }
+
+    #[cold]
+    fn entry_slow(&self, id: usize, route: &Route) -> &'static Entry {
+        let entry = ENTRIES
             .try_with(|cell| {
                 let mut entries = cell.try_borrow_mut().ok()?;
                 if let Some(i) = entries
@@ -287,24 +311,29 @@ impl Governor {
                 {
                     let at = i.saturating_sub(1);
                     entries.swap(i, at);
-                    return Some(Arc::clone(&entries[at].2));
+                    return Some(entries[at].2);
                 }
                 let entry = self.ledger.entry(route.as_str());
                 if entries.len() == ENTRY_SLOTS {
                     entries.pop();
                 }
-                entries.push((id, route.clone(), Arc::clone(&entry)));
+                entries.push((id, route.clone(), entry));
                 Some(entry)
             })
             .ok()
             .flatten()
-            .unwrap_or_else(|| self.ledger.entry(route.as_str()))
+            .unwrap_or_else(|| self.ledger.entry(route.as_str()));
+        // The text's address identifies the route next time: a router hands out clones of one
+        // label, a classifier the same static string.
+        let text = route.as_str();
+        LAST_ENTRY.with(|last| last.set((id, text.as_ptr(), Some((text.len(), entry)))));
+        entry
     }
 
     /// Admission before the inner service is called.
     #[inline]
     pub(crate) fn admit(&self, account: &Account) -> Admit {
-        let Some(entry) = &account.cost else {
+        let Some(entry) = account.cost else {
             return Admit::Now(0);
         };
         match entry.cost.predict() {
@@ -314,12 +343,12 @@ impl Governor {
                 account.set_probe();
                 self.reserve(account, entry, self.unseen_cost)
             }
-            Prediction::Wait => Admit::Wait(Box::new(Waiting {
+            Prediction::Wait => Admit::Wait(Waiting {
                 kind: WaitKind::Probe {
                     deadline: Box::pin(tokio::time::sleep(self.probe_timeout)),
                 },
                 since: Instant::now(),
-            })),
+            }),
         }
     }
 
@@ -350,10 +379,10 @@ impl Governor {
             self.count(account, "admitted");
             return Admit::Now(admission.take());
         }
-        Admit::Wait(Box::new(Waiting {
+        Admit::Wait(Waiting {
             kind: WaitKind::Queue(admission),
             since: Instant::now(),
-        }))
+        })
     }
 
     /// Drives a waiting request: `Ready(Ok(bytes))` once admitted with `bytes` reserved,
@@ -367,7 +396,7 @@ impl Governor {
         loop {
             match &mut waiting.kind {
                 WaitKind::Probe { deadline } => {
-                    let Some(entry) = &account.cost else {
+                    let Some(entry) = account.cost else {
                         return Poll::Ready(Ok(0));
                     };
                     if entry.cost.wait_for_probe(cx.waker()) {
@@ -481,7 +510,15 @@ impl Governor {
     }
 
     /// The response is ready: the reservation gives way to what the request holds now.
+    #[inline]
     pub(crate) fn response_ready(&self, account: &Account, held: i64) {
+        if account.reserved() != 0 || account.is_probe() {
+            self.response_ready_slow(account, held);
+        }
+    }
+
+    #[cold]
+    fn response_ready_slow(&self, account: &Account, held: i64) {
         if account.is_probe()
             && let Some(e) = &account.cost
         {
@@ -507,7 +544,24 @@ impl Governor {
     }
 
     /// The request ended: everything it charged goes back, its route learns its peak.
+    #[inline]
     pub(crate) fn finish(&self, account: &Account, parking: Option<Box<Parking>>, ran: bool) {
+        if parking.is_none()
+            && account.charged() == 0
+            && account.reserved() == 0
+            && !account.is_probe()
+        {
+            // A request under the floor: nothing to give back.
+            if ran && let Some(e) = account.cost {
+                e.cost.learn(account.peak_own().max(0) as u64, &self.learning);
+            }
+            return;
+        }
+        self.finish_slow(account, parking, ran);
+    }
+
+    #[cold]
+    fn finish_slow(&self, account: &Account, parking: Option<Box<Parking>>, ran: bool) {
         // Leaves the park (and gives up its right of way) before the release below wakes others.
         drop(parking);
         let reserved = account.reserved();

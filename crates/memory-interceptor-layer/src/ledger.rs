@@ -82,7 +82,10 @@ pub struct Ledger {
 
 struct Inner {
     max_routes: usize,
-    routes: RwLock<HashMap<Arc<str>, Arc<Entry>>>,
+    /// Entries are leaked on purpose: they are never removed (at most `max_routes + 1` per
+    /// ledger), and a `'static` reference costs no reference counting on the request path, where
+    /// an `Arc` clone and drop per request would bounce one cache line between the cores.
+    routes: RwLock<HashMap<Arc<str>, &'static Entry>>,
 }
 
 impl Entry {
@@ -112,9 +115,9 @@ impl Ledger {
 
     /// The entry `route` is counted under (its own, or [`OTHER_ROUTE`]'s once the ledger is full).
     /// Entries are never removed, so a caller may keep one and record through it.
-    pub(crate) fn entry(&self, route: &str) -> Arc<Entry> {
+    pub(crate) fn entry(&self, route: &str) -> &'static Entry {
         if let Some(e) = self.read().get(route) {
-            return Arc::clone(e);
+            return e;
         }
         let mut routes = self.inner.routes.write().unwrap_or_else(|e| e.into_inner());
         let known = routes.keys().filter(|k| &***k != OTHER_ROUTE).count();
@@ -123,7 +126,9 @@ impl Ledger {
         } else {
             OTHER_ROUTE
         };
-        Arc::clone(routes.entry(Arc::from(key)).or_default())
+        routes
+            .entry(Arc::from(key))
+            .or_insert_with(|| Box::leak(Box::default()))
     }
 
     /// Identifies the ledger (clones share it).
@@ -131,7 +136,7 @@ impl Ledger {
         Arc::as_ptr(&self.inner) as *const ()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Entry>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, &'static Entry>> {
         // A panic while holding the lock cannot leave the map inconsistent (entries are atomics).
         self.inner.routes.read().unwrap_or_else(|e| e.into_inner())
     }

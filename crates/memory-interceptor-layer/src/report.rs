@@ -312,7 +312,7 @@ struct Handles {
     status: &'static str,
     route: Route,
     histograms: Option<(Histogram, Histogram)>,
-    entry: Option<Arc<LedgerEntry>>,
+    entry: Option<&'static LedgerEntry>,
 }
 
 const HANDLE_SLOTS: usize = 32;

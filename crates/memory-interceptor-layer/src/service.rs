@@ -130,8 +130,18 @@ where
     }
 }
 
-/// Whether the request may carry a body (a length above zero, or chunked).
+/// Whether the request may carry a body (a length above zero, or chunked). Methods that carry
+/// none by convention are not looked into: should one carry a body after all, its buffered bytes
+/// are counted twice, on the safe side.
+#[inline]
 fn has_body<B>(req: &Request<B>) -> bool {
+    use http::Method;
+    if matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
+    ) {
+        return false;
+    }
     let headers = req.headers();
     headers.contains_key(http::header::TRANSFER_ENCODING)
         || headers
