@@ -259,9 +259,12 @@ thread_local! {
     // The last route looked up on this thread, compared by ledger and text address: most
     // lookups in a row are of the same route. Only the address is kept, never dereferenced;
     // the `Route` that owns the text lives on in `ENTRIES` (or was static).
-    static LAST_ENTRY: std::cell::Cell<(usize, *const u8, Option<(usize, &'static Entry)>)> =
+    static LAST_ENTRY: std::cell::Cell<LastEntry> =
         const { std::cell::Cell::new((0, std::ptr::null(), None)) };
 }
+
+/// Ledger id, route text address, and the text's length with the entry.
+type LastEntry = (usize, *const u8, Option<(usize, &'static Entry)>);
 
 impl Governor {
     pub(crate) fn new(config: GovernorConfig, ledger: Ledger, registry: Arc<Registry>) -> Self {
@@ -290,9 +293,11 @@ impl Governor {
         let hit = LAST_ENTRY.with(|last| {
             let (l, text, entry) = last.get();
             let r = route.as_str();
-            (l == id && std::ptr::eq(text, r.as_ptr()) && entry.is_some_and(|(len, _)| len == r.len()))
-                .then(|| entry.map(|(_, e)| e))
-                .flatten()
+            (l == id
+                && std::ptr::eq(text, r.as_ptr())
+                && entry.is_some_and(|(len, _)| len == r.len()))
+            .then(|| entry.map(|(_, e)| e))
+            .flatten()
         });
         match hit {
             Some(entry) => entry,
@@ -553,7 +558,8 @@ impl Governor {
         {
             // A request under the floor: nothing to give back.
             if ran && let Some(e) = account.cost {
-                e.cost.learn(account.peak_own().max(0) as u64, &self.learning);
+                e.cost
+                    .learn(account.peak_own().max(0) as u64, &self.learning);
             }
             return;
         }
