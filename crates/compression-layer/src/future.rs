@@ -47,6 +47,7 @@ pin_project! {
 }
 
 impl<F, B> ResponseFuture<F, B> {
+    #[inline]
     pub(crate) fn new(inner: F, info: RequestInfo) -> Self {
         ResponseFuture {
             inner: Some(inner),
@@ -155,6 +156,13 @@ where
     {
         return skip(SkipReason::Status, parts, body, false);
     }
+    // First of the rest because it is the cheapest and, for small API answers, the common case:
+    // a body known to be under the threshold is never compressed, whatever the client accepts,
+    // so it needs no `Vary` and no look at its headers.
+    let known = body.size_hint().exact();
+    if body.is_end_stream() || known.is_some_and(|n| n < settings.threshold) {
+        return skip(SkipReason::BelowThreshold, parts, body, false);
+    }
     let headers = &parts.headers;
     if headers
         .get(CONTENT_ENCODING)
@@ -168,26 +176,24 @@ where
     if has_no_transform(headers) {
         return skip(SkipReason::NoTransform, parts, body, false);
     }
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if is_grpc(content_type) {
+    let media = essence(
+        headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    if is_grpc(media) {
         return skip(SkipReason::Grpc, parts, body, false);
     }
-    if settings.skip.skips(content_type) {
+    if settings.skip.skips_essence(media) {
         return skip(SkipReason::ContentType, parts, body, false);
     }
     let streaming_type = STREAMING_TYPES
         .iter()
-        .any(|t| essence(content_type).eq_ignore_ascii_case(t));
+        .any(|t| media.eq_ignore_ascii_case(t));
     let Negotiated::Encode(encoding) = info.negotiated else {
         return skip(SkipReason::NotAccepted, parts, body, true);
     };
-    let known = body.size_hint().exact();
-    if body.is_end_stream() || known.is_some_and(|n| n < settings.threshold) {
-        return skip(SkipReason::BelowThreshold, parts, body, false);
-    }
     let pressure = settings.pressure();
     if pressure == Pressure::Critical {
         return skip(SkipReason::Pressure, parts, body, true);

@@ -65,8 +65,33 @@ pub fn describe_metrics() {
     );
 }
 
+/// Counts a response sent uncompressed. Every response that is not compressed passes here, so the
+/// handles are kept per thread and recorder: registering a counter by name and label costs more
+/// than the rest of the decision.
 pub(crate) fn skipped(reason: SkipReason) {
-    metrics::counter!(SKIPPED_RESPONSES, "reason" => reason.as_str()).increment(1);
+    use std::cell::RefCell;
+    type Handles = (usize, [Option<metrics::Counter>; SkipReason::COUNT]);
+    thread_local! {
+        static HANDLES: RefCell<Handles> = RefCell::new((0, Default::default()));
+    }
+    let recorder =
+        metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const () as usize);
+    let register = || metrics::counter!(SKIPPED_RESPONSES, "reason" => reason.as_str());
+    let cached = HANDLES.try_with(|cell| {
+        let Ok(mut handles) = cell.try_borrow_mut() else {
+            return false;
+        };
+        if handles.0 != recorder {
+            *handles = (recorder, Default::default());
+        }
+        handles.1[reason.index()]
+            .get_or_insert_with(register)
+            .increment(1);
+        true
+    });
+    if cached != Ok(true) {
+        register().increment(1);
+    }
 }
 
 pub(crate) fn compressed(encoding: Encoding) {

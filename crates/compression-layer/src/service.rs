@@ -62,6 +62,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = Arc::clone(&self.settings);
         let negotiated = if settings.enabled {

@@ -36,6 +36,28 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// How many reasons there are.
+    pub(crate) const COUNT: usize = 13;
+
+    /// A dense index, for per-reason tables.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            SkipReason::NotAccepted => 0,
+            SkipReason::AlreadyEncoded => 1,
+            SkipReason::ContentRange => 2,
+            SkipReason::Head => 3,
+            SkipReason::Status => 4,
+            SkipReason::NoTransform => 5,
+            SkipReason::Grpc => 6,
+            SkipReason::ContentType => 7,
+            SkipReason::BelowThreshold => 8,
+            SkipReason::Pressure => 9,
+            SkipReason::Incompressible => 10,
+            SkipReason::EncoderError => 11,
+            SkipReason::Disabled => 12,
+        }
+    }
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -151,7 +173,11 @@ impl SkipRules {
 
     /// Whether a response with this `Content-Type` value is skipped.
     pub fn skips(&self, content_type: &str) -> bool {
-        let essence = essence(content_type);
+        self.skips_essence(essence(content_type))
+    }
+
+    /// [`skips`](Self::skips) for a media type already stripped of its parameters.
+    pub(crate) fn skips_essence(&self, essence: &str) -> bool {
         let eq = |t: &String| essence.eq_ignore_ascii_case(t);
         if self.exceptions.iter().any(eq) {
             return false;
@@ -166,12 +192,16 @@ impl SkipRules {
 
 /// The media type without parameters.
 pub(crate) fn essence(content_type: &str) -> &str {
-    content_type.split(';').next().unwrap_or_default().trim()
+    match content_type.as_bytes().iter().position(|&b| b == b';') {
+        Some(i) => content_type[..i].trim(),
+        None => content_type.trim(),
+    }
 }
 
-/// Whether the content type is gRPC (`application/grpc`, `application/grpc+proto`, ...).
-pub(crate) fn is_grpc(content_type: &str) -> bool {
-    let e = essence(content_type);
+/// Whether the media type (without parameters) is gRPC (`application/grpc`,
+/// `application/grpc+proto`, ...).
+pub(crate) fn is_grpc(essence: &str) -> bool {
+    let e = essence;
     let p = "application/grpc";
     e.len() >= p.len()
         && e[..p.len()].eq_ignore_ascii_case(p)

@@ -41,6 +41,7 @@ pin_project! {
 }
 
 impl<F, B> ResponseFuture<F, B> {
+    #[inline]
     pub(crate) fn inner(future: F) -> Self {
         Self {
             kind: Kind::Inner { future },

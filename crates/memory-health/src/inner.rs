@@ -51,6 +51,7 @@ impl<S> ReadyInner<S> {
     }
 
     /// Calls the inner service directly when it is ready, else a clone readied in the future.
+    #[inline]
     pub(crate) fn call<R>(&mut self, req: R) -> InnerFuture<S, R>
     where
         S: Service<R> + Clone,

@@ -117,6 +117,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(endpoint) = self.endpoint(req.uri().path()) else {
             return ResponseFuture::inner(self.inner.call(req));

@@ -206,6 +206,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shed = if self.exempt(req.uri().path()) {
             None

@@ -13,7 +13,6 @@ use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, RawWakerVTable, Waker};
-use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
@@ -22,6 +21,7 @@ use memory_probe::{AllocCounters, RequestBudget, thread_counters};
 use crate::governor::{Parking, Room};
 use crate::layer::Config;
 use crate::ledger::Entry;
+use crate::registry::UNREGISTERED;
 use crate::report::{AbortReason, Ended, Outcome, Route};
 
 /// Where a request's account stands.
@@ -95,8 +95,8 @@ pub(crate) struct Account {
     /// The owner's waker, so an abort decided elsewhere gets the owner polled.
     waker: Mutex<Option<Waker>>,
     route_override: OnceLock<&'static str>,
-    /// Key in the pressure registry (`usize::MAX` when there is none).
-    pub(crate) registry_key: usize,
+    /// Key in the registry of victims, [`UNREGISTERED`] until the request is registered.
+    registry_key: Owned,
     pub(crate) method: Method,
     pub(crate) route: Route,
     pub(crate) path: PathAndQuery,
@@ -132,7 +132,6 @@ impl Account {
         config: &Arc<Config>,
         req: &Request<B>,
         route: Route,
-        registry_key: usize,
         cost: Option<&'static Entry>,
         request_budget: Option<RequestBudget>,
     ) -> Account {
@@ -160,7 +159,7 @@ impl Account {
             request_budget,
             waker: Mutex::new(None),
             route_override: OnceLock::new(),
-            registry_key,
+            registry_key: Owned(AtomicU64::new(UNREGISTERED as u64)),
             method: req.method().clone(),
             route,
             path: req
@@ -487,6 +486,20 @@ impl Tracker {
     pub(crate) fn reserve(&mut self, bytes: u64) {
         self.account.set_reserved(bytes);
         self.account.set_charged(bytes);
+        if bytes > 0 {
+            self.register();
+        }
+    }
+
+    /// Puts the account where victim searches find it (once).
+    #[inline]
+    pub(crate) fn register(&self) {
+        let a = &self.account;
+        if a.registry_key.get() == UNREGISTERED as u64
+            && let Some(registry) = &a.config.registry
+        {
+            a.registry_key.set(registry.register(a) as u64);
+        }
     }
 
     /// Before a poll: keeps the account's waker current (when an abort can be decided elsewhere)
@@ -550,6 +563,9 @@ impl Tracker {
         if held > self.quota {
             return Verdict::Abort(AbortReason::Quota);
         }
+        if held >= a.config.register_at as i64 {
+            self.register();
+        }
         if let Some(governor) = &a.config.governor
             && governor.after_growth(a, held)
         {
@@ -611,7 +627,10 @@ impl Tracker {
         }
         let config = &account.config;
         if let Some(registry) = &config.registry {
-            registry.deregister(account.registry_key);
+            let key = account.registry_key.get() as usize;
+            if key != UNREGISTERED {
+                registry.deregister(key);
+            }
         }
         if let Some(governor) = &config.governor {
             if outcome == Outcome::Aborted(AbortReason::Overcommit) {
@@ -649,9 +668,8 @@ impl Tracker {
             peak_net,
             polls: account.polls.get(),
             body_bytes: account.body_bytes.get(),
-            duration: account.start.map_or(Duration::ZERO, |start| {
-                quanta::Instant::now().saturating_duration_since(start)
-            }),
+            start: account.start,
+            duration: std::cell::Cell::new(None),
             heavy: allocated >= config.heavy_threshold,
         };
         crate::report::emit(config, &report);

@@ -70,6 +70,7 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline]
     pub(crate) fn running(future: S::Future, tracker: Tracker) -> Self {
         ResponseFuture {
             state: State::Running { future },

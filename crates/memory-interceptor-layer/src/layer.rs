@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub(crate) governor_settings: Option<GovernorConfig>,
     /// In-flight accounts, kept when something picks victims among them (pressure, governor).
     pub(crate) registry: Option<Arc<Registry>>,
+    /// A request joins the registry once it holds this much: no victim search looks at less.
+    pub(crate) register_at: u64,
     pub(crate) route_fn: Option<Arc<RouteFn>>,
     pub(crate) retry_after: Duration,
     pub(crate) metrics: bool,
@@ -115,6 +117,7 @@ impl MemoryInterceptorLayer {
                 governor: None,
                 governor_settings: None,
                 registry: None,
+                register_at: u64::MAX,
                 route_fn: None,
                 retry_after: Duration::from_secs(5),
                 metrics: true,
@@ -152,6 +155,14 @@ impl MemoryInterceptorLayer {
             ))
         });
         config.registry = registry;
+        config.register_at = config
+            .pressure_settings
+            .as_ref()
+            .map(|p| p.min_bytes)
+            .into_iter()
+            .chain(config.governor_settings.as_ref().map(|g| g.floor))
+            .min()
+            .unwrap_or(u64::MAX);
         self
     }
 

@@ -117,3 +117,9 @@ pub use service::MemoryInterceptor;
 
 /// The boxed error of [`MeteredBody`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// The unit tests measure real allocations too.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: memory_probe::CountingAlloc<std::alloc::System> =
+    memory_probe::CountingAlloc::new(std::alloc::System);

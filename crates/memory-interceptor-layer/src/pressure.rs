@@ -149,8 +149,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_registry_holds_exactly_the_requests_in_flight() {
+        // Every request is a candidate with `min_bytes` 0: each is registered at its call.
         let layer = MemoryInterceptorLayer::new()
             .abort_under_pressure(PressureSignal::new())
+            .pressure_abort_min_bytes(0)
             .metrics(false);
         let aborter = layer.config.pressure.clone().expect("an aborter");
         let mut service = layer.layer(service_fn(|_req: Request<()>| async {
@@ -180,6 +182,35 @@ mod tests {
 
         // Nothing is in flight: a pressure tick aborts nothing.
         assert_eq!(aborter.abort_largest(), 0);
+    }
+
+    #[tokio::test]
+    async fn small_requests_stay_out_of_the_registry_until_they_grow() {
+        let layer = MemoryInterceptorLayer::new()
+            .abort_under_pressure(PressureSignal::new())
+            .pressure_abort_min_bytes(64 << 10)
+            .metrics(false);
+        let aborter = layer.config.pressure.clone().expect("an aborter");
+        let mut service = layer.layer(service_fn(|req: Request<()>| async move {
+            let size: usize = req.uri().query().unwrap_or("0").parse().unwrap();
+            let block = vec![1u8; size];
+            tokio::task::yield_now().await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(block))))
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut small = pin!(service.call(Request::get("/?100").body(()).unwrap()));
+        let mut large = pin!(service.call(Request::get("/?1048576").body(()).unwrap()));
+        assert_eq!(aborter.in_flight(), 0, "nothing held yet");
+        assert!(small.as_mut().poll(&mut cx).is_pending());
+        assert!(large.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(aborter.in_flight(), 1, "only the request over min_bytes");
+        let response = loop {
+            if let Poll::Ready(r) = large.as_mut().poll(&mut cx) {
+                break r.unwrap();
+            }
+        };
+        drop(response);
+        assert_eq!(aborter.in_flight(), 0);
     }
 
     #[test]
@@ -231,6 +262,7 @@ mod tests {
     fn requests_from_many_threads_register_and_leave() {
         let layer = MemoryInterceptorLayer::new()
             .abort_under_pressure(PressureSignal::new())
+            .pressure_abort_min_bytes(0)
             .metrics(false);
         let aborter = layer.config.pressure.clone().expect("an aborter");
         let service = layer.layer(service_fn(|_req: Request<()>| async {

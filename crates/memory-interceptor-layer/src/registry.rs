@@ -9,7 +9,10 @@ use slab::Slab;
 
 use crate::account::{Account, State};
 
-/// The accounts of the requests in flight.
+/// The accounts of the requests in flight that could be victims: a request is registered when it
+/// first holds (or reserves) at least the smallest amount a victim search looks at (the
+/// pressure aborter's `min_bytes`, the governor's floor), so the many small requests never take
+/// the shard lock.
 ///
 /// Sharded: each thread registers in a shard of its own choosing (round-robin on first use), so
 /// worker threads registering and finishing requests do not contend for one lock. A victim search
@@ -58,14 +61,11 @@ impl Registry {
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new account; `make` builds it with its registry key.
-    pub(crate) fn register(&self, make: impl FnOnce(usize) -> Account) -> Arc<Account> {
+    /// Registers `account`; returns its key.
+    pub(crate) fn register(&self, account: &Arc<Account>) -> usize {
         let index = shard_hint() & (self.shards.len() - 1);
         let mut slab = self.shard(index);
-        let entry = slab.vacant_entry();
-        let account = Arc::new(make((entry.key() << SHARD_BITS) | index));
-        entry.insert(Arc::downgrade(&account));
-        account
+        (slab.insert(Arc::downgrade(account)) << SHARD_BITS) | index
     }
 
     pub(crate) fn deregister(&self, key: usize) {

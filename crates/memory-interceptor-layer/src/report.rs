@@ -419,11 +419,25 @@ pub(crate) struct Ended<'a> {
     pub(crate) peak_net: i64,
     pub(crate) polls: u64,
     pub(crate) body_bytes: u64,
-    pub(crate) duration: Duration,
+    /// When the call started; the end is read only when something consumes the duration (an
+    /// enabled event, a callback), once.
+    pub(crate) start: Option<quanta::Instant>,
+    pub(crate) duration: std::cell::Cell<Option<Duration>>,
     pub(crate) heavy: bool,
 }
 
 impl Ended<'_> {
+    fn duration(&self) -> Duration {
+        if let Some(d) = self.duration.get() {
+            return d;
+        }
+        let d = self.start.map_or(Duration::ZERO, |start| {
+            quanta::Instant::now().saturating_duration_since(start)
+        });
+        self.duration.set(Some(d));
+        d
+    }
+
     fn to_report(&self) -> MemoryReport {
         MemoryReport {
             method: self.method.clone(),
@@ -438,7 +452,7 @@ impl Ended<'_> {
             peak_net: self.peak_net,
             polls: self.polls,
             body_bytes: self.body_bytes,
-            duration: self.duration,
+            duration: self.duration(),
             heavy: self.heavy,
         }
     }
@@ -485,7 +499,7 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
                 peak_net = report.peak_net,
                 polls = report.polls,
                 body_bytes = report.body_bytes,
-                duration_ms = report.duration.as_secs_f64() * 1e3,
+                duration_ms = report.duration().as_secs_f64() * 1e3,
                 $message
             )
         };

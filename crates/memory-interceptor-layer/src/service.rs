@@ -18,7 +18,6 @@ use crate::future::ResponseFuture;
 use crate::governor::Admit;
 use crate::layer::Config;
 use crate::memory::RequestMemory;
-use crate::registry::UNREGISTERED;
 use crate::report::{Route, UNMATCHED_ROUTE};
 
 /// Measures the memory each request allocates; made by
@@ -87,17 +86,20 @@ where
         let request_budget = governor
             .filter(|_| has_body(&req))
             .map(|g| RequestBudget::new(g.budget.clone()));
-        let make = |key| Account::new(config, &req, route, key, cost, request_budget.clone());
-        let account = match &config.registry {
-            Some(registry) => {
-                if let Some(pressure) = &config.pressure {
-                    pressure.ensure_watcher();
-                }
-                registry.register(make)
-            }
-            None => Arc::new(make(UNREGISTERED)),
-        };
+        if let Some(pressure) = &config.pressure {
+            pressure.ensure_watcher();
+        }
+        let account = Arc::new(Account::new(
+            config,
+            &req,
+            route,
+            cost,
+            request_budget.clone(),
+        ));
         let mut tracker = Tracker::new(Arc::clone(&account));
+        if config.register_at == 0 {
+            tracker.register();
+        }
         let admitted = match governor.map(|g| g.admit(&account)) {
             None => None,
             Some(Admit::Now(bytes)) => {

@@ -88,6 +88,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    #[inline]
     pub(crate) fn inner(
         fut: F,
         reservation: Option<Reservation>,

@@ -53,6 +53,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let config = &self.config;
         let http1 = req.version() <= Version::HTTP_11;

@@ -24,6 +24,7 @@ pin_project! {
 }
 
 impl<F> DecompressionFuture<F> {
+    #[inline]
     pub(crate) fn new(inner: F, failure: Option<Arc<OnceLock<DecodeError>>>) -> Self {
         DecompressionFuture {
             inner: Some(inner),

@@ -51,6 +51,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let codings = match self.codings(request.headers()) {
             Ok(codings) => codings,
