@@ -13,6 +13,8 @@
 //!   request decompression.
 //! - [`health`] (feature `health`): the memory monitor, pressure, reclaim schedule, health,
 //!   readiness, metrics and heap-profile endpoints, load shedding.
+//! - [`stack`] (feature `stack`): all of them as one layer, built from the configuration in one
+//!   call ([`stack::MemoryStack`]).
 //!
 //! The layers go in one `ServiceBuilder`, outermost first: health, shedding, interceptor,
 //! compression and decompression, body limits, then the handler.
@@ -70,6 +72,9 @@ pub use compression_layer as compression;
 #[cfg(feature = "health")]
 pub use memory_health as health;
 
+#[cfg(feature = "stack")]
+pub mod stack;
+
 /// The types most programs need, in one import.
 pub mod prelude {
     pub use memory_probe::{
@@ -93,6 +98,9 @@ pub mod prelude {
 
     #[cfg(feature = "prometheus")]
     pub use memory_health::PrometheusMetrics;
+
+    #[cfg(feature = "stack")]
+    pub use crate::stack::MemoryStack;
 }
 
 // The README's code blocks are compiled and run as doctests of this crate, so the recipes and the

@@ -17,7 +17,8 @@
 //!   `/api/debug/pprof/heap` (with `HEAP_PROFILE_TOKEN`)
 //!
 //! The stack, outermost first: HealthLayer, PressureShedLayer, MemoryInterceptorLayer,
-//! CompressionLayer, DecompressionLayer, StreamBodyLayer, handler. On SIGTERM or SIGINT readiness
+//! CompressionLayer, DecompressionLayer, StreamBodyLayer, handler, built by
+//! `tower_memory::stack::MemoryStack` from the configuration and applied as one layer. On SIGTERM or SIGINT readiness
 //! turns 503, in-flight requests finish (at most `DRAIN_TIMEOUT_MS`), and the process exits 0.
 
 mod config;
@@ -29,12 +30,10 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use compression_layer::{CompressionLayer, DecompressionLayer};
-use memory_health::{HealthLayer, PressureShedLayer, PrometheusMetrics};
-use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
-use memory_probe::Reclaimer;
-use stream_body_layer::{SpoolConfig, StreamBodyLayer};
+use memory_health::PrometheusMetrics;
+use stream_body_layer::SpoolConfig;
 use tikv_jemallocator::Jemalloc;
+use tower_memory::stack::MemoryStack;
 
 use config::ServerConfig;
 use routes::Uploads;
@@ -84,74 +83,21 @@ fn init_logging(json: bool) {
 
 async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let check = memory_probe::self_check();
-    let m = &config.memory;
-
-    // One reclaimer for the monitor's schedule and the interceptor's heavy requests: their runs
-    // coalesce and share one rate limit.
-    let reclaimer = Reclaimer::new();
-    // One budget for everything requests hold: the governor's admissions and growth and the
-    // buffered bodies; the monitor sizes it from the limit at every sample.
-    let budget = m.budget();
-    let monitor = m
-        .monitor_builder()
-        .reclaimer(reclaimer.clone())
-        .budget(budget.clone(), m.request_budget)
-        .build()?;
-    if m.monitoring_enabled {
-        monitor.start()?;
-    }
-    let signal = monitor.signal();
-    let ledger = Ledger::new(256);
-
-    let metrics = PrometheusMetrics::install()?;
-    stream_body_layer::metrics::describe();
-    compression_layer::metrics::describe_metrics();
-
-    let mut health = HealthLayer::new(&monitor)
-        .metrics(metrics)
-        .ledger(ledger.clone(), 10);
-    if let Some(token) = &m.profile_token {
-        health = health.heap_profile_token(token);
-    }
-    let drain = health.drain_handle();
-
-    let mut interceptor = MemoryInterceptorLayer::new()
-        .ledger(ledger)
-        .reclaimer(reclaimer)
-        .max_request_memory(config.max_request_memory)
-        .abort_under_pressure(signal.clone());
-    if m.governor_enabled {
-        interceptor = interceptor.governor(m.governor(budget.clone()));
-    }
-
-    let mut compression = CompressionLayer::new()
-        .enabled(m.compression_enabled)
-        .threshold(m.compression_threshold)
-        .pressure(signal);
-    if let Some(level) = m.compression_level {
-        compression = compression.level(level);
-    }
+    let threshold = config.memory.stream_file_threshold;
 
     std::fs::create_dir_all(&config.upload_dir)?;
-    // Spool into the upload directory itself: keeping an upload is then a rename. Refused at
-    // start-up if the directory is a tmpfs (its files would count as memory).
-    let spool = SpoolConfig::new(&config.upload_dir)?;
-    let threshold = m.stream_file_threshold;
-    let body_limits = StreamBodyLayer::new()
+    // The whole stack from the configuration, in one call (README, "Configuration"). Uploads
+    // spool into the upload directory itself: keeping one is then a rename. Refused at start-up
+    // if the directory is a tmpfs (its files would count as memory).
+    let stack = MemoryStack::builder(config.memory.clone())
         .max_body_size(config.max_body_size)
-        .buffer_threshold(threshold)
-        .chunk_size(m.stream_chunk_size as usize)
-        .memory_budget(budget)
-        .spool(spool);
+        .max_request_memory(config.max_request_memory)
+        .spool(SpoolConfig::new(&config.upload_dir)?)
+        .metrics(PrometheusMetrics::install()?)
+        .build()?;
+    stack.start()?;
+    let drain = stack.drain();
 
-    // With the governor, request memory is bounded by construction: shedding between the
-    // thresholds would only refuse requests that cost nothing while the budget does its work.
-    // Critical pressure (memory outside the governor's reach) still sheds.
-    let shed = if m.governor_enabled {
-        PressureShedLayer::new(&monitor)
-    } else {
-        PressureShedLayer::new(&monitor).proportional(0.5)
-    };
     let app = Router::new()
         .route("/api/hello", get(routes::hello))
         .route(
@@ -164,13 +110,8 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         .with_state(Uploads::new(config.upload_dir.clone()))
         // Collecting extractors (`Json`) never take more than the body layer buffers.
         .layer(DefaultBodyLimit::max(threshold as usize))
-        // Innermost first: each `.layer` wraps the ones before it.
-        .layer(body_limits)
-        .layer(DecompressionLayer::new())
-        .layer(compression)
-        .layer(interceptor)
-        .layer(shed)
-        .layer(health);
+        // One `layer` call: axum boxes the stack once, after routing (route labels).
+        .layer(stack.layer());
 
     let stop_signal = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
@@ -221,7 +162,7 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
             "drain timeout: closing the connections still open"
         ),
     }
-    monitor.stop();
+    stack.stop();
     tracing::info!("shut down");
     Ok(())
 }

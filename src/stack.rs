@@ -1,0 +1,364 @@
+//! The whole stack as one layer, built from the configuration in one call.
+//!
+//! Applying six layers one `Router::layer` at a time makes axum box the route's service and the
+//! response body again for each of them (and clone the boxed service for every request);
+//! [`MemoryStackLayer`] composes them into one service type that axum boxes once. It also holds the
+//! one mapping of [`MemoryConfig`] to the layers, so that no program writes it by hand.
+
+use std::time::Duration;
+
+use compression_layer::{Compression, CompressionLayer, Decompression, DecompressionLayer};
+use http::{Method, Uri};
+use memory_health::{
+    BuildError, Drain, HealthLayer, HealthService, MemoryConfig, MemoryMonitor, PressureShedLayer,
+    PressureShedService, StartError,
+};
+use memory_interceptor_layer::{Ledger, MemoryInterceptor, MemoryInterceptorLayer};
+use memory_probe::{MemoryBudget, Reclaimer};
+use stream_body_layer::{SpoolConfig, StreamBodyLayer, StreamBodyService};
+use tower_layer::Layer;
+
+/// Default largest request body: 1 GiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 30;
+/// Default per-request memory quota: 1 GiB.
+pub const DEFAULT_MAX_REQUEST_MEMORY: u64 = 1 << 30;
+/// Routes the ledger keeps by default: 256.
+pub const DEFAULT_LEDGER_ROUTES: usize = 256;
+/// Routes `/health` lists by default: 10.
+pub const DEFAULT_TOP_ROUTES: usize = 10;
+
+type RouteFn = dyn Fn(&Method, &Uri) -> Option<&'static str> + Send + Sync;
+
+/// Builds a [`MemoryStack`]; every setting has a default (stated on each method).
+#[must_use]
+pub struct MemoryStackBuilder {
+    config: MemoryConfig,
+    max_body_size: u64,
+    max_request_memory: u64,
+    spool: Option<SpoolConfig>,
+    #[cfg(feature = "prometheus")]
+    metrics: Option<memory_health::PrometheusMetrics>,
+    ledger_routes: usize,
+    top_routes: usize,
+    prefix: Option<String>,
+    route_classifier: Option<std::sync::Arc<RouteFn>>,
+}
+
+impl std::fmt::Debug for MemoryStackBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStackBuilder")
+            .field("config", &self.config)
+            .field("max_body_size", &self.max_body_size)
+            .field("max_request_memory", &self.max_request_memory)
+            .field("ledger_routes", &self.ledger_routes)
+            .field("top_routes", &self.top_routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a [`MemoryStack`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    /// The monitor's settings are invalid.
+    #[error("memory monitor: {0}")]
+    Monitor(#[from] BuildError),
+    /// The monitor could not start (no Tokio runtime).
+    #[error("memory monitor: {0}")]
+    Start(#[from] StartError),
+}
+
+impl MemoryStackBuilder {
+    /// Requests with a larger body get 413 (default [`DEFAULT_MAX_BODY_SIZE`], 1 GiB).
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// The interceptor's per-request quota (default [`DEFAULT_MAX_REQUEST_MEMORY`], 1 GiB).
+    pub fn max_request_memory(mut self, bytes: u64) -> Self {
+        self.max_request_memory = bytes;
+        self
+    }
+
+    /// Where spooled request bodies go (default: the system temporary directory, refused if it
+    /// is a tmpfs).
+    pub fn spool(mut self, spool: SpoolConfig) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// Serves `/metrics` from this recorder (default: no `/metrics`).
+    #[cfg(feature = "prometheus")]
+    pub fn metrics(mut self, metrics: memory_health::PrometheusMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Routes the ledger keeps before it counts the rest under `<other>` (default 256).
+    pub fn ledger_routes(mut self, routes: usize) -> Self {
+        self.ledger_routes = routes;
+        self
+    }
+
+    /// Routes `/health` lists, most memory-intensive first (default 10).
+    pub fn top_routes(mut self, routes: usize) -> Self {
+        self.top_routes = routes;
+        self
+    }
+
+    /// Where the health endpoints are served (default `/api`).
+    pub fn health_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Names routes for services without axum's `MatchedPath` (plain hyper, tonic); see
+    /// [`MemoryInterceptorLayer::route_classifier`].
+    pub fn route_classifier<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Method, &Uri) -> Option<&'static str> + Send + Sync + 'static,
+    {
+        self.route_classifier = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Builds the monitor, the budget, the ledger and the layers (the monitor is not started:
+    /// [`MemoryStack::start`]).
+    pub fn build(self) -> Result<MemoryStack, StackError> {
+        let c = &self.config;
+        // One reclaimer for the monitor's schedule and the interceptor's heavy requests: their
+        // runs coalesce and share one rate limit. One budget for what requests hold: the
+        // governor's admissions and growth and the buffered bodies.
+        let reclaimer = Reclaimer::new();
+        let budget = c.budget();
+        let monitor = c
+            .monitor_builder()
+            .reclaimer(reclaimer.clone())
+            .budget(budget.clone(), c.request_budget)
+            .build()?;
+        let signal = monitor.signal();
+        let ledger = Ledger::new(self.ledger_routes);
+
+        let mut health = HealthLayer::new(&monitor).ledger(ledger.clone(), self.top_routes);
+        if let Some(prefix) = &self.prefix {
+            health = health.prefix(prefix.clone());
+        }
+        #[cfg(feature = "prometheus")]
+        if let Some(metrics) = self.metrics {
+            health = health.metrics(metrics);
+            // Descriptions go to the recorder installed now.
+            stream_body_layer::metrics::describe();
+            compression_layer::metrics::describe_metrics();
+        }
+        if let Some(token) = &c.profile_token {
+            health = health.heap_profile_token(token);
+        }
+        let drain = health.drain_handle();
+
+        // With the governor, request memory is bounded by construction: shedding between the
+        // thresholds would only refuse requests that cost nothing while the budget does its
+        // work. Critical pressure (memory outside the governor's reach) still sheds.
+        let mut shed = PressureShedLayer::new(&monitor);
+        if let Some(prefix) = &self.prefix {
+            shed = shed.health_prefix(prefix);
+        }
+        if !c.governor_enabled {
+            shed = shed.proportional(0.5);
+        }
+
+        let mut interceptor = MemoryInterceptorLayer::new()
+            .ledger(ledger.clone())
+            .reclaimer(reclaimer.clone())
+            .max_request_memory(self.max_request_memory)
+            .abort_under_pressure(signal.clone());
+        if c.governor_enabled {
+            interceptor = interceptor.governor(c.governor(budget.clone()));
+        }
+        if let Some(classify) = self.route_classifier {
+            interceptor = interceptor.route_classifier(move |m, u| classify(m, u));
+        }
+
+        let mut compression = CompressionLayer::new()
+            .enabled(c.compression_enabled)
+            .threshold(c.compression_threshold)
+            .pressure(signal);
+        if let Some(level) = c.compression_level {
+            compression = compression.level(level);
+        }
+
+        let mut body = StreamBodyLayer::new()
+            .max_body_size(self.max_body_size)
+            .buffer_threshold(c.stream_file_threshold)
+            .chunk_size(c.stream_chunk_size as usize)
+            .memory_budget(budget.clone());
+        if let Some(spool) = self.spool {
+            body = body.spool(spool);
+        }
+
+        Ok(MemoryStack {
+            layer: MemoryStackLayer {
+                health,
+                shed,
+                interceptor,
+                compression,
+                decompression: DecompressionLayer::new(),
+                body,
+            },
+            monitoring: c.monitoring_enabled,
+            monitor,
+            budget,
+            ledger,
+            reclaimer,
+            drain,
+        })
+    }
+}
+
+/// The whole memory-aware stack, built from a [`MemoryConfig`] in one call: the monitor, the
+/// process-wide budget, the ledger and the layers, outermost first
+/// `HealthLayer -> PressureShedLayer -> MemoryInterceptorLayer -> CompressionLayer ->
+/// DecompressionLayer -> StreamBodyLayer`, applied as one [`MemoryStackLayer`].
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_memory::health::MemoryConfig;
+/// use tower_memory::stack::MemoryStack;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = MemoryConfig::from_vars([("MEMORY_CHECK_INTERVAL", "5000")])?;
+/// let stack = MemoryStack::builder(config).max_body_size(64 << 20).build()?;
+/// stack.start()?;
+/// let app: Router = Router::new()
+///     .route("/api/hello", get(|| async { "hello" }))
+///     // One `layer` call: axum boxes the stack once, and routing has happened (route labels).
+///     .layer(stack.layer());
+/// let drain = stack.drain();
+/// // On SIGTERM: drain.start(), then stop the server.
+/// # let _ = (app, drain);
+/// # Ok(())
+/// # }
+/// ```
+pub struct MemoryStack {
+    layer: MemoryStackLayer,
+    monitoring: bool,
+    monitor: MemoryMonitor,
+    budget: MemoryBudget,
+    ledger: Ledger,
+    reclaimer: Reclaimer,
+    drain: Drain,
+}
+
+impl std::fmt::Debug for MemoryStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStack")
+            .field("monitor", &self.monitor)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStack {
+    /// A builder from `config` (the variables of [`MemoryConfig::from_env`]).
+    pub fn builder(config: MemoryConfig) -> MemoryStackBuilder {
+        MemoryStackBuilder {
+            config,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_request_memory: DEFAULT_MAX_REQUEST_MEMORY,
+            spool: None,
+            #[cfg(feature = "prometheus")]
+            metrics: None,
+            ledger_routes: DEFAULT_LEDGER_ROUTES,
+            top_routes: DEFAULT_TOP_ROUTES,
+            prefix: None,
+            route_classifier: None,
+        }
+    }
+
+    /// Starts the monitor's sampling task on the current Tokio runtime, unless
+    /// `MEMORY_MONITORING_ENABLED` was false.
+    pub fn start(&self) -> Result<(), StackError> {
+        if self.monitoring {
+            self.monitor.start()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the monitor's sampling task.
+    pub fn stop(&self) {
+        self.monitor.stop();
+    }
+
+    /// The layer to apply (once: `Router::layer(stack.layer())`, or in a `ServiceBuilder`).
+    pub fn layer(&self) -> MemoryStackLayer {
+        self.layer.clone()
+    }
+
+    /// The monitor.
+    pub fn monitor(&self) -> &MemoryMonitor {
+        &self.monitor
+    }
+
+    /// The process-wide budget.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    /// The ledger of memory-intensive routes.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The reclaimer the monitor and the interceptor share.
+    pub fn reclaimer(&self) -> &Reclaimer {
+        &self.reclaimer
+    }
+
+    /// The handle that turns readiness to 503 on shutdown.
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
+    }
+
+    /// How long the shed layer's `Retry-After` is.
+    pub fn retry_after(&self) -> Duration {
+        self.monitor.interval().max(Duration::from_secs(1))
+    }
+}
+
+/// The six layers as one [`Layer`]: see [`MemoryStack`].
+#[derive(Clone)]
+pub struct MemoryStackLayer {
+    health: HealthLayer,
+    shed: PressureShedLayer,
+    interceptor: MemoryInterceptorLayer,
+    compression: CompressionLayer,
+    decompression: DecompressionLayer,
+    body: StreamBodyLayer,
+}
+
+impl std::fmt::Debug for MemoryStackLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStackLayer")
+            .field("interceptor", &self.interceptor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service [`MemoryStackLayer`] makes around `S`.
+pub type MemoryStackService<S> = HealthService<
+    PressureShedService<MemoryInterceptor<Compression<Decompression<StreamBodyService<S>>>>>,
+>;
+
+impl<S> Layer<S> for MemoryStackLayer {
+    type Service = MemoryStackService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let body = self.body.layer(inner);
+        let decompression = self.decompression.layer(body);
+        let compression = self.compression.layer(decompression);
+        let interceptor = self.interceptor.layer(compression);
+        let shed = self.shed.layer(interceptor);
+        self.health.layer(shed)
+    }
+}
