@@ -672,7 +672,13 @@ impl Governor {
     /// The live request furthest over its reservation (bytes charged beyond it, by the MiB),
     /// the youngest first among equals, and requests woken from the park (which have the right
     /// of way) last; when none is over, the one charged the most.
+    ///
+    /// `None` while an earlier victim is still being aborted: its memory is about to come back,
+    /// and a second abort now would only double the loss.
     fn victim(&self) -> Option<Arc<Account>> {
+        if self.registry.any(|a| a.state() == State::AbortOvercommit) {
+            return None;
+        }
         let over = self.registry.ranked(|a| {
             let over = a.charged() as i64 - a.reserved() as i64;
             let preferred = i64::from(a.park_state() != PARK_RUNNING);

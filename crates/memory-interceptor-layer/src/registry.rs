@@ -81,6 +81,16 @@ impl Registry {
         (0..self.shards.len()).map(|i| self.shard(i).len()).sum()
     }
 
+    /// Whether a registered account (finished ones leave) satisfies `f`.
+    pub(crate) fn any(&self, f: impl Fn(&Account) -> bool) -> bool {
+        (0..self.shards.len()).any(|index| {
+            self.shard(index)
+                .iter()
+                .filter_map(|(_, weak)| weak.upgrade())
+                .any(|a| f(&a))
+        })
+    }
+
     /// The live accounts (not finished, not already marked for abort) with their `rank`, largest
     /// first; `rank` returns `None` for accounts that are not candidates.
     pub(crate) fn ranked(

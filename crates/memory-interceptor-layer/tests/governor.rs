@@ -23,6 +23,8 @@ use memory_probe::MemoryBudget;
 struct Gate {
     entered: AtomicUsize,
     holding: AtomicUsize,
+    /// Requests half-way through their growth (`meet`).
+    met: AtomicUsize,
     release: tokio::sync::watch::Sender<bool>,
 }
 
@@ -31,6 +33,7 @@ impl Gate {
         Arc::new(Gate {
             entered: AtomicUsize::new(0),
             holding: AtomicUsize::new(0),
+            met: AtomicUsize::new(0),
             release: tokio::sync::watch::channel(false).0,
         })
     }
@@ -59,6 +62,16 @@ async fn grow(gate: Arc<Gate>, uri: Uri) -> String {
     let mib = size_param(uri.query());
     let mut pages = Vec::with_capacity(mib);
     for i in 0..mib {
+        // `meet=N`: at 5/8 of the way, wait until N requests are there, so that they hold
+        // memory at the same time however the machine schedules them.
+        if i == mib * 5 / 8
+            && let Some(n) = param(&uri, "meet")
+        {
+            gate.met.fetch_add(1, Ordering::SeqCst);
+            while gate.met.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
         pages.push(vec![(i % 251) as u8 + 1; MIB as usize]);
         tokio::task::yield_now().await;
     }
@@ -226,8 +239,9 @@ async fn a_route_s_first_request_runs_alone_and_shows_the_cost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_over_capacity_aborts_the_request_furthest_over_its_reservation() {
     // Two requests reserve 1 MiB each (the route is unseen and nobody waits for the probe), then
-    // each grows to 16 MiB in a 24 MiB budget: both park with about 12 MiB each and nobody can
-    // free anything. After the park timeout one is aborted and the other finishes.
+    // each grows to 16 MiB in a 24 MiB budget; they meet at 10 MiB each, so neither can finish
+    // alone: both park and nobody can free anything. After the park timeout one is aborted (only
+    // one: the second waits for the first's memory) and the other finishes.
     let budget = MemoryBudget::new(24 * MIB);
     let reports = Reports::default();
     let gate = Gate::new();
@@ -244,7 +258,7 @@ async fn a_deadlock_over_capacity_aborts_the_request_furthest_over_its_reservati
         .map(|_| {
             let client = client.clone();
             tokio::spawn(async move {
-                let (head, body) = fetch(&client, addr, "/grow?size=16").await;
+                let (head, body) = fetch(&client, addr, "/grow?size=16&meet=2").await;
                 (head.status(), String::from_utf8(body.to_vec()).unwrap())
             })
         })
