@@ -12,18 +12,17 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use compression_layer::{CompressionLayer, DecompressionLayer};
 use http::{Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use memory_health::{HealthLayer, MemoryConfig, PressureShedLayer, PrometheusMetrics};
-use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
+use memory_health::{MemoryConfig, PrometheusMetrics};
 use sha2::{Digest, Sha256};
-use stream_body_layer::{BoxError, StreamBodyLayer};
+use stream_body_layer::BoxError;
 use tower::ServiceBuilder;
+use tower_memory::stack::MemoryStack;
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -97,37 +96,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    let monitor = config.monitor_builder().build()?;
-    if config.monitoring_enabled {
-        monitor.start()?;
-    }
-    let ledger = Ledger::new(64);
-    let health = HealthLayer::new(&monitor)
+    // The whole stack from the configuration in one call (`MemoryStack`), as in the main job.
+    let stack = MemoryStack::builder(config)
+        .route_classifier(route)
+        .ledger_routes(64)
         .metrics(PrometheusMetrics::install()?)
-        .ledger(ledger.clone(), 10);
-    let drain = health.drain_handle();
+        .build()?;
+    stack.start()?;
+    let drain = stack.drain();
 
     let service = ServiceBuilder::new()
-        .layer(health)
-        .layer(PressureShedLayer::new(&monitor))
-        .layer(
-            MemoryInterceptorLayer::new()
-                .ledger(ledger)
-                .route_classifier(route)
-                .abort_under_pressure(monitor.signal()),
-        )
-        .layer(
-            CompressionLayer::new()
-                .enabled(config.compression_enabled)
-                .threshold(config.compression_threshold)
-                .pressure(monitor.signal()),
-        )
-        .layer(DecompressionLayer::new())
-        .layer(
-            StreamBodyLayer::new()
-                .buffer_threshold(config.stream_file_threshold)
-                .chunk_size(config.stream_chunk_size as usize),
-        )
+        .layer(stack.layer())
         .service_fn(handle);
 
     let bind: IpAddr = std::env::var("BIND")
@@ -170,7 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(std::time::Duration::from_secs(20)) => eprintln!("drain timeout"),
     }
-    monitor.stop();
+    stack.stop();
     Ok(())
 }
 

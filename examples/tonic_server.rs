@@ -1,6 +1,7 @@
-//! A tonic gRPC server with the layers that make sense for gRPC: health endpoints, shedding,
-//! per-request allocation accounting and request-body limits. Response compression stays off:
-//! gRPC compresses messages itself (and compression-layer skips `application/grpc`).
+//! A tonic gRPC server with the whole stack (`MemoryStack`): health endpoints, shedding,
+//! per-request allocation accounting, the memory governor and request-body limits. Compression
+//! passes gRPC through: gRPC compresses messages itself (and compression-layer skips
+//! `application/grpc`).
 //!
 //! ```sh
 //! cargo run --release --example tonic_server
@@ -15,12 +16,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::{Method, Uri};
-use memory_health::{HealthLayer, MemoryConfig, PressureShedLayer, PrometheusMetrics};
-use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
+use memory_health::{MemoryConfig, PrometheusMetrics};
 use memory_probe::Pressure;
-use stream_body_layer::StreamBodyLayer;
 use tonic_health::ServingStatus;
-use tower::ServiceBuilder;
+use tower_memory::stack::MemoryStack;
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -44,15 +43,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    let monitor = config.monitor_builder().build()?;
-    if config.monitoring_enabled {
-        monitor.start()?;
-    }
-    let ledger = Ledger::new(64);
-    let health = HealthLayer::new(&monitor)
+    // The whole stack from the configuration in one call, as in the main job. Compression and
+    // request decompression pass gRPC through: gRPC compresses messages itself
+    // (`grpc-encoding`), and compression-layer skips `application/grpc`.
+    let stack = MemoryStack::builder(config)
+        .route_classifier(grpc_route)
+        .ledger_routes(64)
+        .max_body_size(64 << 20)
         .metrics(PrometheusMetrics::install()?)
-        .ledger(ledger.clone(), 10);
-    let drain = health.drain_handle();
+        .build()?;
+    stack.start()?;
+    let monitor = stack.monitor().clone();
+    let drain = stack.drain();
 
     // The gRPC health status mirrors readiness: pressure changes arrive through the signal.
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -74,22 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let layers = ServiceBuilder::new()
-        .layer(health)
-        .layer(PressureShedLayer::new(&monitor))
-        .layer(
-            MemoryInterceptorLayer::new()
-                .ledger(ledger)
-                .route_classifier(grpc_route)
-                .abort_under_pressure(monitor.signal()),
-        )
-        .layer(
-            StreamBodyLayer::new()
-                .max_body_size(64 << 20)
-                .buffer_threshold(config.stream_file_threshold)
-                .chunk_size(config.stream_chunk_size as usize),
-        )
-        .into_inner();
+    let layers = stack.layer();
 
     let bind: IpAddr = std::env::var("BIND")
         .unwrap_or_else(|_| "127.0.0.1".into())
@@ -117,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             shutdown,
         )
         .await?;
-    monitor.stop();
+    stack.stop();
     Ok(())
 }
 

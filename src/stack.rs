@@ -5,18 +5,30 @@
 //! [`MemoryStackLayer`] composes them into one service type that axum boxes once. It also holds the
 //! one mapping of [`MemoryConfig`] to the layers, so that no program writes it by hand.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use compression_layer::{Compression, CompressionLayer, Decompression, DecompressionLayer};
-use http::{Method, Uri};
+use bytes::Bytes;
+
+use compression_layer::{
+    Compression, CompressionLayer, Decompression, DecompressionBody, DecompressionLayer,
+};
+use http::{Method, Request, Response, Uri};
 use memory_health::{
     BuildError, Drain, HealthLayer, HealthService, MemoryConfig, MemoryMonitor, PressureShedLayer,
     PressureShedService, StartError,
 };
 use memory_interceptor_layer::{Ledger, MemoryInterceptor, MemoryInterceptorLayer};
 use memory_probe::{MemoryBudget, Reclaimer};
+use pin_project_lite::pin_project;
 use stream_body_layer::{SpoolConfig, StreamBodyLayer, StreamBodyService};
 use tower_layer::Layer;
+use tower_service::Service;
+
+/// The boxed error of [`StackBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Default largest request body: 1 GiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 30;
@@ -345,20 +357,204 @@ impl std::fmt::Debug for MemoryStackLayer {
     }
 }
 
-/// The service [`MemoryStackLayer`] makes around `S`.
-pub type MemoryStackService<S> = HealthService<
+/// Every layer, outermost first: health, shedding, interceptor, compression, decompression,
+/// body limits.
+pub type FullService<S> = HealthService<
     PressureShedService<MemoryInterceptor<Compression<Decompression<StreamBodyService<S>>>>>,
 >;
 
-impl<S> Layer<S> for MemoryStackLayer {
+/// The layers that act on a request no outer layer acts on: interceptor, compression, body
+/// limits. See [`MemoryStackService`]; it is called with the request body typed as behind the
+/// decompression layer ([`DecompressionBody::plain`]), so the inner service sees one type.
+pub type LightService<S> = MemoryInterceptor<Compression<StreamBodyService<S>>>;
+
+impl<S: Clone> Layer<S> for MemoryStackLayer {
     type Service = MemoryStackService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let body = self.body.layer(inner);
-        let decompression = self.decompression.layer(body);
-        let compression = self.compression.layer(decompression);
-        let interceptor = self.interceptor.layer(compression);
-        let shed = self.shed.layer(interceptor);
-        self.health.layer(shed)
+        let full = {
+            let body = self.body.layer(inner.clone());
+            let decompression = self.decompression.layer(body);
+            let compression = self.compression.layer(decompression);
+            let interceptor = self.interceptor.layer(compression);
+            let shed = self.shed.layer(interceptor);
+            self.health.layer(shed)
+        };
+        let light = self
+            .interceptor
+            .layer(self.compression.layer(self.body.layer(inner)));
+        MemoryStackService {
+            full,
+            light,
+            health: self.health.clone(),
+            shed: self.shed.clone(),
+        }
+    }
+}
+
+/// The service [`MemoryStackLayer`] makes around `S`.
+///
+/// Three of the six layers act only on some requests: the health layer on its own paths,
+/// shedding under memory pressure, decompression on a `Content-Encoding`. A request none of them
+/// would act on (most requests, most of the time) goes through the other three alone
+/// ([`LightService`]): the same answer, without three more futures and bodies around it (each
+/// costs a move of the request and of the response and a wrapper per body frame). The rest go
+/// through all six ([`FullService`]). Deciding costs a path comparison, one relaxed load and a
+/// header lookup.
+pub struct MemoryStackService<S> {
+    full: FullService<S>,
+    light: LightService<S>,
+    health: HealthLayer,
+    shed: PressureShedLayer,
+}
+
+impl<S: Clone> Clone for MemoryStackService<S> {
+    fn clone(&self) -> Self {
+        MemoryStackService {
+            full: self.full.clone(),
+            light: self.light.clone(),
+            health: self.health.clone(),
+            shed: self.shed.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for MemoryStackService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStackService").finish_non_exhaustive()
+    }
+}
+
+impl<S> MemoryStackService<S> {
+    /// Whether only the light path's layers can act on `req`.
+    #[inline]
+    fn light<B>(&self, req: &Request<B>) -> bool {
+        self.shed.idle()
+            && !req.headers().contains_key(http::header::CONTENT_ENCODING)
+            && !self.health.serves(req.uri().path())
+    }
+}
+
+impl<S, ReqBody, FullBody, LightBody, E> Service<Request<ReqBody>> for MemoryStackService<S>
+where
+    FullService<S>: Service<Request<ReqBody>, Response = Response<FullBody>, Error = E>,
+    LightService<S>:
+        Service<Request<DecompressionBody<ReqBody>>, Response = Response<LightBody>, Error = E>,
+    FullBody: http_body::Body<Data = Bytes>,
+    FullBody::Error: Into<BoxError>,
+    LightBody: http_body::Body<Data = Bytes>,
+    LightBody::Error: Into<BoxError>,
+{
+    type Response = Response<StackBody<FullBody, LightBody>>;
+    type Error = E;
+    type Future = StackFuture<
+        <FullService<S> as Service<Request<ReqBody>>>::Future,
+        <LightService<S> as Service<Request<DecompressionBody<ReqBody>>>>::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Either path may take the next request: both must be ready (as `tower::steer` does).
+        let full = self.full.poll_ready(cx)?;
+        let light = self.light.poll_ready(cx)?;
+        if full.is_ready() && light.is_ready() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if self.light(&req) {
+            // The same request body type as behind the decompression layer: the inner service
+            // is called with one type on either path.
+            StackFuture::Light {
+                future: self.light.call(req.map(DecompressionBody::plain)),
+            }
+        } else {
+            StackFuture::Full {
+                future: self.full.call(req),
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`MemoryStackService`].
+    #[project = StackFutureProj]
+    pub enum StackFuture<F, L> {
+        /// Through every layer.
+        Full { #[pin] future: F },
+        /// Through the layers that act on this request.
+        Light { #[pin] future: L },
+    }
+}
+
+impl<F, L, FB, LB, E> Future for StackFuture<F, L>
+where
+    F: Future<Output = Result<Response<FB>, E>>,
+    L: Future<Output = Result<Response<LB>, E>>,
+{
+    type Output = Result<Response<StackBody<FB, LB>>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            StackFutureProj::Full { future } => future
+                .poll(cx)
+                .map_ok(|r| r.map(|body| StackBody::Full { body })),
+            StackFutureProj::Light { future } => future
+                .poll(cx)
+                .map_ok(|r| r.map(|body| StackBody::Light { body })),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`MemoryStackService`].
+    #[project = StackBodyProj]
+    pub enum StackBody<F, L> {
+        /// Through every layer.
+        Full { #[pin] body: F },
+        /// Through the layers that acted on this request.
+        Light { #[pin] body: L },
+    }
+}
+
+impl<F, L> http_body::Body for StackBody<F, L>
+where
+    F: http_body::Body<Data = Bytes>,
+    F::Error: Into<BoxError>,
+    L: http_body::Body<Data = Bytes>,
+    L::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            StackBodyProj::Full { body } => body.poll_frame(cx).map_err(Into::into),
+            StackBodyProj::Light { body } => body.poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match self {
+            StackBody::Full { body } => body.is_end_stream(),
+            StackBody::Light { body } => body.is_end_stream(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            StackBody::Full { body } => body.size_hint(),
+            StackBody::Light { body } => body.size_hint(),
+        }
     }
 }

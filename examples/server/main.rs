@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 use memory_health::PrometheusMetrics;
 use stream_body_layer::SpoolConfig;
 use tikv_jemallocator::Jemalloc;
+use tower::ServiceBuilder;
 use tower_memory::stack::MemoryStack;
 
 use config::ServerConfig;
@@ -108,10 +109,14 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         .route("/api/events", get(routes::events))
         .route("/api/reports/heavy", get(routes::heavy_report))
         .with_state(Uploads::new(config.upload_dir.clone()))
-        // Collecting extractors (`Json`) never take more than the body layer buffers.
-        .layer(DefaultBodyLimit::max(threshold as usize))
-        // One `layer` call: axum boxes the stack once, after routing (route labels).
-        .layer(stack.layer());
+        // One `layer` call: axum boxes a layered route once per `Router::layer`, so the stack and
+        // axum's body limit (collecting extractors such as `Json` never take more than the body
+        // layer buffers) go in as one layer, after routing (route labels).
+        .layer(
+            ServiceBuilder::new()
+                .layer(stack.layer())
+                .layer(DefaultBodyLimit::max(threshold as usize)),
+        );
 
     let stop_signal = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;

@@ -121,6 +121,13 @@ impl HealthLayer {
     pub fn prefix_path(&self) -> &str {
         &self.config.prefix
     }
+
+    /// Whether this layer answers `path` itself (a health, metrics or profile endpoint) rather
+    /// than passing the request on. A stack that composes the layers may route other requests
+    /// around it.
+    pub fn serves(&self, path: &str) -> bool {
+        crate::service::endpoint_of(&self.config, path).is_some()
+    }
 }
 
 pub(crate) fn normalize_prefix(prefix: &str) -> String {

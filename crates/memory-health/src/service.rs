@@ -21,19 +21,10 @@ use crate::report::HealthReport;
 pub struct HealthService<S> {
     inner: ReadyInner<S>,
     config: Arc<HealthConfig>,
-    paths: Arc<Paths>,
-}
-
-struct Paths {
-    health: String,
-    live: String,
-    ready: String,
-    metrics: String,
-    heap: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     Health,
     Live,
     Ready,
@@ -43,45 +34,30 @@ enum Endpoint {
     Heap,
 }
 
+/// The endpoint `path` names under the configured prefix, if any.
+pub(crate) fn endpoint_of(config: &HealthConfig, path: &str) -> Option<Endpoint> {
+    match path.strip_prefix(config.prefix.as_str())? {
+        "/health" => Some(Endpoint::Health),
+        "/health/live" => Some(Endpoint::Live),
+        "/health/ready" => Some(Endpoint::Ready),
+        #[cfg(feature = "prometheus")]
+        "/metrics" if config.metrics.is_some() => Some(Endpoint::Metrics),
+        #[cfg(feature = "heap-profile")]
+        "/debug/pprof/heap" => Some(Endpoint::Heap),
+        _ => None,
+    }
+}
+
 impl<S> HealthService<S> {
     pub(crate) fn new(inner: S, config: Arc<HealthConfig>) -> Self {
-        let p = &config.prefix;
-        let paths = Arc::new(Paths {
-            health: format!("{p}/health"),
-            live: format!("{p}/health/live"),
-            ready: format!("{p}/health/ready"),
-            metrics: format!("{p}/metrics"),
-            heap: format!("{p}/debug/pprof/heap"),
-        });
         Self {
             inner: ReadyInner::new(inner),
             config,
-            paths,
         }
     }
 
     fn endpoint(&self, path: &str) -> Option<Endpoint> {
-        let p = &self.paths;
-        if path == p.health {
-            Some(Endpoint::Health)
-        } else if path == p.live {
-            Some(Endpoint::Live)
-        } else if path == p.ready {
-            Some(Endpoint::Ready)
-        } else if path == p.metrics {
-            #[cfg(feature = "prometheus")]
-            if self.config.metrics.is_some() {
-                return Some(Endpoint::Metrics);
-            }
-            None
-        } else if path == p.heap {
-            #[cfg(feature = "heap-profile")]
-            return Some(Endpoint::Heap);
-            #[cfg(not(feature = "heap-profile"))]
-            None
-        } else {
-            None
-        }
+        endpoint_of(&self.config, path)
     }
 }
 
@@ -90,7 +66,6 @@ impl<S: Clone> Clone for HealthService<S> {
         Self {
             inner: self.inner.clone(),
             config: Arc::clone(&self.config),
-            paths: Arc::clone(&self.paths),
         }
     }
 }

@@ -96,6 +96,17 @@ impl PressureShedLayer {
         let path = path.into();
         self.update(|c| c.exempt.push(path))
     }
+
+    /// Whether no request would be shed now: pressure is normal, or at warning with proportional
+    /// shedding off. One relaxed load; a stack that composes the layers may then route requests
+    /// around this one.
+    pub fn idle(&self) -> bool {
+        match self.config.monitor.pressure() {
+            Pressure::Normal => true,
+            Pressure::Warning => self.config.max_fraction <= 0.0,
+            Pressure::Critical => false,
+        }
+    }
 }
 
 fn default_exempt(prefix: &str) -> Vec<String> {

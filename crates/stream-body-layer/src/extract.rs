@@ -44,16 +44,17 @@ impl<S: Send + Sync> FromRequest<S> for SpooledBody {
     type Rejection = SpoolError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let config = match req.extensions().get::<SpoolConfig>() {
-            Some(config) => config.clone(),
-            None => SpoolConfig::system_default()?,
-        };
+        // The layer leaves no spool directory on a request without a body: nothing can spill.
+        let config = req.extensions().get::<SpoolConfig>().cloned();
         let threshold = match req.extensions().get::<BodyMode>() {
             Some(BodyMode::Buffered { .. }) => u64::MAX,
             Some(BodyMode::Streaming { .. }) => 0,
-            None => config.memory_threshold(),
+            None => match &config {
+                Some(config) => config.memory_threshold(),
+                None => SpoolConfig::system_default()?.memory_threshold(),
+            },
         };
-        SpooledBody::spool(req.into_body(), &config, threshold).await
+        SpooledBody::spool(req.into_body(), config.as_ref(), threshold).await
     }
 }
 

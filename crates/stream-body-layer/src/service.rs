@@ -67,10 +67,10 @@ where
                 ResponseFuture::reject(Rejection::too_large(config.max_body_size), http1, grace)
             }
             Some(0) => {
-                // Nothing to read (a GET, most often): no budget, no guard, no allocation.
+                // Nothing to read (a GET, most often): no budget, no guard, no allocation, and no
+                // spool directory (nothing can spill).
                 let (mut parts, _) = req.into_parts();
                 parts.extensions.insert(BodyMode::Buffered { len: 0 });
-                self.insert_spool(&mut parts.extensions);
                 let req = Request::from_parts(parts, LimitedBody::buffered(Bytes::new(), None));
                 ResponseFuture::inner(self.inner.call(req), None, None, http1, grace)
             }

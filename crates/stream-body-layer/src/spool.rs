@@ -269,12 +269,14 @@ impl SpooledBody {
         B: Body,
         B::Error: Into<BoxError>,
     {
-        Self::spool(body, config, config.memory_threshold()).await
+        Self::spool(body, Some(config), config.memory_threshold()).await
     }
 
+    /// Keeps up to `threshold` bytes in memory, then spills to `config`'s directory (the system
+    /// default when `None`, resolved only if a spill happens).
     pub(crate) async fn spool<B>(
         body: B,
-        config: &SpoolConfig,
+        config: Option<&SpoolConfig>,
         threshold: u64,
     ) -> Result<SpooledBody, SpoolError>
     where
@@ -303,7 +305,11 @@ impl SpooledBody {
                 Some(spill) => spill.write(data).await?,
                 None if len <= threshold => memory.push(data),
                 None => {
-                    let mut file = Spill::create(config.dir()).await?;
+                    let dir = match config {
+                        Some(config) => config.dir().to_owned(),
+                        None => SpoolConfig::system_default()?.dir().to_owned(),
+                    };
+                    let mut file = Spill::create(&dir).await?;
                     metrics::counter!(SPILLED_TOTAL).increment(1);
                     for earlier in memory.drain(..) {
                         file.write(earlier).await?;

@@ -30,7 +30,9 @@ pin_project! {
 }
 
 impl<B> DecompressionBody<B> {
-    pub(crate) fn plain(inner: B) -> Self {
+    /// `inner` as it is: a body without a coding, typed like a decoded one (so that a service
+    /// behind [`Decompression`](crate::Decompression) can also be called around it).
+    pub fn plain(inner: B) -> Self {
         DecompressionBody {
             inner,
             decoder: None,
