@@ -22,6 +22,9 @@
 //! - `GET /api/reports/heavy?mib=N`: the same N MiB report; `allocated_bytes` is always null
 //! - `GET /api/health/live`: `ok`
 //!
+//! `BASELINE_LAYERS=none` drops tower-http's compression and decompression too: bare axum with
+//! the same routes, the reference for what the whole stack costs per request (BENCHMARKS.md).
+//!
 //! Deliberately missing: per-request accounting and quotas, the memory governor and its budget,
 //! body streaming and spooling (an upload is held in memory whole), bounded decompression
 //! (tower-http's `RequestDecompressionLayer` has no ratio cap; only the body limit, counted in
@@ -74,6 +77,9 @@ struct Config {
     port: u16,
     upload_dir: PathBuf,
     max_body_size: usize,
+    /// tower-http's compression and decompression layers (`BASELINE_LAYERS`, `tower-http` or
+    /// `none`).
+    tower_http: bool,
 }
 
 fn var<T: FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -102,6 +108,15 @@ impl Config {
             port: var("PORT", 5001)?,
             upload_dir,
             max_body_size: var("MAX_BODY_SIZE", 1 << 30)?,
+            tower_http: match std::env::var("BASELINE_LAYERS").as_deref() {
+                Err(_) | Ok("tower-http") => true,
+                Ok("none") => false,
+                Ok(other) => {
+                    return Err(format!(
+                        "BASELINE_LAYERS={other:?} is invalid: tower-http or none"
+                    ));
+                }
+            },
         };
         if config.max_body_size == 0 {
             return Err("MAX_BODY_SIZE must be above 0".into());
@@ -145,9 +160,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .route("/api/reports/heavy", get(heavy_report))
         .route("/api/health/live", get(|| async { "ok" }))
         .with_state(Uploads::new(config.upload_dir.clone()))
-        .layer(DefaultBodyLimit::max(JSON_LIMIT))
-        .layer(RequestDecompressionLayer::new())
-        .layer(CompressionLayer::new());
+        .layer(DefaultBodyLimit::max(JSON_LIMIT));
+    let app = if config.tower_http {
+        app.layer(RequestDecompressionLayer::new())
+            .layer(CompressionLayer::new())
+    } else {
+        app
+    };
 
     // Installed before the address is announced, so a signal right after it is not missed.
     let stop = shutdown_signal();
