@@ -31,6 +31,18 @@ pub async fn send(
     body: Option<Bytes>,
     timeout: Duration,
 ) -> Result<Answer, String> {
+    send_with(addr, method, path, &[], body, timeout).await
+}
+
+/// [`send`] with extra request headers (which replace the defaults of the same name).
+pub async fn send_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Bytes>,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let start = Instant::now();
     let exchange = async {
         let stream = TcpStream::connect(addr)
@@ -44,8 +56,11 @@ pub async fn send(
             .method(method)
             .uri(path)
             .header("host", addr);
-        if body.is_some() {
+        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             builder = builder.header("content-type", "application/octet-stream");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let request = builder
             .body(Full::new(body.unwrap_or_default()))

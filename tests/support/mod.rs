@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod load;
+pub mod workload;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
