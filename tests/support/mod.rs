@@ -3,7 +3,12 @@
 #![allow(dead_code)]
 
 pub mod cgroup;
+pub mod health;
+pub mod invariants;
 pub mod load;
+pub mod raw;
+pub mod reports;
+pub mod smallfs;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -42,6 +47,8 @@ const SERVER_VARIABLES: &[&str] = &[
     "MAX_BODY_SIZE",
     "MAX_REQUEST_MEMORY",
     "UPLOAD_DIR",
+    "UPLOAD_DIR_ALLOW_TMPFS",
+    "FAULT_ROUTES",
     "DRAIN_DELAY_MS",
     "DRAIN_TIMEOUT_MS",
     "HEAP_PROFILE_TOKEN",
@@ -186,6 +193,22 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         }
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Awaits `f` every 50 ms until it returns `Some`, for at most `timeout`.
+pub async fn wait_for_async<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
