@@ -15,10 +15,13 @@
 //! - `GET /api/reports/heavy?mib=N`: an N MiB report built across awaits (the heavy path)
 //! - `/api/health`, `/api/health/live`, `/api/health/ready`, `/api/metrics`,
 //!   `/api/debug/pprof/heap` (with `HEAP_PROFILE_TOKEN`)
+//! - `GET /api/faults/panic` (with `FAULT_ROUTES=true`): a handler that panics
 //!
 //! The stack, outermost first: HealthLayer, PressureShedLayer, MemoryInterceptorLayer,
-//! CompressionLayer, DecompressionLayer, StreamBodyLayer, handler, built by
-//! `tower_memory::stack::MemoryStack` from the configuration and applied as one layer. On SIGTERM or SIGINT readiness
+//! CompressionLayer, DecompressionLayer, StreamBodyLayer, CatchPanicLayer, handler, built by
+//! `tower_memory::stack::MemoryStack` from the configuration and applied as one layer (with
+//! tower-http's CatchPanicLayer innermost: a panicking handler is an ordinary 500 to every layer,
+//! one report, its memory and budget returned). On SIGTERM or SIGINT readiness
 //! turns 503, in-flight requests finish (at most `DRAIN_TIMEOUT_MS`), and the process exits 0.
 
 mod config;
@@ -33,6 +36,8 @@ use axum::routing::{get, post};
 use memory_health::PrometheusMetrics;
 use stream_body_layer::SpoolConfig;
 use tikv_jemallocator::Jemalloc;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_memory::stack::MemoryStack;
 
 use config::ServerConfig;
@@ -92,13 +97,17 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let stack = MemoryStack::builder(config.memory.clone())
         .max_body_size(config.max_body_size)
         .max_request_memory(config.max_request_memory)
-        .spool(SpoolConfig::new(&config.upload_dir)?)
+        .spool(
+            SpoolConfig::builder(&config.upload_dir)
+                .allow_tmpfs(config.upload_dir_allow_tmpfs)
+                .build()?,
+        )
         .metrics(PrometheusMetrics::install()?)
         .build()?;
     stack.start()?;
     let drain = stack.drain();
 
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/api/hello", get(routes::hello))
         .route(
             "/api/documents",
@@ -106,12 +115,22 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/api/uploads", post(routes::upload))
         .route("/api/events", get(routes::events))
-        .route("/api/reports/heavy", get(routes::heavy_report))
+        .route("/api/reports/heavy", get(routes::heavy_report));
+    if config.fault_routes {
+        app = app.route("/api/faults/panic", get(routes::panic));
+    }
+    let app = app
         .with_state(Uploads::new(config.upload_dir.clone()))
         // Collecting extractors (`Json`) never take more than the body layer buffers.
         .layer(DefaultBodyLimit::max(threshold as usize))
-        // One `layer` call: axum boxes the stack once, after routing (route labels).
-        .layer(stack.layer());
+        // One `layer` call: axum boxes the stack once, after routing (route labels). A panic is
+        // caught innermost, so the layers see a 500 and every one of them ends its request
+        // normally (one report, the body's reservation and the governor's returned).
+        .layer(
+            ServiceBuilder::new()
+                .layer(stack.layer())
+                .layer(CatchPanicLayer::new()),
+        );
 
     let stop_signal = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
