@@ -27,6 +27,7 @@
 mod config;
 mod documents;
 mod routes;
+mod serve;
 
 use std::net::SocketAddr;
 
@@ -164,7 +165,8 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(drain_delay).await;
         let _ = stop_tx.send(());
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // Not axum::serve: it sets no header timeout, head size or write timeout (serve.rs).
+    let server = serve::serve(listener, app, config.connection_limits, shutdown);
     let drain_timeout = config.drain_timeout;
     let deadline = async move {
         // Only once the listener has closed does the drain timeout start.

@@ -1,6 +1,6 @@
 //! Slow clients: a body at 1 byte per second, an idle connection holding a budget reservation,
-//! headers that never end, and clients that never read a large compressed response (memory per
-//! such connection measured and bounded).
+//! request heads that never end, and clients that never read a large response (memory per such
+//! connection measured and bounded, and freed by the write timeout).
 
 use std::time::{Duration, Instant};
 
@@ -95,9 +95,70 @@ async fn allocated(addr: &str) -> u64 {
 }
 
 #[test]
+fn request_heads_that_never_end() {
+    const CONNECTIONS: u64 = 200;
+    let server = matrix_server(&[
+        ("MEMORY_CHECK_INTERVAL", "100"),
+        ("HEADER_READ_TIMEOUT_MS", "2000"),
+    ]);
+    let watch = Watch::of(&server);
+    let addr = server.addr.clone();
+    run(Duration::from_secs(60), async {
+        // Each sends 48 KiB of header lines (under the 64 KiB cap) and never the blank line.
+        let case = watch.case("request heads that never end (200 connections)", 32 * MIB);
+        let before = allocated(&addr).await;
+        let line = format!("X-Pad: {}\r\n", "p".repeat(1000));
+        let mut partial = b"GET /api/hello HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for _ in 0..48 {
+            partial.extend_from_slice(line.as_bytes());
+        }
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut c = Raw::connect(&addr).await;
+            c.send(&partial).await.unwrap();
+            clients.push(c);
+        }
+        let held = allocated(&addr).await.saturating_sub(before) / CONNECTIONS;
+        // The header read timeout (2 s here, 30 s by default) closes every one of them.
+        for c in &mut clients {
+            let left = Duration::from_secs(8).saturating_sub(started.elapsed());
+            assert!(
+                c.reader.closed(left).await,
+                "a head that never ends is cut off"
+            );
+        }
+        let closed_after = started.elapsed();
+        let after = crate::support::wait_for_async(
+            Duration::from_secs(5),
+            "their memory freed",
+            || async {
+                let now = allocated(&addr).await;
+                (now < before + MIB).then_some(now)
+            },
+        )
+        .await;
+        assert!(held < 128 << 10, "{held} bytes per unfinished head");
+        case.finish(
+            format!(
+                "closed after {:.1} s; {} KiB live per connection until then, {} KiB after",
+                closed_after.as_secs_f64(),
+                held >> 10,
+                after.saturating_sub(before) >> 10
+            ),
+            0,
+        )
+        .await;
+    });
+}
+
+#[test]
 fn clients_that_never_read() {
     const CONNECTIONS: u64 = 8;
-    let server = matrix_server(&[("MEMORY_CHECK_INTERVAL", "100")]);
+    let server = matrix_server(&[
+        ("MEMORY_CHECK_INTERVAL", "100"),
+        ("WRITE_TIMEOUT_MS", "3000"),
+    ]);
     let watch = Watch::of(&server);
     let addr = server.addr.clone();
     run(Duration::from_secs(120), async {
@@ -161,12 +222,24 @@ fn clients_that_never_read() {
                 "{name}: {per_connection} bytes held per connection (bound {bound})"
             );
             assert_eq!(crate::support::health::live(&addr).await, 200);
+            // The clients stay and still read nothing: the write timeout (3 s here, 60 s by
+            // default) closes their connections and frees what the responses held.
+            let freed = crate::support::wait_for_async(
+                Duration::from_secs(10),
+                "the write timeout frees the responses",
+                || async {
+                    let now = allocated(&addr).await;
+                    (now < before + MIB).then_some(now)
+                },
+            )
+            .await;
             drop(clients);
             case.finish(
                 format!(
-                    "{} KiB live per unread connection (bound {} KiB)",
+                    "{} KiB live per unread connection (bound {} KiB), {} KiB after the write timeout",
                     per_connection >> 10,
-                    bound >> 10
+                    bound >> 10,
+                    freed.saturating_sub(before) >> 10
                 ),
                 0,
             )
