@@ -224,12 +224,14 @@ fn clients_that_never_read() {
             assert_eq!(crate::support::health::live(&addr).await, 200);
             // The clients stay and still read nothing: the write timeout (3 s here, 60 s by
             // default) closes their connections and frees what the responses held.
+            // Freed: back within half of what was held (allocator caches keep a little).
+            let slack = (held / 2).max(MIB);
             let freed = crate::support::wait_for_async(
                 Duration::from_secs(10),
                 "the write timeout frees the responses",
                 || async {
                     let now = allocated(&addr).await;
-                    (now < before + MIB).then_some(now)
+                    (now < before + slack).then_some(now)
                 },
             )
             .await;
