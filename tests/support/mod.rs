@@ -1,5 +1,8 @@
 //! Starting the example programs as real processes for black-box tests, and running programs in
-//! a memory cgroup of their own (`cgroup`).
+//! a memory cgroup of their own (`cgroup`). Also: a load client (`load`), raw HTTP/1 over TCP
+//! (`raw`), the server's own health and metrics (`health`), what every reliability case must
+//! leave behind (`invariants`), the per-request reports in its logs (`reports`) and a small
+//! tmpfs for disk-full tests (`smallfs`).
 #![allow(dead_code)]
 
 pub mod cgroup;
