@@ -98,7 +98,11 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,7 +185,10 @@ fn wrk(url: &str, headers: &[&str], seconds: u32) -> Wrk {
     for h in headers {
         cmd.args(["-H", h]);
     }
-    let out = cmd.arg(url).output().expect("wrk runs (apt-get install wrk)");
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
     let value = |prefix: &str| -> Option<&str> {
         text.lines()
@@ -201,7 +208,9 @@ fn wrk(url: &str, headers: &[&str], seconds: u32) -> Wrk {
         }
     };
     Wrk {
-        rps: value("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        rps: value("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
         p50_ms: value("50%").map_or(f64::NAN, ms),
         p99_ms: value("99%").map_or(f64::NAN, ms),
     }
@@ -258,7 +267,10 @@ fn encodings() -> Vec<(String, String, usize)> {
             let s = start(name, None);
             let out = Command::new("curl")
                 .args(["-sS", "-D", "/dev/stderr", "-o", "/dev/stdout", "-H"])
-                .arg(format!("Accept-Encoding: {}", workload::BROWSER_ACCEPT_ENCODING))
+                .arg(format!(
+                    "Accept-Encoding: {}",
+                    workload::BROWSER_ACCEPT_ENCODING
+                ))
                 .arg(s.url("/api/documents"))
                 .output()
                 .expect("curl");
@@ -289,7 +301,11 @@ fn overload_run(server: &str) -> OverloadRun {
     let usage_dir = cgroup.path().to_path_buf();
     let v1 = usage_dir.join("memory.usage_in_bytes").exists();
     let usage = move || {
-        let file = if v1 { "memory.usage_in_bytes" } else { "memory.current" };
+        let file = if v1 {
+            "memory.usage_in_bytes"
+        } else {
+            "memory.current"
+        };
         std::fs::read_to_string(usage_dir.join(file))
             .ok()
             .and_then(|t| t.trim().parse().ok())
@@ -512,12 +528,7 @@ fn main() {
         let base = &tp[&(w, "baseline")];
         for name in SERVERS {
             let rs = &tp[&(w, name)];
-            let ratio = median(
-                rs.iter()
-                    .zip(base)
-                    .map(|(a, b)| a.rps / b.rps)
-                    .collect(),
-            );
+            let ratio = median(rs.iter().zip(base).map(|(a, b)| a.rps / b.rps).collect());
             let _ = writeln!(
                 report,
                 "| {label} | {name} | {:.0} | {:.3} | {:.2} | {:.2} |",
@@ -528,7 +539,11 @@ fn main() {
             );
         }
     }
-    let _ = writeln!(report, "\nEncoding chosen for `Accept-Encoding: {}`:", workload::BROWSER_ACCEPT_ENCODING);
+    let _ = writeln!(
+        report,
+        "\nEncoding chosen for `Accept-Encoding: {}`:",
+        workload::BROWSER_ACCEPT_ENCODING
+    );
     for (name, encoding, bytes) in &enc {
         let _ = writeln!(report, "- {name}: {encoding}, {bytes} bytes");
     }

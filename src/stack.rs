@@ -163,6 +163,8 @@ impl MemoryStackBuilder {
             stream_body_layer::metrics::describe();
             compression_layer::metrics::describe_metrics();
         }
+        // Without the `heap-profile` feature there is no profile endpoint to guard (404).
+        #[cfg(feature = "heap-profile")]
         if let Some(token) = &c.profile_token {
             health = health.heap_profile_token(token);
         }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use support::cgroup::MemoryCgroup;
+use support::health::{budget_back_to_full, health};
 use support::load::{self, Steady, quantile, tally};
 use support::{Server, wait_for};
 
@@ -29,31 +30,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-async fn health(addr: &str) -> serde_json::Value {
-    let answer = load::send(addr, "GET", "/api/health", None, Duration::from_secs(10))
-        .await
-        .expect("/api/health answers");
-    assert_eq!(answer.status, 200);
-    serde_json::from_slice(&answer.body).expect("JSON")
-}
-
-/// Waits until the budget holds nothing and nobody waits: every byte went back.
-async fn budget_back_to_full(addr: &str) -> serde_json::Value {
-    for _ in 0..100 {
-        let h = health(addr).await;
-        let b = &h["budget"];
-        if b["charged_bytes"] == 0
-            && b["reserved_bytes"] == 0
-            && b["queue"]["length"] == 0
-            && b["parked"] == 0
-        {
-            return h;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("budget not back to full: {}", health(addr).await["budget"]);
 }
 
 #[test]

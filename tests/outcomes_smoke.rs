@@ -71,8 +71,14 @@ fn the_stack_keeps_a_mixed_burst_under_its_limit() {
         .filter(|o| !o.acceptable())
         .map(|o| format!("{}: {:?}", o.kind, o.result.as_ref().map(|a| a.status)))
         .collect();
-    assert!(unacceptable.is_empty(), "only 200 or 503 + Retry-After: {unacceptable:?}");
-    assert!(burst.ok >= 8 + 4, "the uploads and streams complete: {burst:?}");
+    assert!(
+        unacceptable.is_empty(),
+        "only 200 or 503 + Retry-After: {unacceptable:?}"
+    );
+    assert!(
+        burst.ok >= 8 + 4,
+        "the uploads and streams complete: {burst:?}"
+    );
     assert!(
         peak < BOUND,
         "peak RSS {} MiB over the bound of {} MiB",

@@ -273,6 +273,9 @@ fn bad_configuration_stops_the_server_naming_the_variable() {
         ("MEMORY_WARNING_THRESHOLD", "75%"),
         ("MAX_REQUEST_MEMORY", "-1"),
         ("LOG_FORMAT", "xml"),
+        ("MAX_HEADER_BYTES", "100"),
+        ("WRITE_TIMEOUT_MS", "soon"),
+        ("FAULT_ROUTES", "maybe"),
     ] {
         let out = Command::new(example_path("server"))
             .env("PORT", "0")

@@ -22,6 +22,15 @@ pub struct ServerConfig {
     /// `UPLOAD_DIR` (default `<temp>/tower-memory-uploads`, created; `/var/tmp` when the temp dir
     /// is a tmpfs).
     pub upload_dir: PathBuf,
+    /// `UPLOAD_DIR_ALLOW_TMPFS` (default false): accept an `UPLOAD_DIR` on a tmpfs, whose files
+    /// count as memory (small test filesystems; never the default).
+    pub upload_dir_allow_tmpfs: bool,
+    /// `FAULT_ROUTES` (default false): serve `GET /api/faults/panic`, a handler that panics, for
+    /// fault-injection tests.
+    pub fault_routes: bool,
+    /// `HEADER_READ_TIMEOUT_MS` (default 30000), `MAX_HEADER_BYTES` (default 65536) and
+    /// `WRITE_TIMEOUT_MS` (default 60000): what each connection may take (serve.rs).
+    pub connection_limits: crate::serve::Limits,
     /// `DRAIN_DELAY_MS` (default 0): after SIGTERM, readiness answers 503 this long while the
     /// server still accepts connections (a load balancer without a preStop hook notices).
     pub drain_delay: Duration,
@@ -44,6 +53,18 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A boolean variable: true/false, 1/0, yes/no, on/off (as memory-health reads its own).
+fn flag(name: &str) -> Result<bool, ConfigError> {
+    let value: String = var(name, "false".to_string(), "true or false")?;
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError(format!(
+            "{name}={value:?} is invalid: expected true or false"
+        ))),
+    }
+}
 
 fn var<T: FromStr>(name: &str, default: T, expected: &str) -> Result<T, ConfigError> {
     match std::env::var(name) {
@@ -99,10 +120,40 @@ impl ServerConfig {
             max_body_size: var("MAX_BODY_SIZE", 1 << 30, "bytes")?,
             max_request_memory: var("MAX_REQUEST_MEMORY", 1 << 30, "bytes")?,
             upload_dir,
+            upload_dir_allow_tmpfs: flag("UPLOAD_DIR_ALLOW_TMPFS")?,
+            fault_routes: flag("FAULT_ROUTES")?,
+            connection_limits: crate::serve::Limits {
+                header_read_timeout: Duration::from_millis(var(
+                    "HEADER_READ_TIMEOUT_MS",
+                    30_000,
+                    "milliseconds",
+                )?),
+                max_header_bytes: var("MAX_HEADER_BYTES", 64 << 10, "bytes, at least 8192")?,
+                write_timeout: Duration::from_millis(var(
+                    "WRITE_TIMEOUT_MS",
+                    60_000,
+                    "milliseconds",
+                )?),
+            },
             drain_delay: Duration::from_millis(var("DRAIN_DELAY_MS", 0, "milliseconds")?),
             drain_timeout: Duration::from_millis(var("DRAIN_TIMEOUT_MS", 20_000, "milliseconds")?),
             memory,
         };
+        let limits = &config.connection_limits;
+        if limits.max_header_bytes < 8192 {
+            // hyper's smallest read buffer.
+            return Err(ConfigError(format!(
+                "MAX_HEADER_BYTES={} is invalid: expected bytes, at least 8192",
+                limits.max_header_bytes
+            ))
+            .into());
+        }
+        if limits.header_read_timeout.is_zero() || limits.write_timeout.is_zero() {
+            return Err(ConfigError(
+                "HEADER_READ_TIMEOUT_MS and WRITE_TIMEOUT_MS must be above 0".into(),
+            )
+            .into());
+        }
         if config.max_body_size == 0 || config.max_request_memory == 0 {
             return Err(
                 ConfigError("MAX_BODY_SIZE and MAX_REQUEST_MEMORY must be above 0".into()).into(),
@@ -121,6 +172,11 @@ impl ServerConfig {
             "max_body_size": self.max_body_size,
             "max_request_memory": self.max_request_memory,
             "upload_dir": self.upload_dir.display().to_string(),
+            "upload_dir_allow_tmpfs": self.upload_dir_allow_tmpfs,
+            "fault_routes": self.fault_routes,
+            "header_read_timeout_ms": self.connection_limits.header_read_timeout.as_millis() as u64,
+            "max_header_bytes": self.connection_limits.max_header_bytes,
+            "write_timeout_ms": self.connection_limits.write_timeout.as_millis() as u64,
             "drain_delay_ms": self.drain_delay.as_millis() as u64,
             "drain_timeout_ms": self.drain_timeout.as_millis() as u64,
             "memory_monitoring_enabled": m.monitoring_enabled,

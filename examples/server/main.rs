@@ -15,15 +15,19 @@
 //! - `GET /api/reports/heavy?mib=N`: an N MiB report built across awaits (the heavy path)
 //! - `/api/health`, `/api/health/live`, `/api/health/ready`, `/api/metrics`,
 //!   `/api/debug/pprof/heap` (with `HEAP_PROFILE_TOKEN`)
+//! - `GET /api/faults/panic` (with `FAULT_ROUTES=true`): a handler that panics
 //!
 //! The stack, outermost first: HealthLayer, PressureShedLayer, MemoryInterceptorLayer,
-//! CompressionLayer, DecompressionLayer, StreamBodyLayer, handler, built by
-//! `tower_memory::stack::MemoryStack` from the configuration and applied as one layer. On SIGTERM or SIGINT readiness
+//! CompressionLayer, DecompressionLayer, StreamBodyLayer, CatchPanicLayer, handler, built by
+//! `tower_memory::stack::MemoryStack` from the configuration and applied as one layer (with
+//! tower-http's CatchPanicLayer innermost: a panicking handler is an ordinary 500 to every layer,
+//! one report, its memory and budget returned). On SIGTERM or SIGINT readiness
 //! turns 503, in-flight requests finish (at most `DRAIN_TIMEOUT_MS`), and the process exits 0.
 
 mod config;
 mod documents;
 mod routes;
+mod serve;
 
 use std::net::SocketAddr;
 
@@ -34,6 +38,7 @@ use memory_health::PrometheusMetrics;
 use stream_body_layer::SpoolConfig;
 use tikv_jemallocator::Jemalloc;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_memory::stack::MemoryStack;
 
 use config::ServerConfig;
@@ -93,13 +98,17 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let stack = MemoryStack::builder(config.memory.clone())
         .max_body_size(config.max_body_size)
         .max_request_memory(config.max_request_memory)
-        .spool(SpoolConfig::new(&config.upload_dir)?)
+        .spool(
+            SpoolConfig::builder(&config.upload_dir)
+                .allow_tmpfs(config.upload_dir_allow_tmpfs)
+                .build()?,
+        )
         .metrics(PrometheusMetrics::install()?)
         .build()?;
     stack.start()?;
     let drain = stack.drain();
 
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/api/hello", get(routes::hello))
         .route(
             "/api/documents",
@@ -107,14 +116,22 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/api/uploads", post(routes::upload))
         .route("/api/events", get(routes::events))
-        .route("/api/reports/heavy", get(routes::heavy_report))
+        .route("/api/reports/heavy", get(routes::heavy_report));
+    if config.fault_routes {
+        app = app.route("/api/faults/panic", get(routes::panic));
+    }
+    let app = app
         .with_state(Uploads::new(config.upload_dir.clone()))
-        // One `layer` call: axum boxes a layered route once per `Router::layer`, so the stack and
-        // axum's body limit (collecting extractors such as `Json` never take more than the body
-        // layer buffers) go in as one layer, after routing (route labels).
+        // One `layer` call: axum boxes a layered route once per `Router::layer`, so the stack,
+        // the panic catcher and axum's body limit (collecting extractors such as `Json` never
+        // take more than the body layer buffers) go in as one layer, after routing (route
+        // labels). A panic is caught innermost, so the layers see a 500 and every one of them
+        // ends its request normally (one report, the body's reservation and the governor's
+        // returned).
         .layer(
             ServiceBuilder::new()
                 .layer(stack.layer())
+                .layer(CatchPanicLayer::new())
                 .layer(DefaultBodyLimit::max(threshold as usize)),
         );
 
@@ -150,7 +167,8 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(drain_delay).await;
         let _ = stop_tx.send(());
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // Not axum::serve: it sets no header timeout, head size or write timeout (serve.rs).
+    let server = serve::serve(listener, app, config.connection_limits, shutdown);
     let drain_timeout = config.drain_timeout;
     let deadline = async move {
         // Only once the listener has closed does the drain timeout start.

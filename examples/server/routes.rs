@@ -216,3 +216,14 @@ pub async fn heavy_report(
         allocated_bytes: memory.map(|m| m.allocated()),
     }))
 }
+
+/// `GET /api/faults/panic` (with `FAULT_ROUTES=true`): holds 4 MiB across an await, then panics,
+/// as a handler with a bug would. The stack's CatchPanicLayer answers 500.
+pub async fn panic() -> &'static str {
+    let held = vec![1u8; 4 << 20];
+    tokio::task::yield_now().await;
+    if std::hint::black_box(held.len()) > 0 {
+        panic!("a handler panicked (FAULT_ROUTES)");
+    }
+    "unreachable"
+}

@@ -56,7 +56,11 @@ pub async fn send_with(
             .method(method)
             .uri(path)
             .header("host", addr);
-        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             builder = builder.header("content-type", "application/octet-stream");
         }
         for (name, value) in headers {

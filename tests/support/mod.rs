@@ -1,9 +1,17 @@
 //! Starting the example programs as real processes for black-box tests, and running programs in
-//! a memory cgroup of their own (`cgroup`).
+//! a memory cgroup of their own (`cgroup`). Also: a load client (`load`), raw HTTP/1 over TCP
+//! (`raw`), the server's own health and metrics (`health`), what every reliability case must
+//! leave behind (`invariants`), the per-request reports in its logs (`reports`) and a small
+//! tmpfs for disk-full tests (`smallfs`).
 #![allow(dead_code)]
 
 pub mod cgroup;
+pub mod health;
+pub mod invariants;
 pub mod load;
+pub mod raw;
+pub mod reports;
+pub mod smallfs;
 pub mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -43,6 +51,11 @@ const SERVER_VARIABLES: &[&str] = &[
     "MAX_BODY_SIZE",
     "MAX_REQUEST_MEMORY",
     "UPLOAD_DIR",
+    "UPLOAD_DIR_ALLOW_TMPFS",
+    "FAULT_ROUTES",
+    "HEADER_READ_TIMEOUT_MS",
+    "MAX_HEADER_BYTES",
+    "WRITE_TIMEOUT_MS",
     "DRAIN_DELAY_MS",
     "DRAIN_TIMEOUT_MS",
     "HEAP_PROFILE_TOKEN",
@@ -187,6 +200,22 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         }
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Awaits `f` every 50 ms until it returns `Some`, for at most `timeout`.
+pub async fn wait_for_async<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -195,7 +195,11 @@ impl Background {
                             result,
                         });
                         // A dead server: stop hammering it.
-                        let pause = if failed { pause.max(Duration::from_millis(100)) } else { pause };
+                        let pause = if failed {
+                            pause.max(Duration::from_millis(100))
+                        } else {
+                            pause
+                        };
                         tokio::time::sleep(pause).await;
                     }
                     out
@@ -232,19 +236,25 @@ pub struct Burst {
 pub async fn burst(addr: &str, burst: Burst, clock: Instant, timeout: Duration) -> Vec<Outcome> {
     let upload = noise(burst.upload_mib << 20, 7);
     let mut tasks = Vec::new();
-    let mut spawn = |kind: &'static str, method: &'static str, path: String, body: Option<Bytes>| {
-        let addr = addr.to_string();
-        tasks.push(tokio::spawn(async move {
-            let result = load::send_with(&addr, method, &path, &[], body, timeout).await;
-            Outcome {
-                kind,
-                done_at: clock.elapsed().as_secs_f64(),
-                result,
-            }
-        }));
-    };
+    let mut spawn =
+        |kind: &'static str, method: &'static str, path: String, body: Option<Bytes>| {
+            let addr = addr.to_string();
+            tasks.push(tokio::spawn(async move {
+                let result = load::send_with(&addr, method, &path, &[], body, timeout).await;
+                Outcome {
+                    kind,
+                    done_at: clock.elapsed().as_secs_f64(),
+                    result,
+                }
+            }));
+        };
     for _ in 0..burst.uploads {
-        spawn("upload", "POST", "/api/uploads".into(), Some(upload.clone()));
+        spawn(
+            "upload",
+            "POST",
+            "/api/uploads".into(),
+            Some(upload.clone()),
+        );
     }
     for _ in 0..burst.heavy {
         spawn(

@@ -363,11 +363,27 @@ impl MemoryConfig {
                 .unwrap_or(d.park_timeout),
         };
         if config.warning_threshold >= config.critical_threshold {
+            let warning = (
+                "MEMORY_WARNING_THRESHOLD",
+                config.warning_threshold.to_string(),
+            );
+            let critical = (
+                "MEMORY_CRITICAL_THRESHOLD",
+                config.critical_threshold.to_string(),
+            );
+            // The variable at fault is one that was set: the critical threshold when only it
+            // was (below the default warning threshold).
+            let ((first, first_value), (second, second_value)) =
+                if lookup("MEMORY_WARNING_THRESHOLD").is_none() {
+                    (critical, warning)
+                } else {
+                    (warning, critical)
+                };
             return Err(ConfigError::Conflict {
-                first: "MEMORY_WARNING_THRESHOLD",
-                first_value: config.warning_threshold.to_string(),
-                second: "MEMORY_CRITICAL_THRESHOLD",
-                second_value: config.critical_threshold.to_string(),
+                first,
+                first_value,
+                second,
+                second_value,
                 reason: "the warning threshold must be below the critical threshold",
             });
         }

@@ -182,8 +182,11 @@ fn warning_must_be_below_critical() {
     // Against the other's default too.
     let err = MemoryConfig::from_vars([("MEMORY_WARNING_THRESHOLD", "0.9")]).unwrap_err();
     assert!(matches!(err, ConfigError::Conflict { .. }));
+    assert_eq!(err.variable(), Some("MEMORY_WARNING_THRESHOLD"));
+    // The variable named at fault is the one that was set (found by the config fuzz target).
     let err = MemoryConfig::from_vars([("MEMORY_CRITICAL_THRESHOLD", "0.7")]).unwrap_err();
     assert!(matches!(err, ConfigError::Conflict { .. }));
+    assert_eq!(err.variable(), Some("MEMORY_CRITICAL_THRESHOLD"));
 }
 
 #[test]

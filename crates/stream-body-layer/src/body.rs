@@ -52,6 +52,17 @@ pub enum BodyError {
     /// The underlying body failed: the client disconnected or sent fewer bytes than declared.
     #[error("reading the request body failed: {0}")]
     Read(#[source] BoxError),
+    /// The body ended before, or ran past, its declared `Content-Length` (hyper enforces the
+    /// length itself; a body type that does not is checked here).
+    #[error(
+        "request body of {received} bytes does not match its declared length of {declared} bytes"
+    )]
+    LengthMismatch {
+        /// The declared length.
+        declared: u64,
+        /// Bytes received (when running past the length: at least this many).
+        received: u64,
+    },
 }
 
 impl BodyError {
@@ -60,7 +71,7 @@ impl BodyError {
         match self {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::IdleTimeout(_) | BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
-            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            BodyError::Read(_) | BodyError::LengthMismatch { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -202,6 +213,8 @@ pub(crate) struct StreamState {
     guard: SlowGuard,
     received: u64,
     max: u64,
+    /// The declared length, checked as the body arrives (a streaming body of known length).
+    declared: Option<u64>,
     chunk: usize,
     shared: Arc<Shared>,
     done: bool,
@@ -215,6 +228,7 @@ impl StreamState {
         guard: SlowGuard,
         received: u64,
         max: u64,
+        declared: Option<u64>,
         chunk: usize,
         shared: Arc<Shared>,
     ) -> Self {
@@ -225,6 +239,7 @@ impl StreamState {
             guard,
             received,
             max,
+            declared,
             chunk: chunk.max(1),
             shared,
             done: false,
@@ -276,6 +291,12 @@ impl StreamState {
         loop {
             let frame = match ready!(self.guard.poll_frame(inner.as_mut(), cx)) {
                 None => {
+                    if let Some(declared) = self.declared.filter(|&d| d != self.received) {
+                        return self.fail(BodyError::LengthMismatch {
+                            declared,
+                            received: self.received,
+                        });
+                    }
                     self.done = true;
                     return Poll::Ready(None);
                 }
@@ -292,6 +313,12 @@ impl StreamState {
                     self.received += data.len() as u64;
                     if self.received > self.max {
                         return self.fail(BodyError::TooLarge { limit: self.max });
+                    }
+                    if let Some(declared) = self.declared.filter(|&d| self.received > d) {
+                        return self.fail(BodyError::LengthMismatch {
+                            declared,
+                            received: self.received,
+                        });
                     }
                     self.current = data;
                     return Poll::Ready(Some(Ok(Frame::data(self.take_chunk()))));

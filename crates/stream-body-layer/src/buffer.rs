@@ -206,6 +206,7 @@ where
                 guard,
                 total,
                 config.max_body_size,
+                None,
                 config.chunk_size,
                 shared.clone(),
             );

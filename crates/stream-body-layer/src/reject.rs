@@ -135,6 +135,9 @@ impl Rejection {
                 min_rate: *min_rate,
             }),
             BodyError::Read(e) => Self::incomplete(e),
+            BodyError::LengthMismatch { declared, received } => {
+                Self::length_mismatch(*declared, *received)
+            }
         }
     }
 

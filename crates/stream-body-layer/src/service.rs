@@ -66,9 +66,10 @@ where
             Some(len) if len > config.max_body_size => {
                 ResponseFuture::reject(Rejection::too_large(config.max_body_size), http1, grace)
             }
-            Some(0) => {
-                // Nothing to read (a GET, most often): no budget, no guard, no allocation, and no
-                // spool directory (nothing can spill).
+            // Nothing to read (a GET, most often): no budget, no guard, no allocation, and no
+            // spool directory (nothing can spill). A body that says it has more (possible only for body types that do not enforce their
+            // `Content-Length`, unlike hyper's) is read and checked like any small body.
+            Some(0) if req.body().is_end_stream() => {
                 let (mut parts, _) = req.into_parts();
                 parts.extensions.insert(BodyMode::Buffered { len: 0 });
                 let req = Request::from_parts(parts, LimitedBody::buffered(Bytes::new(), None));
@@ -118,6 +119,7 @@ where
                     SlowGuard::new(config.slow),
                     0,
                     config.max_body_size,
+                    Some(len),
                     config.chunk_size,
                     shared.clone(),
                 );

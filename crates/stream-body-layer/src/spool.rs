@@ -189,12 +189,30 @@ pub enum SpoolError {
     Body(#[source] BoxError),
     /// Writing, reading or persisting the temporary file failed.
     #[error("spool file: {0}")]
-    Io(#[from] io::Error),
+    Io(#[source] io::Error),
+    /// The spool directory's filesystem is full (or the quota is used up): the body could not
+    /// be written or kept. The temporary file is gone.
+    #[error("spool directory is full: {0}")]
+    StorageFull(#[source] io::Error),
+}
+
+/// `ENOSPC` and `EDQUOT` become [`SpoolError::StorageFull`], anything else [`SpoolError::Io`].
+impl From<io::Error> for SpoolError {
+    fn from(e: io::Error) -> Self {
+        let full = e.kind() == io::ErrorKind::StorageFull
+            || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        if full {
+            SpoolError::StorageFull(e)
+        } else {
+            SpoolError::Io(e)
+        }
+    }
 }
 
 impl SpoolError {
     /// The status a handler should answer with: the body's own status (413, 408, 400) for body
-    /// errors, 500 for the server's directory or disk.
+    /// errors, 507 Insufficient Storage when the disk is full, 500 for any other trouble with
+    /// the server's directory or disk.
     pub fn status(&self) -> StatusCode {
         match self {
             SpoolError::Body(e) => {
@@ -207,6 +225,7 @@ impl SpoolError {
                 }
                 StatusCode::BAD_REQUEST
             }
+            SpoolError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -685,6 +704,18 @@ mod tests {
             b"across"
         );
         assert!(!temp.exists());
+    }
+
+    #[test]
+    fn a_full_disk_is_507_other_io_errors_500() {
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let err = SpoolError::from(io::Error::from_raw_os_error(errno));
+            assert!(matches!(err, SpoolError::StorageFull(_)), "{err}");
+            assert_eq!(err.status(), StatusCode::INSUFFICIENT_STORAGE);
+        }
+        let err = SpoolError::from(io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(err, SpoolError::Io(_)), "{err}");
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

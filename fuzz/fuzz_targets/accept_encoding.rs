@@ -1,0 +1,9 @@
+//! The Accept-Encoding parser and negotiation (harness/accept_encoding.rs).
+//! The same check runs over the committed seeds and under proptest in the normal test run
+//! (tests/fuzz_harnesses.rs).
+#![no_main]
+
+#[path = "../harness/accept_encoding.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::check(data));
