@@ -527,7 +527,7 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
         && let Some(reclaimer) = &config.reclaimer
     {
         // Non-blocking: starts a rate-limited, single-flight run on the blocking pool, or nothing.
-        reclaimer.reclaim_in_background();
+        reclaimer.reclaim_in_background(memory_probe::ReclaimTrigger::HeavyRequest);
     }
     if let Some(on_report) = &config.on_report {
         on_report(&report.to_report());

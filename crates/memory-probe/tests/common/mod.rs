@@ -122,6 +122,66 @@ pub async fn reclaim_is_single_flight_and_rate_limited() {
         }
         other => panic!("expected rate limiting, got {other:?}"),
     }
-    assert!(!reclaimer.reclaim_in_background());
+    assert!(!reclaimer.reclaim_in_background(memory_probe::ReclaimTrigger::HeavyRequest));
     assert_eq!(reclaimer.runs(), 1);
+}
+
+/// Every run is counted under the trigger that started it, whoever joins it; a refused call counts
+/// nothing; the history and the totals agree.
+pub async fn reclaim_counts_every_run_by_trigger() {
+    use memory_probe::ReclaimTrigger;
+
+    let reclaimer = Reclaimer::builder()
+        .min_interval(Duration::from_millis(50))
+        .build();
+    let report = reclaimer.reclaim().await.expect("a run");
+    assert_eq!(
+        report.trigger,
+        ReclaimTrigger::Api,
+        "reclaim() is the program's"
+    );
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Two callers, one run: counted once, under the trigger that started it.
+    let (a, b) = tokio::join!(
+        reclaimer.reclaim_for(ReclaimTrigger::Critical),
+        reclaimer.reclaim_for(ReclaimTrigger::Scheduled)
+    );
+    assert_eq!(a.as_ref().unwrap(), b.as_ref().unwrap());
+    let shared = a.unwrap().trigger;
+    assert!(matches!(
+        shared,
+        ReclaimTrigger::Critical | ReclaimTrigger::Scheduled
+    ));
+    // Refused by the rate limit: nothing counted.
+    assert!(matches!(
+        reclaimer.reclaim_for(ReclaimTrigger::Warning).await,
+        Err(memory_probe::ReclaimError::RateLimited { .. })
+    ));
+    // A background run for a heavy request, then the trailing one it schedules when refused.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(reclaimer.reclaim_in_background(ReclaimTrigger::HeavyRequest));
+    assert!(!reclaimer.reclaim_in_background(ReclaimTrigger::HeavyRequest));
+    for _ in 0..100 {
+        if reclaimer.stats().trigger(ReclaimTrigger::HeavyRequest).runs == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = reclaimer.stats();
+    assert_eq!(stats.trigger(ReclaimTrigger::Api).runs, 1);
+    assert_eq!(stats.trigger(shared).runs, 1);
+    assert_eq!(stats.trigger(ReclaimTrigger::Warning).runs, 0);
+    assert_eq!(stats.trigger(ReclaimTrigger::HeavyRequest).runs, 2);
+    let total = stats.total();
+    assert_eq!(total.runs, 4);
+    assert_eq!(total.runs, reclaimer.runs());
+    assert_eq!(total.released_bytes, reclaimer.released_bytes_total());
+    let history = reclaimer.history();
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[0].trigger, ReclaimTrigger::Api);
+    assert_eq!(stats.last.as_ref(), history.last());
+    assert_eq!(
+        total.duration,
+        history.iter().map(|r| r.duration).sum::<Duration>()
+    );
 }
