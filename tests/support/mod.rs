@@ -27,7 +27,7 @@ pub fn example_path(name: &str) -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: String,
-    /// Standard output lines after the listening line.
+    /// Standard output lines, all but the listening line (start-up warnings included).
     pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// The server's `UPLOAD_DIR`.
     pub upload_dir: tempfile::TempDir,
@@ -45,12 +45,17 @@ const SERVER_VARIABLES: &[&str] = &[
     "DRAIN_DELAY_MS",
     "DRAIN_TIMEOUT_MS",
     "HEAP_PROFILE_TOKEN",
+    "HEAP_PROFILE_DIR",
+    "HEAP_PROFILE_ON_EXIT",
+    "ADMIN_BIND",
+    "ADMIN_PORT",
     "MEMORY_MONITORING_ENABLED",
     "MEMORY_WARNING_THRESHOLD",
     "MEMORY_CRITICAL_THRESHOLD",
     "MEMORY_CHECK_INTERVAL",
     "MEMORY_CLEANUP_ENABLED",
     "MEMORY_CLEANUP_INTERVAL",
+    "MEMORY_CLEANUP_AGGRESSIVE",
     "MEMORY_LIMIT_BYTES",
     "MEMORY_ALLOCATOR_PROFILE",
     "STREAM_FILE_THRESHOLD",
@@ -64,6 +69,7 @@ const SERVER_VARIABLES: &[&str] = &[
     "MEMORY_ADMISSION_TIMEOUT",
     "MEMORY_ADMISSION_FLOOR",
     "MEMORY_PARK_TIMEOUT",
+    "MEMORY_LOG_QUERY",
     "MALLOC_CONF",
     "_RJEM_MALLOC_CONF",
 ];
@@ -82,6 +88,11 @@ impl Server {
     /// monitor finds there: no `MEMORY_LIMIT_BYTES` unless `env` sets one.
     pub fn start_in(cgroup: &cgroup::MemoryCgroup, name: &str, env: &[(&str, &str)]) -> Server {
         Self::spawn(cgroup.command(example_path(name)), env, None)
+    }
+
+    /// Starts `cmd` (a wrapper that ends by exec'ing an example) like [`start`](Self::start).
+    pub fn start_command(cmd: Command, env: &[(&str, &str)]) -> Server {
+        Self::spawn(cmd, env, Some("1099511627776"))
     }
 
     fn spawn(mut cmd: Command, env: &[(&str, &str)], limit: Option<&str>) -> Server {
@@ -128,6 +139,8 @@ impl Server {
                         .collect();
                     announced = true;
                     let _ = tx.send(addr);
+                } else {
+                    sink.lock().unwrap().push(line);
                 }
             }
         });
@@ -135,6 +148,16 @@ impl Server {
             .recv_timeout(Duration::from_secs(30))
             .expect("the example announced no address within 30 s (or exited)");
         server
+    }
+
+    /// The output lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for an output line that satisfies `f`, and returns it.
+    pub fn wait_for_line(&self, timeout: Duration, what: &str, f: impl Fn(&str) -> bool) -> String {
+        wait_for(timeout, what, || self.lines().into_iter().find(|l| f(l)))
     }
 
     pub fn url(&self, path: &str) -> String {
