@@ -10,6 +10,8 @@
 //! - `GET /api/hello`
 //! - `GET /api/documents?count=N`: N realistic JSON records (default 1000, about 256 KiB)
 //! - `POST /api/documents`: a JSON array, buffered; `{"received": count}`
+//! - `POST /api/documents/stream`: NDJSON of any size, processed record by record as it streams
+//!   in; `{"records": n, "bytes": n, "max_id": n, "score_sum": x}`
 //! - `POST /api/uploads`: streamed to a file in `UPLOAD_DIR`; `{"bytes": n, "sha256": "..."}`
 //! - `GET /api/events?count=N&interval_ms=M`: server-sent events
 //! - `GET /api/reports/heavy?mib=N`: an N MiB report built across awaits (the heavy path)
@@ -24,6 +26,7 @@
 
 mod config;
 mod documents;
+mod ndjson;
 mod routes;
 
 use std::net::SocketAddr;
@@ -114,6 +117,7 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
             "/api/documents",
             get(routes::list_documents).post(routes::receive_documents),
         )
+        .route("/api/documents/stream", post(ndjson::stream_documents))
         .route("/api/uploads", post(routes::upload))
         .route("/api/events", get(routes::events))
         .route("/api/reports/heavy", get(routes::heavy_report))

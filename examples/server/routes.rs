@@ -49,8 +49,12 @@ impl Uploads {
 pub struct AppError(StatusCode, String);
 
 impl AppError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub fn bad_request(message: impl Into<String>) -> Self {
         AppError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        AppError(StatusCode::PAYLOAD_TOO_LARGE, message.into())
     }
 }
 
