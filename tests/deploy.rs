@@ -213,6 +213,44 @@ fn dashboard_queries_are_valid_promql() {
 }
 
 #[test]
+fn manifests_give_the_server_writable_directories_and_an_admin_port() {
+    let deployment = std::fs::read_to_string(deploy("kubernetes/deployment.yaml")).unwrap();
+    let config = std::fs::read_to_string(deploy("kubernetes/configmap.yaml")).unwrap();
+    let value = |key: &str| -> String {
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .trim_matches('"')
+            .to_string()
+    };
+    // The root file system is read-only: each directory the server writes is a volume.
+    assert!(deployment.contains("readOnlyRootFilesystem: true"));
+    for key in ["UPLOAD_DIR", "HEAP_PROFILE_DIR"] {
+        let dir = value(key);
+        assert!(
+            deployment.contains(&format!("mountPath: {dir}")),
+            "{key}={dir} is not a volume mount"
+        );
+    }
+    assert_eq!(value("MEMORY_ALLOCATOR_PROFILE"), "memory-first");
+    // Metrics are scraped from the admin listener, which the public Service does not expose.
+    let admin = value("ADMIN_PORT");
+    assert!(deployment.contains(&format!("containerPort: {admin}")));
+    assert!(deployment.contains(&format!("prometheus.io/port: \"{admin}\"")));
+    assert!(deployment.contains("prometheus.io/path: \"/metrics\""));
+    let prometheus = std::fs::read_to_string(deploy("prometheus/prometheus.yml")).unwrap();
+    assert!(prometheus.contains("metrics_path: /metrics"));
+    assert!(prometheus.contains(&format!("port: {admin}")));
+    let services = std::fs::read_to_string(deploy("kubernetes/service.yaml")).unwrap();
+    let public = services.split("---").next().unwrap();
+    assert!(
+        !public.contains("admin"),
+        "the public Service exposes the admin port"
+    );
+}
+
+#[test]
 fn the_adapter_serves_the_governor_queue_to_the_hpa() {
     let adapter = std::fs::read_to_string(deploy("kubernetes/prometheus-adapter.yaml")).unwrap();
     let field = |key: &str| -> String {

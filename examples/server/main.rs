@@ -18,6 +18,7 @@
 //! - `/api/health`, `/api/health/live`, `/api/health/ready`, `/api/metrics`,
 //!   `/api/debug/pprof/heap` (with `HEAP_PROFILE_TOKEN`; dumps go through `HEAP_PROFILE_DIR`);
 //!   with `ADMIN_PORT`, `/metrics` and `/debug/pprof/heap` move to the admin listener
+//! - `server --probe http://127.0.0.1:5000/api/health/live`: the container health check
 //!
 //! The stack, outermost first: HealthLayer, PressureShedLayer, MemoryInterceptorLayer,
 //! CompressionLayer, DecompressionLayer, StreamBodyLayer, handler, built by
@@ -27,6 +28,7 @@
 mod config;
 mod documents;
 mod ndjson;
+mod probe;
 mod routes;
 
 use std::net::SocketAddr;
@@ -52,6 +54,10 @@ static GLOBAL: Jemalloc = Jemalloc;
 pub static malloc_conf: &[u8; 27] = b"prof:true,prof_active:true\0";
 
 fn main() {
+    // `server --probe URL`: the container's health check (no curl in the image).
+    if let Some(code) = probe::from_args() {
+        std::process::exit(code);
+    }
     let config = match ServerConfig::from_env() {
         Ok(config) => config,
         Err(e) => {
