@@ -7,7 +7,7 @@ use std::process::Command;
 
 mod support;
 
-use support::dashboard_queries;
+use support::{dashboard_queries, dashboard_targets, legend_labels};
 
 fn deploy(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -210,6 +210,31 @@ fn dashboard_queries_are_valid_promql() {
         .arg("rules")
         .arg(&file));
     assert!(ok, "{text}");
+}
+
+#[test]
+fn every_dashboard_legend_is_plain_label_placeholders() {
+    // The parser on known answers first, so a pass below means something.
+    assert_eq!(legend_labels("RSS {{instance}}").unwrap(), ["instance"]);
+    assert_eq!(legend_labels("p50").unwrap(), Vec::<String>::new());
+    assert!(legend_labels("RSS {{{{instance}}}}").is_err());
+    assert!(legend_labels("RSS {instance}").is_err());
+    assert!(legend_labels("{{instance}").is_err());
+    let targets = dashboard_targets();
+    assert!(targets.len() >= 40, "{} targets", targets.len());
+    for t in &targets {
+        assert!(
+            !t.legend.is_empty(),
+            "{}: {} has no legend",
+            t.panel,
+            t.expr
+        );
+        if let Err(e) = legend_labels(&t.legend) {
+            panic!("{}: {e}", t.panel);
+        }
+    }
+    // (Whether each label is one the query keeps is checked against a real Prometheus in
+    // tests/prometheus.rs.)
 }
 
 #[test]

@@ -237,26 +237,70 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().expect("status code"), body.to_string())
 }
 
-/// The PromQL expressions of the Grafana dashboard, with Grafana's variables filled in.
-pub fn dashboard_queries() -> Vec<String> {
+/// One query of the Grafana dashboard, with Grafana's variables filled in.
+pub struct DashboardTarget {
+    pub panel: String,
+    pub expr: String,
+    pub legend: String,
+}
+
+/// Every query of the Grafana dashboard, with Grafana's variables filled in.
+pub fn dashboard_targets() -> Vec<DashboardTarget> {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboard.json");
     let text = std::fs::read_to_string(path).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut exprs = Vec::new();
+    let mut targets = Vec::new();
     for panel in json["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
-            exprs.push(
-                target["expr"]
+            targets.push(DashboardTarget {
+                panel: panel["title"].as_str().unwrap().to_string(),
+                expr: target["expr"]
                     .as_str()
                     .unwrap()
                     .replace("$__rate_interval", "5m")
                     .replace("$job", ".*")
                     .replace("$instance", ".*"),
-            );
+                legend: target["legendFormat"].as_str().unwrap_or("").to_string(),
+            });
         }
     }
-    exprs
+    targets
+}
+
+/// The PromQL expressions of the Grafana dashboard, with Grafana's variables filled in.
+pub fn dashboard_queries() -> Vec<String> {
+    dashboard_targets().into_iter().map(|t| t.expr).collect()
+}
+
+/// The label names a Grafana legend format refers to (`{{route}}` -> `route`); `Err` with the
+/// offending text when the format has anything else in braces (`{{{{instance}}}}`, `{x}`).
+pub fn legend_labels(legend: &str) -> Result<Vec<String>, String> {
+    let mut labels = Vec::new();
+    let mut rest = legend;
+    while let Some(open) = rest.find(['{', '}']) {
+        let tail = &rest[open..];
+        let Some(inner) = tail.strip_prefix("{{") else {
+            return Err(format!("stray brace in {legend:?}"));
+        };
+        let close = inner
+            .find("}}")
+            .ok_or_else(|| format!("unclosed placeholder in {legend:?}"))?;
+        let name = inner[..close].trim();
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "{{{{{name}}}}} is not a label placeholder in {legend:?}"
+            ));
+        }
+        labels.push(name.to_string());
+        rest = &inner[close + 2..];
+    }
+    Ok(labels)
 }
 
 /// A port that was free a moment ago (for programs that cannot report the port they bound).
