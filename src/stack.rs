@@ -20,8 +20,8 @@ use memory_health::{
     BuildError, Drain, HealthLayer, HealthService, MemoryConfig, MemoryMonitor, PressureShedLayer,
     PressureShedService, StartError,
 };
-use memory_interceptor_layer::{Ledger, MemoryInterceptor, MemoryInterceptorLayer};
-use memory_probe::{MemoryBudget, Reclaimer};
+use memory_interceptor_layer::{InFlight, Ledger, MemoryInterceptor, MemoryInterceptorLayer};
+use memory_probe::{MemoryBudget, PressureSignal, Reclaimer};
 use pin_project_lite::pin_project;
 use stream_body_layer::{SpoolConfig, StreamBodyLayer, StreamBodyService};
 use tower_layer::Layer;
@@ -54,6 +54,7 @@ pub struct MemoryStackBuilder {
     top_routes: usize,
     prefix: Option<String>,
     route_classifier: Option<std::sync::Arc<RouteFn>>,
+    admin: bool,
 }
 
 impl std::fmt::Debug for MemoryStackBuilder {
@@ -64,6 +65,7 @@ impl std::fmt::Debug for MemoryStackBuilder {
             .field("max_request_memory", &self.max_request_memory)
             .field("ledger_routes", &self.ledger_routes)
             .field("top_routes", &self.top_routes)
+            .field("admin_endpoints", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +80,23 @@ pub enum StackError {
     /// The monitor could not start (no Tokio runtime).
     #[error("memory monitor: {0}")]
     Start(#[from] StartError),
+    /// Heap profiles are configured (`HEAP_PROFILE_TOKEN`, `HEAP_PROFILE_ON_EXIT`) but their
+    /// directory cannot take a dump.
+    #[cfg(feature = "heap-profile")]
+    #[error("heap profiles: {0}")]
+    Profile(#[from] memory_health::HeapProfileError),
+}
+
+impl StackError {
+    /// Whether the refusal comes from the machine rather than from the configuration's values:
+    /// a heap-profile directory that does not exist or cannot be written here.
+    pub fn is_environmental(&self) -> bool {
+        #[cfg(feature = "heap-profile")]
+        if matches!(self, StackError::Profile(_)) {
+            return true;
+        }
+        false
+    }
 }
 
 impl MemoryStackBuilder {
@@ -135,40 +154,98 @@ impl MemoryStackBuilder {
         self
     }
 
+    /// Serves `/metrics` and `/debug/pprof/heap` on a separate layer for an admin listener
+    /// ([`MemoryStack::admin_layer`], at the root: `/metrics`, `/debug/pprof/heap`, `/health`,
+    /// `/health/live`, `/health/ready`) instead of under the public prefix (default false: all
+    /// endpoints under the prefix). The health and probe endpoints stay on the public layer too.
+    pub fn admin_endpoints(mut self, separate: bool) -> Self {
+        self.admin = separate;
+        self
+    }
+
     /// Builds the monitor, the budget, the ledger and the layers (the monitor is not started:
-    /// [`MemoryStack::start`]).
+    /// [`MemoryStack::start`]), and applies the configured allocator profile now, whether or not
+    /// the monitor will run.
     pub fn build(self) -> Result<MemoryStack, StackError> {
         let c = &self.config;
+        c.apply_allocator_profile();
         // One reclaimer for the monitor's schedule and the interceptor's heavy requests: their
-        // runs coalesce and share one rate limit. One budget for what requests hold: the
-        // governor's admissions and growth and the buffered bodies.
+        // runs coalesce, share one rate limit and are counted together. One budget for what
+        // requests hold: the governor's admissions and growth and the buffered bodies. One
+        // pressure signal, published by the monitor, read by the layers.
         let reclaimer = Reclaimer::new();
         let budget = c.budget();
-        let monitor = c
-            .monitor_builder()
-            .reclaimer(reclaimer.clone())
-            .budget(budget.clone(), c.request_budget)
-            .build()?;
-        let signal = monitor.signal();
+        let signal = PressureSignal::new();
         let ledger = Ledger::new(self.ledger_routes);
 
-        let mut health = HealthLayer::new(&monitor).ledger(ledger.clone(), self.top_routes);
+        let mut interceptor = MemoryInterceptorLayer::new()
+            .ledger(ledger.clone())
+            .reclaimer(reclaimer.clone())
+            .max_request_memory(self.max_request_memory)
+            .abort_under_pressure(signal.clone())
+            .log_query_strings(c.log_query_strings);
+        if c.governor_enabled {
+            interceptor = interceptor.governor(c.governor(budget.clone()));
+        }
+        if let Some(classify) = self.route_classifier {
+            interceptor = interceptor.route_classifier(move |m, u| classify(m, u));
+        }
+        // Taken after the last builder call (each call makes a new registry).
+        let in_flight = interceptor.in_flight();
+
+        let mut monitor = c
+            .monitor_builder()
+            .signal(signal.clone())
+            .reclaimer(reclaimer.clone())
+            .budget(budget.clone(), c.request_budget);
+        if let Some(in_flight) = &in_flight {
+            monitor = monitor.in_flight(in_flight.clone());
+        }
+        let monitor = monitor.build()?;
+
+        let with_views = |mut health: HealthLayer| {
+            health = health.ledger(ledger.clone(), self.top_routes);
+            if let Some(in_flight) = &in_flight {
+                health = health.in_flight(in_flight.clone());
+            }
+            health
+        };
+        let mut health = with_views(HealthLayer::new(&monitor));
         if let Some(prefix) = &self.prefix {
             health = health.prefix(prefix.clone());
         }
+        let drain = health.drain_handle();
+        // The endpoints an operator should not expose publicly (metrics, heap profile) go on
+        // the admin layer when there is one.
+        let mut admin = self
+            .admin
+            .then(|| with_views(HealthLayer::new(&monitor).prefix("")).drain(drain.clone()));
+        #[cfg_attr(
+            not(any(feature = "prometheus", feature = "heap-profile")),
+            allow(unused_variables)
+        )]
+        let private = admin.as_mut().unwrap_or(&mut health);
         #[cfg(feature = "prometheus")]
         if let Some(metrics) = self.metrics {
-            health = health.metrics(metrics);
+            *private = private.clone().metrics(metrics);
             // Descriptions go to the recorder installed now.
             stream_body_layer::metrics::describe();
             compression_layer::metrics::describe_metrics();
         }
-        // Without the `heap-profile` feature there is no profile endpoint to guard (404).
         #[cfg(feature = "heap-profile")]
-        if let Some(token) = &c.profile_token {
-            health = health.heap_profile_token(token);
+        {
+            // Checked now, so a read-only directory stops the start with its name, instead of
+            // answering 500 when an operator needs a profile.
+            let dir = c.profile_dir();
+            if let Some(token) = &c.profile_token {
+                memory_health::check_profile_dir(&dir)?;
+                *private = private.clone().heap_profile_token(token);
+            }
+            *private = private.clone().heap_profile_dir(dir);
+            if let Some(path) = &c.heap_profile_on_exit {
+                memory_health::check_profile_dir(parent_dir(path))?;
+            }
         }
-        let drain = health.drain_handle();
 
         // With the governor, request memory is bounded by construction: shedding between the
         // thresholds would only refuse requests that cost nothing while the budget does its
@@ -179,18 +256,6 @@ impl MemoryStackBuilder {
         }
         if !c.governor_enabled {
             shed = shed.proportional(0.5);
-        }
-
-        let mut interceptor = MemoryInterceptorLayer::new()
-            .ledger(ledger.clone())
-            .reclaimer(reclaimer.clone())
-            .max_request_memory(self.max_request_memory)
-            .abort_under_pressure(signal.clone());
-        if c.governor_enabled {
-            interceptor = interceptor.governor(c.governor(budget.clone()));
-        }
-        if let Some(classify) = self.route_classifier {
-            interceptor = interceptor.route_classifier(move |m, u| classify(m, u));
         }
 
         let mut compression = CompressionLayer::new()
@@ -219,10 +284,13 @@ impl MemoryStackBuilder {
                 decompression: DecompressionLayer::new(),
                 body,
             },
+            admin,
             monitoring: c.monitoring_enabled,
+            exit_profile: c.heap_profile_on_exit.clone(),
             monitor,
             budget,
             ledger,
+            in_flight,
             reclaimer,
             drain,
         })
@@ -256,10 +324,14 @@ impl MemoryStackBuilder {
 /// ```
 pub struct MemoryStack {
     layer: MemoryStackLayer,
+    admin: Option<HealthLayer>,
     monitoring: bool,
+    #[cfg_attr(not(feature = "heap-profile"), allow(dead_code))]
+    exit_profile: Option<std::path::PathBuf>,
     monitor: MemoryMonitor,
     budget: MemoryBudget,
     ledger: Ledger,
+    in_flight: Option<InFlight>,
     reclaimer: Reclaimer,
     drain: Drain,
 }
@@ -287,6 +359,7 @@ impl MemoryStack {
             top_routes: DEFAULT_TOP_ROUTES,
             prefix: None,
             route_classifier: None,
+            admin: false,
         }
     }
 
@@ -307,6 +380,19 @@ impl MemoryStack {
     /// The layer to apply (once: `Router::layer(stack.layer())`, or in a `ServiceBuilder`).
     pub fn layer(&self) -> MemoryStackLayer {
         self.layer.clone()
+    }
+
+    /// The admin endpoints at the root (`/metrics`, `/debug/pprof/heap`, `/health`,
+    /// `/health/live`, `/health/ready`), for a listener of their own: `Some` with
+    /// [`MemoryStackBuilder::admin_endpoints`]. Apply it to a router with no routes
+    /// (`Router::new().layer(stack.admin_layer().unwrap())`): everything else is 404.
+    pub fn admin_layer(&self) -> Option<HealthLayer> {
+        self.admin.clone()
+    }
+
+    /// The requests in flight holding memory now, largest first (what `/health` lists).
+    pub fn in_flight(&self) -> Option<&InFlight> {
+        self.in_flight.as_ref()
     }
 
     /// The monitor.
@@ -334,9 +420,29 @@ impl MemoryStack {
         self.drain.clone()
     }
 
+    /// Writes the heap profile to `HEAP_PROFILE_ON_EXIT` (mode 0600), when it is set: call it
+    /// once the server has stopped. Blocking (a dump and a conversion). `None` when no path is
+    /// configured; the path and the profile's size otherwise.
+    #[cfg(feature = "heap-profile")]
+    pub fn write_exit_profile(
+        &self,
+    ) -> Option<Result<(std::path::PathBuf, u64), memory_health::HeapProfileError>> {
+        let path = self.exit_profile.as_ref()?;
+        Some(memory_health::write_heap_profile(path).map(|size| (path.clone(), size)))
+    }
+
     /// How long the shed layer's `Retry-After` is.
     pub fn retry_after(&self) -> Duration {
         self.monitor.interval().max(Duration::from_secs(1))
+    }
+}
+
+/// The directory a file path lives in (`.` for a bare file name).
+#[cfg(feature = "heap-profile")]
+fn parent_dir(path: &std::path::Path) -> std::path::PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 mod support;
 
-use support::dashboard_queries;
+use support::{dashboard_queries, dashboard_targets, legend_labels};
 
 fn deploy(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -213,6 +213,69 @@ fn dashboard_queries_are_valid_promql() {
 }
 
 #[test]
+fn every_dashboard_legend_is_plain_label_placeholders() {
+    // The parser on known answers first, so a pass below means something.
+    assert_eq!(legend_labels("RSS {{instance}}").unwrap(), ["instance"]);
+    assert_eq!(legend_labels("p50").unwrap(), Vec::<String>::new());
+    assert!(legend_labels("RSS {{{{instance}}}}").is_err());
+    assert!(legend_labels("RSS {instance}").is_err());
+    assert!(legend_labels("{{instance}").is_err());
+    let targets = dashboard_targets();
+    assert!(targets.len() >= 40, "{} targets", targets.len());
+    for t in &targets {
+        assert!(
+            !t.legend.is_empty(),
+            "{}: {} has no legend",
+            t.panel,
+            t.expr
+        );
+        if let Err(e) = legend_labels(&t.legend) {
+            panic!("{}: {e}", t.panel);
+        }
+    }
+    // (Whether each label is one the query keeps is checked against a real Prometheus in
+    // tests/prometheus.rs.)
+}
+
+#[test]
+fn manifests_give_the_server_writable_directories_and_an_admin_port() {
+    let deployment = std::fs::read_to_string(deploy("kubernetes/deployment.yaml")).unwrap();
+    let config = std::fs::read_to_string(deploy("kubernetes/configmap.yaml")).unwrap();
+    let value = |key: &str| -> String {
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .trim_matches('"')
+            .to_string()
+    };
+    // The root file system is read-only: each directory the server writes is a volume.
+    assert!(deployment.contains("readOnlyRootFilesystem: true"));
+    for key in ["UPLOAD_DIR", "HEAP_PROFILE_DIR"] {
+        let dir = value(key);
+        assert!(
+            deployment.contains(&format!("mountPath: {dir}")),
+            "{key}={dir} is not a volume mount"
+        );
+    }
+    assert_eq!(value("MEMORY_ALLOCATOR_PROFILE"), "memory-first");
+    // Metrics are scraped from the admin listener, which the public Service does not expose.
+    let admin = value("ADMIN_PORT");
+    assert!(deployment.contains(&format!("containerPort: {admin}")));
+    assert!(deployment.contains(&format!("prometheus.io/port: \"{admin}\"")));
+    assert!(deployment.contains("prometheus.io/path: \"/metrics\""));
+    let prometheus = std::fs::read_to_string(deploy("prometheus/prometheus.yml")).unwrap();
+    assert!(prometheus.contains("metrics_path: /metrics"));
+    assert!(prometheus.contains(&format!("port: {admin}")));
+    let services = std::fs::read_to_string(deploy("kubernetes/service.yaml")).unwrap();
+    let public = services.split("---").next().unwrap();
+    assert!(
+        !public.contains("admin"),
+        "the public Service exposes the admin port"
+    );
+}
+
+#[test]
 fn the_adapter_serves_the_governor_queue_to_the_hpa() {
     let adapter = std::fs::read_to_string(deploy("kubernetes/prometheus-adapter.yaml")).unwrap();
     let field = |key: &str| -> String {
@@ -278,4 +341,151 @@ fn the_adapter_serves_the_governor_queue_to_the_hpa() {
         !ok,
         "promtool must reject a broken query for the check above to mean anything"
     );
+}
+
+/// The rows of the README's migration table: (guide, here).
+fn migration_rows() -> Vec<(String, String)> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("## Migration from the Node.js guide")
+        .nth(1)
+        .expect("the migration section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Guide |"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split(" | ").collect();
+            assert_eq!(cells.len(), 2, "{l}");
+            (cells[0].trim().to_string(), cells[1].trim().to_string())
+        })
+        .collect()
+}
+
+/// The `code` spans of a table cell.
+fn code_spans(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_migration_table_covers_the_guide_and_agrees_with_the_server() {
+    use tower_memory::health::{Counterpart, VARIABLES, unrecognized_variables};
+    let rows = migration_rows();
+    let guide: String = rows
+        .iter()
+        .map(|(g, _)| g.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The guide's variables, flags, npm scripts, endpoints, metric names and panels.
+    for item in [
+        "NODE_ENV",
+        "NODE_MAX_OLD_SPACE_SIZE",
+        "NODE_MAX_SEMI_SPACE_SIZE",
+        "NODE_INITIAL_OLD_SPACE_SIZE",
+        "NODE_EXPOSE_GC",
+        "NODE_GC_MAX_OLD_GEN_SIZE",
+        "NODE_GC_MAX_YOUNG_GEN_SIZE",
+        "NODE_OPTIMIZE_FOR_MEMORY",
+        "NODE_OPTIONS",
+        "MEMORY_MONITORING_ENABLED",
+        "MEMORY_WARNING_THRESHOLD",
+        "MEMORY_CRITICAL_THRESHOLD",
+        "MEMORY_CHECK_INTERVAL_MS",
+        "MEMORY_GC_AFTER_THRESHOLD",
+        "MEMORY_CLEANUP_AGGRESSIVE",
+        "STREAM_HIGH_WATER_MARK",
+        "COMPRESSION_MEM_LEVEL",
+        "PAYLOAD_JSON_LIMIT",
+        "CACHE_MAX_SIZE",
+        "DB_POOL_MAX",
+        "REDIS_MAX_CLIENTS",
+        "UV_THREADPOOL_SIZE",
+        "--max-old-space-size",
+        "--expose-gc",
+        "--optimize-for-size",
+        "--gc-interval",
+        "--max-semi-space-size",
+        "npm run build",
+        "npm run start:prod",
+        "npm run start:prod:memory",
+        "npm run memory:snapshot",
+        "npm run memory:analysis",
+        "/api/metrics/memory/gc",
+        "/api/metrics/memory/prometheus",
+        "/api/metrics/memory/heap-spaces",
+        "numberOfDetachedContexts",
+        "nodejs_heap_size_used_bytes",
+        "nodejs_heap_size_total_bytes",
+        "nodejs_external_memory_bytes",
+        "nodejs_heap_space_size_total_bytes",
+        "process_resident_memory_bytes",
+        "Heap usage over time",
+        "RSS memory",
+        "GC pause duration",
+        "Memory allocation rate",
+        "Detached contexts",
+    ] {
+        assert!(
+            guide.contains(item),
+            "{item} is missing from the migration table"
+        );
+    }
+    // Where the server warns about a guide variable, the table names the same counterpart.
+    let server_vars = [
+        "BIND",
+        "PORT",
+        "ADMIN_BIND",
+        "ADMIN_PORT",
+        "LOG_FORMAT",
+        "MAX_BODY_SIZE",
+        "MAX_REQUEST_MEMORY",
+        "UPLOAD_DIR",
+        "DRAIN_DELAY_MS",
+        "DRAIN_TIMEOUT_MS",
+        "RUST_LOG",
+        "TOKIO_WORKER_THREADS",
+    ];
+    for (guide_cell, here) in &rows {
+        for name in code_spans(guide_cell) {
+            if VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
+            let is_variable = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !is_variable {
+                continue;
+            }
+            if let Some(found) = unrecognized_variables([&name]).first()
+                && let Counterpart::Use(counterpart, _) = found.counterpart
+            {
+                assert!(
+                    here.contains(counterpart),
+                    "{name}: the server says {counterpart}, the table says {here}"
+                );
+            }
+        }
+        // Every variable the table recommends is one the server reads.
+        for name in code_spans(here) {
+            let name = name.split('=').next().unwrap();
+            let looks_like_variable = name.len() > 3
+                && name.contains('_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if looks_like_variable {
+                assert!(
+                    VARIABLES.contains(&name) || server_vars.contains(&name),
+                    "the table recommends {name}, which nothing reads"
+                );
+            }
+        }
+    }
 }

@@ -8,7 +8,10 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Server, curl, dashboard_queries, free_port, wait_for};
+use support::cgroup::MemoryCgroup;
+use support::{
+    Server, curl, dashboard_queries, dashboard_targets, free_port, legend_labels, wait_for,
+};
 
 /// Metric names a PromQL expression reads (histogram/summary series map to their family).
 fn metric_names(expr: &str) -> BTreeSet<String> {
@@ -58,18 +61,24 @@ fn post_file(server: &Server, path: &str, bytes: usize) -> u16 {
     .0
 }
 
+/// The settings under which [`exercise`] reaches every path that records a metric.
+const EXERCISED: &[(&str, &str)] = &[
+    ("MEMORY_CHECK_INTERVAL", "100"),
+    ("MEMORY_CLEANUP_INTERVAL", "300"),
+    ("STREAM_FILE_THRESHOLD", "1048576"),
+    ("MAX_BODY_SIZE", "8388608"),
+    ("MAX_REQUEST_MEMORY", "67108864"),
+];
+
 /// A server driven through every path that records a metric, and its scrape.
 fn exercised_scrape() -> (String, serde_json::Value) {
-    let server = Server::start(
-        "server",
-        &[
-            ("MEMORY_CHECK_INTERVAL", "100"),
-            ("MEMORY_CLEANUP_INTERVAL", "300"),
-            ("STREAM_FILE_THRESHOLD", "1048576"),
-            ("MAX_BODY_SIZE", "8388608"),
-            ("MAX_REQUEST_MEMORY", "67108864"),
-        ],
-    );
+    let server = Server::start("server", EXERCISED);
+    exercise(&server)
+}
+
+/// Drives `server` (started with [`EXERCISED`]) through every path that records a metric and
+/// waits for the metrics that take a while; returns its scrape and its health report.
+fn exercise(server: &Server) -> (String, serde_json::Value) {
     assert_eq!(
         curl(&["-H", "Accept-Encoding: gzip", &server.url("/api/documents")]).0,
         200
@@ -96,8 +105,8 @@ fn exercised_scrape() -> (String, serde_json::Value) {
         curl(&[&documents[..], &[server.url("/api/documents").as_str()]].concat()).0,
         200
     );
-    assert_eq!(post_file(&server, "/api/uploads", 2 << 20), 200);
-    assert_eq!(post_file(&server, "/api/uploads", 9 << 20), 413);
+    assert_eq!(post_file(server, "/api/uploads", 2 << 20), 200);
+    assert_eq!(post_file(server, "/api/uploads", 9 << 20), 413);
     // Enough samples for a trend and at least one scheduled reclaim (the reclaimer allows one run
     // a second, so the schedule's first run may wait for the heavy request's one).
     let text = wait_for(Duration::from_secs(15), "trend and reclaim metrics", || {
@@ -185,6 +194,103 @@ fn a_full_scrape_passes_promtool_check_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn every_dashboard_legend_names_labels_its_query_keeps() {
+    // In a memory cgroup of its own where one can be made, so the cgroup panels have data too.
+    let cgroup = MemoryCgroup::create_or_skip("dashboard legends", "legends", 2 << 30);
+    let server = match &cgroup {
+        Some(cgroup) => Server::start_in(cgroup, "server", EXERCISED),
+        None => Server::start("server", EXERCISED),
+    };
+    exercise(&server);
+    let (port, _prometheus, _dir) = prometheus_scraping(&server, 1);
+
+    // Every target whose legend names labels: each series Prometheus answers carries them.
+    let targets: Vec<_> = dashboard_targets()
+        .into_iter()
+        .map(|t| {
+            let labels = legend_labels(&t.legend).unwrap();
+            (t, labels)
+        })
+        .filter(|(_, labels)| !labels.is_empty())
+        .filter(|(t, _)| cgroup.is_some() || !t.expr.contains("memory_cgroup_"))
+        .collect();
+    assert!(targets.len() >= 30, "{} targets with labels", targets.len());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut pending: Vec<_> = targets.iter().collect();
+    while !pending.is_empty() {
+        pending.retain(|(t, labels)| {
+            let Some(result) = query_all(port, &t.expr) else {
+                return true;
+            };
+            if result.is_empty() {
+                return true; // not scraped twice yet
+            }
+            for series in &result {
+                for label in labels {
+                    assert!(
+                        series["metric"].get(label.as_str()).is_some(),
+                        "{}: legend {:?} names {label}, which {} does not keep: {series}",
+                        t.panel,
+                        t.legend,
+                        t.expr
+                    );
+                }
+            }
+            false
+        });
+        if !pending.is_empty() {
+            let waiting: Vec<&str> = pending.iter().map(|(t, _)| t.expr.as_str()).collect();
+            assert!(
+                Instant::now() < deadline,
+                "no data from Prometheus for {waiting:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Every series of an instant query (`None` when Prometheus does not answer yet).
+fn query_all(port: u16, promql: &str) -> Option<Vec<serde_json::Value>> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-G", "--data-urlencode"])
+        .arg(format!("query={promql}"))
+        .arg(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .output()
+        .ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    assert_ne!(json["status"], "error", "{promql}: {json}");
+    json["data"]["result"].as_array().cloned()
+}
+
+/// A real Prometheus scraping `server` every `interval_s` seconds, on a free port.
+fn prometheus_scraping(server: &Server, interval_s: u32) -> (u16, Prometheus, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: {interval_s}s\n  evaluation_interval: {interval_s}s\n\
+         scrape_configs:\n  - job_name: tower-memory\n    metrics_path: /api/metrics\n    \
+         static_configs:\n      - targets: ['{}']\n",
+        server.addr
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let port = free_port();
+    let prometheus = Prometheus(
+        Command::new("prometheus")
+            .current_dir(dir.path())
+            .arg("--config.file=prometheus.yml")
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
+    (port, prometheus, dir)
 }
 
 struct Prometheus(Child);

@@ -174,9 +174,12 @@ fn two_thousand_slow_uploads_are_held_within_budget() {
         let stored = files(&dir);
         assert!(stored.iter().all(|f| f.starts_with("upload-")), "temporary files left");
         assert_eq!(stored.len(), before_files + UPLOADS);
-        let settled = wait_for_async(Duration::from_secs(10), "RSS back near idle", || async {
+        // Most of it given back: at least three quarters of the growth (jemalloc's default decay
+        // keeps a little of the rest for a while; 16 MiB absolute was measured at 15).
+        let back = idle + (growth / 4).max(16 * MIB);
+        let settled = wait_for_async(Duration::from_secs(15), "RSS back near idle", || async {
             let now = rss().rss_bytes;
-            (now < idle + 16 * MIB).then_some(now)
+            (now < back).then_some(now)
         })
         .await;
         println!("RSS back to {} MiB (idle {} MiB)", settled >> 20, idle >> 20);

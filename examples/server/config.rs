@@ -1,6 +1,6 @@
 //! The server's own settings, from the environment, next to memory-health's `MemoryConfig`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +13,10 @@ pub struct ServerConfig {
     pub bind: IpAddr,
     /// `PORT` (default 5000; 0 picks a free port).
     pub port: u16,
+    /// `ADMIN_BIND` and `ADMIN_PORT` (default unset: no admin listener): where `/metrics` and
+    /// `/debug/pprof/heap` are served instead of the public port (`ADMIN_BIND` defaults to
+    /// 127.0.0.1; `ADMIN_PORT` 0 picks a free port).
+    pub admin: Option<SocketAddr>,
     /// `LOG_FORMAT`: `text` (default) or `json` (one JSON object per line).
     pub json_logs: bool,
     /// `MAX_BODY_SIZE` (default 1 GiB): larger request bodies get 413.
@@ -67,14 +71,19 @@ fn flag(name: &str) -> Result<bool, ConfigError> {
 }
 
 fn var<T: FromStr>(name: &str, default: T, expected: &str) -> Result<T, ConfigError> {
+    Ok(optional_var(name, expected)?.unwrap_or(default))
+}
+
+fn optional_var<T: FromStr>(name: &str, expected: &str) -> Result<Option<T>, ConfigError> {
     match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(v)) => Err(ConfigError(format!(
             "{name}={v:?} is invalid: expected {expected}"
         ))),
         Ok(v) => v
             .trim()
             .parse()
+            .map(Some)
             .map_err(|_| ConfigError(format!("{name}={v:?} is invalid: expected {expected}"))),
     }
 }
@@ -113,9 +122,26 @@ impl ServerConfig {
             None => default_upload_dir(),
         };
         let memory = MemoryConfig::from_env()?;
+        let admin_bind: Option<IpAddr> = optional_var("ADMIN_BIND", "an IP address")?;
+        let admin_port: Option<u16> = optional_var("ADMIN_PORT", "a port number")?;
+        let admin = match (admin_bind, admin_port) {
+            (_, Some(port)) => Some(SocketAddr::new(
+                admin_bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+                port,
+            )),
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "ADMIN_BIND is set but ADMIN_PORT is not: set ADMIN_PORT to start the admin listener"
+                        .into(),
+                )
+                .into());
+            }
+            (None, None) => None,
+        };
         let config = ServerConfig {
             bind: var("BIND", IpAddr::from([127, 0, 0, 1]), "an IP address")?,
             port: var("PORT", 5000, "a port number")?,
+            admin,
             json_logs,
             max_body_size: var("MAX_BODY_SIZE", 1 << 30, "bytes")?,
             max_request_memory: var("MAX_REQUEST_MEMORY", 1 << 30, "bytes")?,
@@ -168,6 +194,7 @@ impl ServerConfig {
         serde_json::json!({
             "bind": self.bind.to_string(),
             "port": self.port,
+            "admin": self.admin.map(|a| a.to_string()),
             "log_format": if self.json_logs { "json" } else { "text" },
             "max_body_size": self.max_body_size,
             "max_request_memory": self.max_request_memory,
@@ -185,6 +212,8 @@ impl ServerConfig {
             "memory_check_interval_ms": m.check_interval.as_millis() as u64,
             "memory_cleanup_enabled": m.cleanup_enabled,
             "memory_cleanup_interval_ms": m.cleanup_interval.as_millis() as u64,
+            "memory_cleanup_aggressive": m.cleanup_aggressive,
+            "memory_reclaim_on_warning": m.reclaim_on_warning,
             "memory_limit_bytes": m.limit_bytes,
             "memory_allocator_profile": m.allocator_profile.map(|p| p.to_string()),
             "stream_file_threshold": m.stream_file_threshold,
@@ -193,12 +222,15 @@ impl ServerConfig {
             "compression_level": m.compression_level,
             "compression_threshold": m.compression_threshold,
             "heap_profile": m.profile_token.is_some(),
+            "heap_profile_dir": m.profile_dir().display().to_string(),
+            "heap_profile_on_exit": m.heap_profile_on_exit.as_ref().map(|p| p.display().to_string()),
             "memory_governor_enabled": m.governor_enabled,
             "memory_request_budget": format!("{:?}", m.request_budget),
             "memory_admission_queue": m.admission_queue,
             "memory_admission_timeout_ms": m.admission_timeout.as_millis() as u64,
             "memory_admission_floor": m.admission_floor,
             "memory_park_timeout_ms": m.park_timeout.as_millis() as u64,
+            "memory_log_query": m.log_query_strings,
         })
     }
 }

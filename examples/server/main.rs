@@ -10,11 +10,15 @@
 //! - `GET /api/hello`
 //! - `GET /api/documents?count=N`: N realistic JSON records (default 1000, about 256 KiB)
 //! - `POST /api/documents`: a JSON array, buffered; `{"received": count}`
+//! - `POST /api/documents/stream`: NDJSON of any size, processed record by record as it streams
+//!   in; `{"records": n, "bytes": n, "max_id": n, "score_sum": x}`
 //! - `POST /api/uploads`: streamed to a file in `UPLOAD_DIR`; `{"bytes": n, "sha256": "..."}`
 //! - `GET /api/events?count=N&interval_ms=M`: server-sent events
 //! - `GET /api/reports/heavy?mib=N`: an N MiB report built across awaits (the heavy path)
 //! - `/api/health`, `/api/health/live`, `/api/health/ready`, `/api/metrics`,
-//!   `/api/debug/pprof/heap` (with `HEAP_PROFILE_TOKEN`)
+//!   `/api/debug/pprof/heap` (with `HEAP_PROFILE_TOKEN`; dumps go through `HEAP_PROFILE_DIR`);
+//!   with `ADMIN_PORT`, `/metrics` and `/debug/pprof/heap` move to the admin listener
+//! - `server --probe http://127.0.0.1:5000/api/health/live`: the container health check
 //! - `GET /api/faults/panic` (with `FAULT_ROUTES=true`): a handler that panics
 //!
 //! The stack, outermost first: HealthLayer, PressureShedLayer, MemoryInterceptorLayer,
@@ -26,6 +30,8 @@
 
 mod config;
 mod documents;
+mod ndjson;
+mod probe;
 mod routes;
 mod serve;
 
@@ -54,6 +60,10 @@ static GLOBAL: Jemalloc = Jemalloc;
 pub static malloc_conf: &[u8; 27] = b"prof:true,prof_active:true\0";
 
 fn main() {
+    // `server --probe URL`: the container's health check (no curl in the image).
+    if let Some(code) = probe::from_args() {
+        std::process::exit(code);
+    }
     let config = match ServerConfig::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -62,6 +72,9 @@ fn main() {
         }
     };
     init_logging(config.json_logs);
+    // One warning per variable meant for this server that it does not read (the Node.js
+    // guide's NODE_* settings, misspelt MEMORY_* names), naming what to use instead.
+    memory_health::warn_unrecognized_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +88,8 @@ fn main() {
 fn init_logging(json: bool) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: log files, `kubectl logs` and log shippers get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     if json {
         tracing_subscriber::fmt()
             .json()
@@ -83,7 +98,10 @@ fn init_logging(json: bool) {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
     }
 }
 
@@ -104,6 +122,7 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
                 .build()?,
         )
         .metrics(PrometheusMetrics::install()?)
+        .admin_endpoints(config.admin.is_some())
         .build()?;
     stack.start()?;
     let drain = stack.drain();
@@ -114,6 +133,7 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
             "/api/documents",
             get(routes::list_documents).post(routes::receive_documents),
         )
+        .route("/api/documents/stream", post(ndjson::stream_documents))
         .route("/api/uploads", post(routes::upload))
         .route("/api/events", get(routes::events))
         .route("/api/reports/heavy", get(routes::heavy_report));
@@ -138,6 +158,14 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let stop_signal = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port)).await?;
     let addr = listener.local_addr()?;
+    // The admin listener: metrics and the heap profile, off the public port.
+    let admin = match (config.admin, stack.admin_layer()) {
+        (Some(at), Some(layer)) => {
+            let listener = tokio::net::TcpListener::bind(at).await?;
+            Some((listener, Router::new().layer(layer)))
+        }
+        _ => None,
+    };
     let summary = config.summary();
     if config.json_logs {
         tracing::info!(
@@ -153,6 +181,21 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
             check.backend, check.allocator
         );
         println!("configuration {summary}");
+    }
+    // Announced after the public address (tests and scripts read that one first).
+    if let Some((admin_listener, admin_app)) = admin {
+        let admin_addr = admin_listener.local_addr()?;
+        if config.json_logs {
+            tracing::info!("admin listening on http://{admin_addr}");
+        } else {
+            println!("admin listening on http://{admin_addr}");
+        }
+        // Lives until the process exits: metrics and profiles stay reachable during the drain.
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin_listener, admin_app).await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
     }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -186,6 +229,15 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
         ),
     }
     stack.stop();
+    // HEAP_PROFILE_ON_EXIT: what was still allocated at the end, for `pprof -diff_base`.
+    if let Some(result) = tokio::task::block_in_place(|| stack.write_exit_profile()) {
+        match result {
+            Ok((path, bytes)) => {
+                tracing::info!(path = %path.display(), bytes, "heap profile written on exit")
+            }
+            Err(e) => tracing::error!(error = %e, "heap profile on exit failed"),
+        }
+    }
     tracing::info!("shut down");
     Ok(())
 }

@@ -49,8 +49,12 @@ impl Uploads {
 pub struct AppError(StatusCode, String);
 
 impl AppError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub fn bad_request(message: impl Into<String>) -> Self {
         AppError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        AppError(StatusCode::PAYLOAD_TOO_LARGE, message.into())
     }
 }
 
@@ -174,6 +178,7 @@ pub async fn events(
 #[derive(Deserialize)]
 pub struct HeavyQuery {
     mib: Option<u64>,
+    hold_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -185,8 +190,10 @@ pub struct HeavyReport {
     allocated_bytes: Option<u64>,
 }
 
-/// `GET /api/reports/heavy?mib=N` (default 64, at most 4096): builds an N MiB report in memory,
-/// one MiB per step with an await between steps, and answers a summary. Over 50 MiB the
+/// `GET /api/reports/heavy?mib=N&hold_ms=M` (default 64 MiB, at most 4096; hold 0 ms, at most
+/// 60000): builds an N MiB report in memory, one MiB per step with an await between steps, holds
+/// it M ms more (a report waiting on a slow dependency: what `/api/health` shows in flight), and
+/// answers a summary. Over 50 MiB the
 /// interceptor logs it as heavy and reclaims afterwards; over `MAX_REQUEST_MEMORY` it is aborted
 /// with 503 at a poll boundary and its memory freed.
 pub async fn heavy_report(
@@ -196,6 +203,10 @@ pub async fn heavy_report(
     let mib = q.mib.unwrap_or(64);
     if !(1..=4096).contains(&mib) {
         return Err(AppError::bad_request("mib must be between 1 and 4096"));
+    }
+    let hold = q.hold_ms.unwrap_or(0);
+    if hold > 60_000 {
+        return Err(AppError::bad_request("hold_ms must be at most 60000"));
     }
     let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
     let mut checksum = 0u64;
@@ -207,6 +218,9 @@ pub async fn heavy_report(
             .wrapping_add(page[page.len() / 2] as u64);
         pages.push(page);
         tokio::task::yield_now().await;
+    }
+    if hold > 0 {
+        tokio::time::sleep(Duration::from_millis(hold)).await;
     }
     let bytes = pages.iter().map(|p| p.len() as u64).sum();
     Ok(Json(HeavyReport {

@@ -36,9 +36,13 @@ pub fn check_pairs(pairs: &[(String, String)]) {
             assert!(!c.check_interval.is_zero() && !c.cleanup_interval.is_zero());
             assert!((1..=16 << 20).contains(&c.stream_chunk_size));
             assert!(c.compression_level.is_none_or(|l| l <= 9));
-            // Whatever parses must build: the monitor, the budget and every layer.
-            if let Err(e) = MemoryStack::builder(c.clone()).build() {
-                panic!("{c:?} parsed but does not build: {e}");
+            // Whatever parses must build: the monitor, the budget and every layer. The one
+            // refusal that depends on the machine, not on the values: a heap-profile directory
+            // that does not exist or cannot be written here.
+            match MemoryStack::builder(c.clone()).build() {
+                Ok(_) => {}
+                Err(e) if e.is_environmental() => {}
+                Err(e) => panic!("{c:?} parsed but does not build: {e}"),
             }
         }
         Err(e) => {

@@ -36,7 +36,7 @@ pub fn example_path(name: &str) -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: String,
-    /// Standard output lines after the listening line.
+    /// Standard output lines, all but the listening line (start-up warnings included).
     pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// The server's `UPLOAD_DIR`.
     pub upload_dir: tempfile::TempDir,
@@ -59,12 +59,17 @@ const SERVER_VARIABLES: &[&str] = &[
     "DRAIN_DELAY_MS",
     "DRAIN_TIMEOUT_MS",
     "HEAP_PROFILE_TOKEN",
+    "HEAP_PROFILE_DIR",
+    "HEAP_PROFILE_ON_EXIT",
+    "ADMIN_BIND",
+    "ADMIN_PORT",
     "MEMORY_MONITORING_ENABLED",
     "MEMORY_WARNING_THRESHOLD",
     "MEMORY_CRITICAL_THRESHOLD",
     "MEMORY_CHECK_INTERVAL",
     "MEMORY_CLEANUP_ENABLED",
     "MEMORY_CLEANUP_INTERVAL",
+    "MEMORY_CLEANUP_AGGRESSIVE",
     "MEMORY_LIMIT_BYTES",
     "MEMORY_ALLOCATOR_PROFILE",
     "STREAM_FILE_THRESHOLD",
@@ -78,6 +83,7 @@ const SERVER_VARIABLES: &[&str] = &[
     "MEMORY_ADMISSION_TIMEOUT",
     "MEMORY_ADMISSION_FLOOR",
     "MEMORY_PARK_TIMEOUT",
+    "MEMORY_LOG_QUERY",
     "MALLOC_CONF",
     "_RJEM_MALLOC_CONF",
 ];
@@ -96,6 +102,11 @@ impl Server {
     /// monitor finds there: no `MEMORY_LIMIT_BYTES` unless `env` sets one.
     pub fn start_in(cgroup: &cgroup::MemoryCgroup, name: &str, env: &[(&str, &str)]) -> Server {
         Self::spawn(cgroup.command(example_path(name)), env, None)
+    }
+
+    /// Starts `cmd` (a wrapper that ends by exec'ing an example) like [`start`](Self::start).
+    pub fn start_command(cmd: Command, env: &[(&str, &str)]) -> Server {
+        Self::spawn(cmd, env, Some("1099511627776"))
     }
 
     fn spawn(mut cmd: Command, env: &[(&str, &str)], limit: Option<&str>) -> Server {
@@ -142,6 +153,8 @@ impl Server {
                         .collect();
                     announced = true;
                     let _ = tx.send(addr);
+                } else {
+                    sink.lock().unwrap().push(line);
                 }
             }
         });
@@ -149,6 +162,16 @@ impl Server {
             .recv_timeout(Duration::from_secs(30))
             .expect("the example announced no address within 30 s (or exited)");
         server
+    }
+
+    /// The output lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for an output line that satisfies `f`, and returns it.
+    pub fn wait_for_line(&self, timeout: Duration, what: &str, f: impl Fn(&str) -> bool) -> String {
+        wait_for(timeout, what, || self.lines().into_iter().find(|l| f(l)))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -244,26 +267,70 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().expect("status code"), body.to_string())
 }
 
-/// The PromQL expressions of the Grafana dashboard, with Grafana's variables filled in.
-pub fn dashboard_queries() -> Vec<String> {
+/// One query of the Grafana dashboard, with Grafana's variables filled in.
+pub struct DashboardTarget {
+    pub panel: String,
+    pub expr: String,
+    pub legend: String,
+}
+
+/// Every query of the Grafana dashboard, with Grafana's variables filled in.
+pub fn dashboard_targets() -> Vec<DashboardTarget> {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboard.json");
     let text = std::fs::read_to_string(path).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut exprs = Vec::new();
+    let mut targets = Vec::new();
     for panel in json["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
-            exprs.push(
-                target["expr"]
+            targets.push(DashboardTarget {
+                panel: panel["title"].as_str().unwrap().to_string(),
+                expr: target["expr"]
                     .as_str()
                     .unwrap()
                     .replace("$__rate_interval", "5m")
                     .replace("$job", ".*")
                     .replace("$instance", ".*"),
-            );
+                legend: target["legendFormat"].as_str().unwrap_or("").to_string(),
+            });
         }
     }
-    exprs
+    targets
+}
+
+/// The PromQL expressions of the Grafana dashboard, with Grafana's variables filled in.
+pub fn dashboard_queries() -> Vec<String> {
+    dashboard_targets().into_iter().map(|t| t.expr).collect()
+}
+
+/// The label names a Grafana legend format refers to (`{{route}}` -> `route`); `Err` with the
+/// offending text when the format has anything else in braces (`{{{{instance}}}}`, `{x}`).
+pub fn legend_labels(legend: &str) -> Result<Vec<String>, String> {
+    let mut labels = Vec::new();
+    let mut rest = legend;
+    while let Some(open) = rest.find(['{', '}']) {
+        let tail = &rest[open..];
+        let Some(inner) = tail.strip_prefix("{{") else {
+            return Err(format!("stray brace in {legend:?}"));
+        };
+        let close = inner
+            .find("}}")
+            .ok_or_else(|| format!("unclosed placeholder in {legend:?}"))?;
+        let name = inner[..close].trim();
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "{{{{{name}}}}} is not a label placeholder in {legend:?}"
+            ));
+        }
+        labels.push(name.to_string());
+        rest = &inner[close + 2..];
+    }
+    Ok(labels)
 }
 
 /// A port that was free a moment ago (for programs that cannot report the port they bound).

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use memory_interceptor_layer::GovernorConfig;
 use memory_probe::MemoryBudget;
 
-use crate::allocator::AllocatorProfile;
+use crate::allocator::{AllocatorProfile, ProfileError, ProfileReport};
 use crate::budget::BudgetCapacity;
 use crate::monitor::MemoryMonitorBuilder;
 
@@ -18,6 +19,9 @@ const MAX_CHECK_INTERVAL_MS: u64 = 3_600_000;
 const MAX_CLEANUP_INTERVAL_MS: u64 = 86_400_000;
 /// Largest accepted `STREAM_CHUNK_SIZE`: 16 MiB (a larger frame defeats streaming).
 const MAX_CHUNK_SIZE: u64 = 16 << 20;
+/// The cleanup interval of the `MEMORY_CLEANUP_AGGRESSIVE` preset, unless
+/// `MEMORY_CLEANUP_INTERVAL` says otherwise: one minute.
+pub const AGGRESSIVE_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Every variable [`MemoryConfig`] reads, in the order of the README table.
 pub const VARIABLES: &[&str] = &[
@@ -27,9 +31,12 @@ pub const VARIABLES: &[&str] = &[
     "MEMORY_CHECK_INTERVAL",
     "MEMORY_CLEANUP_ENABLED",
     "MEMORY_CLEANUP_INTERVAL",
+    "MEMORY_CLEANUP_AGGRESSIVE",
     "MEMORY_LIMIT_BYTES",
     "MEMORY_ALLOCATOR_PROFILE",
     "HEAP_PROFILE_TOKEN",
+    "HEAP_PROFILE_DIR",
+    "HEAP_PROFILE_ON_EXIT",
     "STREAM_FILE_THRESHOLD",
     "STREAM_CHUNK_SIZE",
     "COMPRESSION_ENABLED",
@@ -41,6 +48,7 @@ pub const VARIABLES: &[&str] = &[
     "MEMORY_ADMISSION_TIMEOUT",
     "MEMORY_ADMISSION_FLOOR",
     "MEMORY_PARK_TIMEOUT",
+    "MEMORY_LOG_QUERY",
 ];
 
 /// Memory settings read from the environment (the variable names of the original guide, plus
@@ -81,8 +89,16 @@ pub struct MemoryConfig {
     pub check_interval: Duration,
     /// `MEMORY_CLEANUP_ENABLED` (default true): run the reclaim schedule.
     pub cleanup_enabled: bool,
-    /// `MEMORY_CLEANUP_INTERVAL` in ms (default 300 000).
+    /// `MEMORY_CLEANUP_INTERVAL` in ms (default 300 000; 60 000 with the aggressive preset).
     pub cleanup_interval: Duration,
+    /// `MEMORY_CLEANUP_AGGRESSIVE` (default false): the preset for memory-constrained services:
+    /// the `memory-first` allocator profile, a reclaim also on entering warning pressure, and a
+    /// cleanup interval of [`AGGRESSIVE_CLEANUP_INTERVAL`] unless `MEMORY_CLEANUP_INTERVAL` is
+    /// set. Contradicting it (`MEMORY_CLEANUP_ENABLED=false`,
+    /// `MEMORY_ALLOCATOR_PROFILE=throughput`) is an error.
+    pub cleanup_aggressive: bool,
+    /// Reclaim also when pressure rises to warning (set by the aggressive preset).
+    pub reclaim_on_warning: bool,
     /// `MEMORY_LIMIT_BYTES` (default unset: the cgroup limit, else physical memory).
     pub limit_bytes: Option<u64>,
     /// `MEMORY_ALLOCATOR_PROFILE`: `memory-first` or `throughput` (default unset: leave the
@@ -90,6 +106,12 @@ pub struct MemoryConfig {
     pub allocator_profile: Option<AllocatorProfile>,
     /// `HEAP_PROFILE_TOKEN`: bearer token for `/debug/pprof/heap` (default unset: endpoint off).
     pub profile_token: Option<String>,
+    /// `HEAP_PROFILE_DIR`: where jemalloc writes its heap dump before it is converted (default
+    /// unset: the system temp dir; see [`profile_dir`](Self::profile_dir)).
+    pub heap_profile_dir: Option<PathBuf>,
+    /// `HEAP_PROFILE_ON_EXIT`: a path the heap profile is written to when the program exits
+    /// cleanly (default unset: none).
+    pub heap_profile_on_exit: Option<PathBuf>,
     /// `STREAM_FILE_THRESHOLD` in bytes (default 10 MiB): bodies above it stream or spill to disk.
     pub stream_file_threshold: u64,
     /// `STREAM_CHUNK_SIZE` in bytes (default 64 KiB): largest streamed frame.
@@ -117,6 +139,9 @@ pub struct MemoryConfig {
     /// `MEMORY_PARK_TIMEOUT` in ms (default 500): how long a request parked over capacity waits
     /// before the request furthest over its reservation is aborted.
     pub park_timeout: Duration,
+    /// `MEMORY_LOG_QUERY` (default false): whether request logs carry query strings (they often
+    /// carry tokens; by default logs show the path alone).
+    pub log_query_strings: bool,
 }
 
 impl fmt::Debug for MemoryConfig {
@@ -128,6 +153,8 @@ impl fmt::Debug for MemoryConfig {
             .field("check_interval", &self.check_interval)
             .field("cleanup_enabled", &self.cleanup_enabled)
             .field("cleanup_interval", &self.cleanup_interval)
+            .field("cleanup_aggressive", &self.cleanup_aggressive)
+            .field("reclaim_on_warning", &self.reclaim_on_warning)
             .field("limit_bytes", &self.limit_bytes)
             .field("allocator_profile", &self.allocator_profile)
             // A secret: say whether it is set, never what it is.
@@ -135,6 +162,8 @@ impl fmt::Debug for MemoryConfig {
                 "profile_token",
                 &self.profile_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("heap_profile_dir", &self.heap_profile_dir)
+            .field("heap_profile_on_exit", &self.heap_profile_on_exit)
             .field("stream_file_threshold", &self.stream_file_threshold)
             .field("stream_chunk_size", &self.stream_chunk_size)
             .field("compression_enabled", &self.compression_enabled)
@@ -146,6 +175,7 @@ impl fmt::Debug for MemoryConfig {
             .field("admission_timeout", &self.admission_timeout)
             .field("admission_floor", &self.admission_floor)
             .field("park_timeout", &self.park_timeout)
+            .field("log_query_strings", &self.log_query_strings)
             .finish()
     }
 }
@@ -159,9 +189,13 @@ impl Default for MemoryConfig {
             check_interval: Duration::from_secs(30),
             cleanup_enabled: true,
             cleanup_interval: Duration::from_secs(300),
+            cleanup_aggressive: false,
+            reclaim_on_warning: false,
             limit_bytes: None,
             allocator_profile: None,
             profile_token: None,
+            heap_profile_dir: None,
+            heap_profile_on_exit: None,
             stream_file_threshold: 10 << 20,
             stream_chunk_size: 64 << 10,
             compression_enabled: true,
@@ -173,6 +207,7 @@ impl Default for MemoryConfig {
             admission_timeout: memory_interceptor_layer::DEFAULT_QUEUE_TIMEOUT,
             admission_floor: memory_interceptor_layer::DEFAULT_FLOOR,
             park_timeout: memory_interceptor_layer::DEFAULT_PARK_TIMEOUT,
+            log_query_strings: false,
         }
     }
 }
@@ -261,7 +296,7 @@ impl MemoryConfig {
     {
         let d = Self::default();
         let get = |name: &'static str| lookup(name).map(|v| (name, v));
-        let config = Self {
+        let mut config = Self {
             monitoring_enabled: get("MEMORY_MONITORING_ENABLED")
                 .map(parse_bool)
                 .transpose()?
@@ -286,6 +321,11 @@ impl MemoryConfig {
                 .map(|v| parse_millis(v, MAX_CLEANUP_INTERVAL_MS, "milliseconds, 1 to 86400000"))
                 .transpose()?
                 .unwrap_or(d.cleanup_interval),
+            cleanup_aggressive: get("MEMORY_CLEANUP_AGGRESSIVE")
+                .map(parse_bool)
+                .transpose()?
+                .unwrap_or(d.cleanup_aggressive),
+            reclaim_on_warning: d.reclaim_on_warning,
             limit_bytes: get("MEMORY_LIMIT_BYTES")
                 .map(|v| parse_u64(v, 1, u64::MAX, "a number of bytes greater than zero"))
                 .transpose()?,
@@ -318,6 +358,8 @@ impl MemoryConfig {
                     }
                 })
                 .transpose()?,
+            heap_profile_dir: get("HEAP_PROFILE_DIR").map(parse_path).transpose()?,
+            heap_profile_on_exit: get("HEAP_PROFILE_ON_EXIT").map(parse_path).transpose()?,
             stream_file_threshold: get("STREAM_FILE_THRESHOLD")
                 .map(|v| parse_u64(v, 0, u64::MAX, "a number of bytes"))
                 .transpose()?
@@ -361,7 +403,14 @@ impl MemoryConfig {
                 .map(|v| parse_millis(v, 3_600_000, "milliseconds, 1 to 3600000"))
                 .transpose()?
                 .unwrap_or(d.park_timeout),
+            log_query_strings: get("MEMORY_LOG_QUERY")
+                .map(parse_bool)
+                .transpose()?
+                .unwrap_or(d.log_query_strings),
         };
+        if config.cleanup_aggressive {
+            config.apply_aggressive_preset(&lookup)?;
+        }
         if config.warning_threshold >= config.critical_threshold {
             let warning = (
                 "MEMORY_WARNING_THRESHOLD",
@@ -390,6 +439,53 @@ impl MemoryConfig {
         Ok(config)
     }
 
+    /// The `MEMORY_CLEANUP_AGGRESSIVE` preset over what the variables set: refuses what contradicts
+    /// it, fills in what was left unset.
+    fn apply_aggressive_preset<F>(&mut self, lookup: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let conflict = |second: &'static str, reason: &'static str| ConfigError::Conflict {
+            first: "MEMORY_CLEANUP_AGGRESSIVE",
+            first_value: "true".into(),
+            second,
+            second_value: lookup(second).unwrap_or_default(),
+            reason,
+        };
+        if !self.cleanup_enabled {
+            return Err(conflict(
+                "MEMORY_CLEANUP_ENABLED",
+                "aggressive cleanup reclaims memory: cleanup must stay enabled",
+            ));
+        }
+        match self.allocator_profile {
+            Some(AllocatorProfile::Throughput) => {
+                return Err(conflict(
+                    "MEMORY_ALLOCATOR_PROFILE",
+                    "aggressive cleanup uses the memory-first allocator profile",
+                ));
+            }
+            _ => self.allocator_profile = Some(AllocatorProfile::MemoryFirst),
+        }
+        if lookup("MEMORY_CLEANUP_INTERVAL").is_none() {
+            self.cleanup_interval = AGGRESSIVE_CLEANUP_INTERVAL;
+        }
+        self.reclaim_on_warning = true;
+        Ok(())
+    }
+
+    /// Applies `MEMORY_ALLOCATOR_PROFILE` (or the aggressive preset's `memory-first`) to the
+    /// allocator now, whether or not the monitor will run; `None` when no profile is configured.
+    /// [`MemoryStack`](https://docs.rs/tower-memory) calls it when it is built.
+    pub fn apply_allocator_profile(&self) -> Option<Result<ProfileReport, ProfileError>> {
+        let profile = self.allocator_profile?;
+        let result = profile.apply();
+        if let Err(e) = &result {
+            tracing::warn!(target: "memory_health", profile = %profile, error = %e, "allocator profile not applied");
+        }
+        Some(result)
+    }
+
     /// A monitor builder with these settings (interval, thresholds, reclaim schedule, limit,
     /// allocator profile). Whether to start it is [`monitoring_enabled`](Self::monitoring_enabled).
     pub fn monitor_builder(&self) -> MemoryMonitorBuilder {
@@ -398,6 +494,7 @@ impl MemoryConfig {
             .warning(self.warning_threshold)
             .critical(self.critical_threshold)
             .reclaim_enabled(self.cleanup_enabled)
+            .reclaim_on_warning(self.reclaim_on_warning)
             .reclaim_interval(self.cleanup_interval);
         if let Some(limit) = self.limit_bytes {
             builder = builder.limit(limit);
@@ -406,6 +503,13 @@ impl MemoryConfig {
             builder = builder.allocator_profile(profile);
         }
         builder
+    }
+
+    /// The directory heap dumps go through: `HEAP_PROFILE_DIR`, else the system temp dir.
+    pub fn profile_dir(&self) -> PathBuf {
+        self.heap_profile_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
     }
 
     /// A new process-wide budget with the configured queue bound (its capacity is set by the
@@ -447,6 +551,17 @@ fn parse_budget((variable, value): (&'static str, String)) -> Result<BudgetCapac
         value,
         expected: "a number of bytes greater than zero, or a fraction of the limit with a decimal point (e.g. 0.6)",
     })
+}
+
+fn parse_path((variable, value): (&'static str, String)) -> Result<PathBuf, ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::Invalid {
+            variable,
+            value,
+            expected: "a path",
+        });
+    }
+    Ok(PathBuf::from(value))
 }
 
 fn parse_bool((variable, value): (&'static str, String)) -> Result<bool, ConfigError> {

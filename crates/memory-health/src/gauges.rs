@@ -1,11 +1,22 @@
 //! The monitor's figures as `metrics` gauges and counters.
 
+use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
+
+use memory_interceptor_layer::{InFlight, Ledger};
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 
 use crate::allocator::AllocatorProfile;
 use crate::monitor::MemoryMonitor;
+
+/// Gauge: bytes the requests in flight hold now, per route (label `route`).
+pub const IN_FLIGHT_HELD: &str = "http_in_flight_held_bytes";
+/// Gauge: requests in flight listed per route (those holding at least the listing's minimum).
+pub const IN_FLIGHT_REQUESTS: &str = "http_in_flight_requests";
+/// Gauge: bytes a route's requests still held when they ended, summed since start (label
+/// `route`); `delta()` over a window is what the route left behind in it.
+pub const ROUTE_RETAINED: &str = "http_route_retained_bytes";
 
 /// Gauge: capacity of the governor's memory budget.
 pub const BUDGET_CAPACITY: &str = "memory_budget_capacity_bytes";
@@ -37,6 +48,11 @@ pub fn describe_metrics() {
         "memory_process_peak_resident_bytes",
         Unit::Bytes,
         "Peak resident memory size since start, in bytes (VmHWM)."
+    );
+    describe_gauge!(
+        "memory_non_allocator_resident_bytes",
+        Unit::Bytes,
+        "Resident memory the allocator does not hold: process RSS minus the allocator's resident bytes (code, stacks, memory mapped outside the allocator)."
     );
     describe_gauge!(
         "memory_usage_bytes",
@@ -151,17 +167,22 @@ pub fn describe_metrics() {
     describe_counter!(
         "memory_reclaim_runs_total",
         Unit::Count,
-        "Reclaim runs of the monitor's schedule."
+        "Reclaim runs, by trigger (scheduled, critical, warning, heavy_request, api)."
     );
     describe_counter!(
         "memory_reclaim_failures_total",
         Unit::Count,
-        "Reclaim runs that failed in the allocator."
+        "Reclaim runs that failed in the allocator, by trigger."
     );
     describe_counter!(
         "memory_reclaim_released_bytes_total",
         Unit::Bytes,
-        "Resident bytes released by reclaim runs."
+        "Resident bytes released by reclaim runs, by trigger."
+    );
+    describe_histogram!(
+        memory_probe::RECLAIM_DURATION_METRIC,
+        Unit::Seconds,
+        "Time reclaim runs spent in the allocator (on a blocking thread, never on a request), by trigger."
     );
     describe_gauge!(
         "memory_reclaim_last_duration_seconds",
@@ -238,11 +259,49 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "Time requests waited in the memory governor's admission queue, by route."
     );
+    describe_gauge!(
+        IN_FLIGHT_HELD,
+        Unit::Bytes,
+        "Bytes the requests in flight hold now, by route (requests holding at least the listing minimum)."
+    );
+    describe_gauge!(
+        IN_FLIGHT_REQUESTS,
+        Unit::Count,
+        "Requests in flight holding at least the listing minimum, by route."
+    );
+    describe_gauge!(
+        ROUTE_RETAINED,
+        Unit::Bytes,
+        "Bytes requests still held when they ended, summed since start, by route (net retained)."
+    );
     describe_counter!(
         "memory_shed_requests_total",
         Unit::Count,
         "Requests answered 503 by PressureShedLayer, by reason."
     );
+}
+
+/// Sets the per-route gauges of what requests hold: in flight now ([`IN_FLIGHT_HELD`],
+/// [`IN_FLIGHT_REQUESTS`]) and left behind when they ended ([`ROUTE_RETAINED`]). Every route the
+/// ledger knows gets a series (0 when nothing is in flight), so a finished burst reads 0, not its
+/// last value.
+pub fn record_request_metrics(ledger: Option<&Ledger>, in_flight: Option<&InFlight>) {
+    let mut routes: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    if let Some(ledger) = ledger {
+        for r in ledger.snapshot() {
+            gauge!(ROUTE_RETAINED, "route" => r.route.clone()).set(r.retained_bytes as f64);
+            routes.entry(r.route).or_default();
+        }
+    }
+    if let Some(in_flight) = in_flight {
+        for (route, f) in in_flight.by_route() {
+            routes.insert(route.to_string(), (f.requests, f.held_bytes));
+        }
+        for (route, (requests, held)) in routes {
+            gauge!(IN_FLIGHT_REQUESTS, "route" => route.clone()).set(requests as f64);
+            gauge!(IN_FLIGHT_HELD, "route" => route).set(held as f64);
+        }
+    }
 }
 
 /// Sets every gauge and counter from the monitor's latest snapshot, with the process's resident
@@ -272,12 +331,17 @@ pub fn record_metrics(monitor: &MemoryMonitor) {
     counter!("memory_monitor_sample_errors_total").absolute(errors);
 
     let reclaim = monitor.reclaim_summary();
-    counter!("memory_reclaim_runs_total").absolute(reclaim.runs);
-    counter!("memory_reclaim_failures_total").absolute(reclaim.failures);
-    counter!("memory_reclaim_released_bytes_total").absolute(reclaim.released_bytes);
+    // Every trigger gets its series from the start, so `increase()` sees the first run.
+    for (trigger, t) in &reclaim.by_trigger {
+        let label = trigger.as_str();
+        counter!("memory_reclaim_runs_total", "trigger" => label).absolute(t.runs);
+        counter!("memory_reclaim_failures_total", "trigger" => label).absolute(t.failures);
+        counter!("memory_reclaim_released_bytes_total", "trigger" => label)
+            .absolute(t.released_bytes);
+    }
     if let Some(last) = &reclaim.last {
         gauge!("memory_reclaim_last_duration_seconds").set(last.duration.as_secs_f64());
-        gauge!("memory_reclaim_last_released_bytes").set(last.released_bytes as f64);
+        gauge!("memory_reclaim_last_released_bytes").set(last.released_bytes() as f64);
         if let Ok(t) = last.finished_at.duration_since(UNIX_EPOCH) {
             gauge!("memory_reclaim_last_timestamp_seconds").set(t.as_secs_f64());
         }
@@ -297,6 +361,9 @@ pub fn record_metrics(monitor: &MemoryMonitor) {
     }
     if let Some(u) = s.usage_bytes {
         gauge!("memory_usage_bytes").set(u as f64);
+    }
+    if let Some(n) = s.non_allocator_resident_bytes() {
+        gauge!("memory_non_allocator_resident_bytes").set(n as f64);
     }
     if let Some(l) = s.limit {
         gauge!("memory_limit_bytes").set(l.bytes as f64);

@@ -3,12 +3,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use memory_interceptor_layer::Ledger;
+use memory_interceptor_layer::{InFlight, Ledger};
 use tower_layer::Layer;
 
 use crate::drain::Drain;
 use crate::monitor::MemoryMonitor;
 use crate::service::HealthService;
+
+/// Default of [`HealthLayer::max_sample_age`]: 1 s.
+pub const DEFAULT_MAX_SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves the memory endpoints under a prefix (default `/api`) in any Tower stack and passes
 /// every other request to the inner service untouched:
@@ -48,11 +51,15 @@ pub(crate) struct HealthConfig {
     pub(crate) prefix: String,
     pub(crate) drain: Drain,
     pub(crate) ledger: Option<Ledger>,
+    pub(crate) in_flight: Option<InFlight>,
     pub(crate) top_routes: usize,
+    pub(crate) max_sample_age: std::time::Duration,
     #[cfg(feature = "prometheus")]
     pub(crate) metrics: Option<crate::PrometheusMetrics>,
     #[cfg(feature = "heap-profile")]
     pub(crate) token: Option<crate::profile::TokenDigest>,
+    #[cfg(feature = "heap-profile")]
+    pub(crate) profile_dir: std::path::PathBuf,
 }
 
 impl HealthLayer {
@@ -65,11 +72,15 @@ impl HealthLayer {
                 prefix: "/api".into(),
                 drain: Drain::new(),
                 ledger: None,
+                in_flight: None,
                 top_routes: 10,
+                max_sample_age: DEFAULT_MAX_SAMPLE_AGE,
                 #[cfg(feature = "prometheus")]
                 metrics: None,
                 #[cfg(feature = "heap-profile")]
                 token: None,
+                #[cfg(feature = "heap-profile")]
+                profile_dir: std::env::temp_dir(),
             }),
         }
     }
@@ -103,6 +114,20 @@ impl HealthLayer {
         })
     }
 
+    /// Lists the largest requests in flight (from `memory-interceptor-layer`'s
+    /// [`MemoryInterceptorLayer::in_flight`](memory_interceptor_layer::MemoryInterceptorLayer::in_flight))
+    /// in `/health`, as many as routes, and their held bytes per route in `/metrics`.
+    pub fn in_flight(self, in_flight: InFlight) -> Self {
+        self.update(|c| c.in_flight = Some(in_flight))
+    }
+
+    /// How old the sample `/health` shows may be before a new one is taken for it (default
+    /// [`DEFAULT_MAX_SAMPLE_AGE`], 1 s). Between the monitor's scheduled samples, `/health` thus
+    /// shows memory as it is now, at the cost of at most one extra sample per `age`.
+    pub fn max_sample_age(self, age: std::time::Duration) -> Self {
+        self.update(|c| c.max_sample_age = age)
+    }
+
     /// Serves `/metrics` from `metrics` (feature `prometheus`).
     #[cfg(feature = "prometheus")]
     pub fn metrics(self, metrics: crate::PrometheusMetrics) -> Self {
@@ -115,6 +140,16 @@ impl HealthLayer {
     pub fn heap_profile_token(self, token: impl AsRef<str>) -> Self {
         let digest = crate::profile::TokenDigest::new(token.as_ref());
         self.update(|c| c.token = Some(digest))
+    }
+
+    /// Where `/debug/pprof/heap` has jemalloc write its dump before converting it (feature
+    /// `heap-profile`; default: the system temp dir, read when the layer is made). The dump is
+    /// mode 0600 and removed at once; check the directory at start-up with
+    /// [`check_profile_dir`](crate::check_profile_dir).
+    #[cfg(feature = "heap-profile")]
+    pub fn heap_profile_dir(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        let dir = dir.into();
+        self.update(|c| c.profile_dir = dir)
     }
 
     /// The prefix in use.

@@ -12,7 +12,9 @@
 //! - [`PressureShedLayer`] refuses work with 503 and `Retry-After` under pressure, before it
 //!   allocates; the health paths are exempt.
 //! - [`MemoryConfig::from_env`] reads the `MEMORY_*`, `STREAM_*` and `COMPRESSION_*` variables;
-//!   [`AllocatorProfile`] trades throughput for a small resident set (jemalloc).
+//!   [`AllocatorProfile`] trades throughput for a small resident set (jemalloc);
+//!   [`warn_unrecognized_env`] names the counterpart of every variable meant for it that it does
+//!   not read (the Node.js guide's `NODE_*` settings, misspellings).
 //!
 //! # Example
 //!
@@ -67,6 +69,7 @@ mod gauges;
 mod inner;
 mod layer;
 mod limit;
+mod migration;
 mod monitor;
 #[cfg(feature = "heap-profile")]
 mod profile;
@@ -85,30 +88,36 @@ pub use allocator::{
 };
 pub use body::ResponseBody;
 pub use budget::BudgetCapacity;
-pub use config::{ConfigError, MemoryConfig, VARIABLES};
+pub use config::{AGGRESSIVE_CLEANUP_INTERVAL, ConfigError, MemoryConfig, VARIABLES};
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
 pub use future::ResponseFuture;
 pub use gauges::{
-    BUDGET_CAPACITY, BUDGET_CHARGED, BUDGET_PARKED, BUDGET_QUEUE, BUDGET_RESERVED,
-    describe_metrics, record_metrics,
+    BUDGET_CAPACITY, BUDGET_CHARGED, BUDGET_PARKED, BUDGET_QUEUE, BUDGET_RESERVED, IN_FLIGHT_HELD,
+    IN_FLIGHT_REQUESTS, ROUTE_RETAINED, describe_metrics, record_metrics, record_request_metrics,
 };
 pub use inner::InnerFuture;
-pub use layer::HealthLayer;
+pub use layer::{DEFAULT_MAX_SAMPLE_AGE, HealthLayer};
 pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
+pub use migration::{
+    Counterpart, UnrecognizedVariable, unrecognized_variables, warn_unrecognized_env,
+};
 pub use monitor::{
     DEFAULT_RESAMPLE_GAP, LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder,
     MemorySnapshot,
 };
 #[cfg(feature = "heap-profile")]
-pub use profile::{HeapProfileError, heap_profile, heap_profiling_status, write_heap_profile};
+pub use profile::{
+    HeapProfileError, check_profile_dir, heap_profile, heap_profile_in, heap_profiling_status,
+    write_heap_profile,
+};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{MetricsError, PrometheusMetrics};
-pub use reclaim::{ReclaimReason, ReclaimRecord, ReclaimSummary};
+pub use reclaim::ReclaimSummary;
 pub use report::{
-    AllocatorReport, BudgetReport, CgroupReport, HealthReport, LastReclaimReport, ProcessReport,
-    QueueReport, ReclaimReport, RouteGovernorReport, RouteReport, ThresholdsReport, TrendReport,
-    status_word,
+    AllocatorReport, BudgetReport, CgroupReport, HealthReport, InFlightReport, LastReclaimReport,
+    ProcessReport, QueueReport, ReclaimReport, RouteGovernorReport, RouteReport, ThresholdsReport,
+    TrendReport, status_word,
 };
 pub use sample::{ProbeSource, Sample, SampleError, SampleSource};
 pub use service::HealthService;
@@ -117,4 +126,6 @@ pub use thresholds::{DEFAULT_MARGIN, Thresholds};
 pub use trend::{GrowthTrend, MIN_POINTS, TrendEstimate};
 
 // Re-exported so that users need not depend on memory-probe for the types they handle.
-pub use memory_probe::{MemoryBudget, Pressure, PressureSignal, Reclaimer};
+pub use memory_probe::{
+    MemoryBudget, Pressure, PressureSignal, ReclaimTrigger, Reclaimer, TriggerStats,
+};

@@ -44,29 +44,26 @@ pub struct MemoryLimit {
     pub source: LimitSource,
 }
 
-/// Resolves the limit: `configured` when given; else the cgroup's effective limit
-/// (`memory.high` when set and lower, else `memory.max`), unless physical memory is smaller (a
-/// container limit above the machine's memory binds nothing); else physical memory.
+/// Resolves the limit: `configured` when given, unless the cgroup's effective limit is lower (the
+/// kernel acts at the cgroup's limit whatever the configuration says: the configured one is
+/// clamped to it); else the cgroup's effective limit (`memory.high` when set and lower, else
+/// `memory.max`), unless physical memory is smaller (a container limit above the machine's memory
+/// binds nothing); else physical memory.
 pub fn resolve_limit(
     configured: Option<u64>,
     cgroup: Option<&CgroupMemory>,
     physical: Option<u64>,
 ) -> Option<MemoryLimit> {
+    let from_cgroup = cgroup_limit(cgroup);
     if let Some(bytes) = configured {
-        return Some(MemoryLimit {
-            bytes,
-            source: LimitSource::Configured,
-        });
-    }
-    let from_cgroup = cgroup.and_then(|c| {
-        let bytes = c.effective_limit_bytes()?;
-        let source = match (c.high_bytes, c.limit_bytes) {
-            (Some(high), Some(max)) if high < max => LimitSource::CgroupHigh,
-            (Some(_), None) => LimitSource::CgroupHigh,
-            _ => LimitSource::CgroupMax,
+        return match from_cgroup {
+            Some(c) if c.bytes < bytes => Some(c),
+            _ => Some(MemoryLimit {
+                bytes,
+                source: LimitSource::Configured,
+            }),
         };
-        Some(MemoryLimit { bytes, source })
-    });
+    }
     let from_physical = physical.map(|bytes| MemoryLimit {
         bytes,
         source: LimitSource::PhysicalMemory,
@@ -75,6 +72,18 @@ pub fn resolve_limit(
         (Some(c), Some(p)) if p.bytes < c.bytes => Some(p),
         (c, p) => c.or(p),
     }
+}
+
+fn cgroup_limit(cgroup: Option<&CgroupMemory>) -> Option<MemoryLimit> {
+    cgroup.and_then(|c| {
+        let bytes = c.effective_limit_bytes()?;
+        let source = match (c.high_bytes, c.limit_bytes) {
+            (Some(high), Some(max)) if high < max => LimitSource::CgroupHigh,
+            (Some(_), None) => LimitSource::CgroupHigh,
+            _ => LimitSource::CgroupMax,
+        };
+        Some(MemoryLimit { bytes, source })
+    })
 }
 
 /// The usage measure: the larger of the process's resident set and the cgroup's working set
@@ -118,6 +127,21 @@ mod tests {
                 bytes: 7,
                 source: LimitSource::Configured
             })
+        );
+        // A configured limit above the cgroup's is clamped to it: the kernel acts there.
+        assert_eq!(
+            resolve_limit(Some(4000), Some(&c), Some(9000)),
+            Some(MemoryLimit {
+                bytes: 1000,
+                source: LimitSource::CgroupMax
+            })
+        );
+        assert_eq!(
+            resolve_limit(Some(4000), Some(&cgroup(None, None, 5)), Some(9000))
+                .unwrap()
+                .source,
+            LimitSource::Configured,
+            "no cgroup limit: nothing to clamp to"
         );
         assert_eq!(
             resolve_limit(None, Some(&c), Some(5000)).unwrap().source,

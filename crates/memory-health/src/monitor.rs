@@ -1,29 +1,26 @@
 //! `MemoryMonitor`: samples memory on a schedule, publishes pressure, tracks the growth trend,
 //! schedules reclaim.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use memory_interceptor_layer::InFlight;
 use memory_probe::{
     AllocatorKind, AllocatorStats, CgroupMemory, MemoryBudget, Pressure, PressureSignal,
-    ProcessMemory, ReclaimError, Reclaimer,
+    ProcessMemory, ReclaimError, ReclaimReport, ReclaimTrigger, Reclaimer,
 };
 use tokio::sync::Notify;
 
 use crate::allocator::{AllocatorProfile, ProfileError, ProfileReport};
 use crate::budget::{BudgetCapacity, Inputs as BudgetInputs};
-use crate::limit::{MemoryLimit, resolve_limit, usage_bytes};
-use crate::reclaim::{ReclaimReason, ReclaimRecord, ReclaimSummary};
+use crate::limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
+use crate::reclaim::ReclaimSummary;
 use crate::sample::{ProbeSource, Sample, SampleError, SampleSource};
 use crate::thresholds::Thresholds;
 use crate::trend::{GrowthTrend, TrendEstimate};
 use crate::{BuildError, StartError};
-
-/// Reclaim records kept for [`MemoryMonitor::reclaim_history`].
-const HISTORY: usize = 32;
 
 /// When the growth trend counts as a leak.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,6 +60,17 @@ pub struct MemorySnapshot {
     pub leak_suspected: bool,
 }
 
+impl MemorySnapshot {
+    /// Resident memory the allocator does not account for: the process's RSS minus the
+    /// allocator's resident bytes (code, thread stacks, kernel-side buffers, memory mapped by C
+    /// libraries past the allocator). `None` when either figure is unknown.
+    pub fn non_allocator_resident_bytes(&self) -> Option<u64> {
+        let rss = self.process?.rss_bytes;
+        let allocator = self.allocator.resident_bytes?;
+        Some(rss.saturating_sub(allocator))
+    }
+}
+
 /// Whether the monitor task is doing its job, for `/health/live`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
@@ -98,6 +106,7 @@ pub struct MemoryMonitorBuilder {
     source: Option<Arc<dyn SampleSource>>,
     reclaimer: Option<Reclaimer>,
     cleanup: bool,
+    reclaim_on_warning: bool,
     reclaim_interval: Duration,
     trend_window: Duration,
     leak_threshold: LeakThreshold,
@@ -108,6 +117,7 @@ pub struct MemoryMonitorBuilder {
     budget: Option<(MemoryBudget, BudgetCapacity)>,
     resample_gap: Duration,
     kernel_events: bool,
+    in_flight: Option<InFlight>,
 }
 
 impl fmt::Debug for MemoryMonitorBuilder {
@@ -134,6 +144,7 @@ impl Default for MemoryMonitorBuilder {
             source: None,
             reclaimer: None,
             cleanup: true,
+            reclaim_on_warning: false,
             reclaim_interval: Duration::from_secs(300),
             trend_window: Duration::from_secs(30 * 60),
             leak_threshold: LeakThreshold::FractionOfLimitPerHour(0.1),
@@ -144,6 +155,7 @@ impl Default for MemoryMonitorBuilder {
             budget: None,
             resample_gap: DEFAULT_RESAMPLE_GAP,
             kernel_events: true,
+            in_flight: None,
         }
     }
 }
@@ -195,6 +207,14 @@ impl MemoryMonitorBuilder {
     /// Whether to reclaim at all (default true; `MEMORY_CLEANUP_ENABLED`).
     pub fn reclaim_enabled(mut self, enabled: bool) -> Self {
         self.cleanup = enabled;
+        self
+    }
+
+    /// Whether to reclaim also when pressure rises from normal to warning (default false; on in
+    /// the `MEMORY_CLEANUP_AGGRESSIVE` preset). Reclaim on entering critical is always on while
+    /// reclaim is enabled.
+    pub fn reclaim_on_warning(mut self, enabled: bool) -> Self {
+        self.reclaim_on_warning = enabled;
         self
     }
 
@@ -263,6 +283,15 @@ impl MemoryMonitorBuilder {
         self
     }
 
+    /// On entering critical pressure, the warning event lists the largest requests in flight
+    /// (from `memory-interceptor-layer`'s
+    /// [`MemoryInterceptorLayer::in_flight`](memory_interceptor_layer::MemoryInterceptorLayer::in_flight)):
+    /// if the kernel kills the process next, its logs say what held the memory.
+    pub fn in_flight(mut self, in_flight: InFlight) -> Self {
+        self.in_flight = Some(in_flight);
+        self
+    }
+
     /// Publish into this signal instead of a new one (to share it with layers built earlier).
     pub fn signal(mut self, signal: PressureSignal) -> Self {
         self.signal = Some(signal);
@@ -313,6 +342,7 @@ impl MemoryMonitorBuilder {
             thresholds,
             limit: self.limit,
             cleanup: self.cleanup,
+            reclaim_on_warning: self.reclaim_on_warning,
             reclaim_interval: self.reclaim_interval,
             trend_window: self.trend_window,
             leak_threshold: self.leak_threshold,
@@ -322,6 +352,7 @@ impl MemoryMonitorBuilder {
             budget: self.budget,
             resample_gap: self.resample_gap,
             kernel_events: self.kernel_events,
+            in_flight: self.in_flight,
         };
         Ok(MemoryMonitor {
             shared: Arc::new(Shared {
@@ -337,13 +368,13 @@ impl MemoryMonitorBuilder {
                     first_sample_at: None,
                     last_reclaim_at: None,
                     snapshot: None,
-                    history: VecDeque::new(),
-                    summary: ReclaimSummary::default(),
                 }),
                 ratio_bits: AtomicU64::new(f64::NAN.to_bits()),
                 anchor: Instant::now(),
                 started_at: AtomicU64::new(0),
                 last_tick: AtomicU64::new(0),
+                last_sampled: AtomicU64::new(0),
+                clamp_warned: AtomicBool::new(false),
                 lifecycle: AtomicU8::new(IDLE),
                 generation: AtomicU64::new(0),
                 stop: Arc::new(Notify::new()),
@@ -362,6 +393,7 @@ struct Settings {
     thresholds: Thresholds,
     limit: Option<u64>,
     cleanup: bool,
+    reclaim_on_warning: bool,
     reclaim_interval: Duration,
     trend_window: Duration,
     leak_threshold: LeakThreshold,
@@ -371,7 +403,11 @@ struct Settings {
     budget: Option<(MemoryBudget, BudgetCapacity)>,
     resample_gap: Duration,
     kernel_events: bool,
+    in_flight: Option<InFlight>,
 }
+
+/// Requests the critical-pressure event lists.
+const CRITICAL_IN_FLIGHT: usize = 5;
 
 /// Default shortest time between two samples asked for by budget movements or kernel events.
 pub const DEFAULT_RESAMPLE_GAP: Duration = Duration::from_millis(100);
@@ -399,6 +435,10 @@ struct Shared {
     /// Nanoseconds after `anchor` plus one; 0 means never.
     started_at: AtomicU64,
     last_tick: AtomicU64,
+    /// When the latest successful sample was taken (a mark like `last_tick`; 0: never).
+    last_sampled: AtomicU64,
+    /// A configured limit above the cgroup's has been reported (once).
+    clamp_warned: AtomicBool,
     lifecycle: AtomicU8,
     generation: AtomicU64,
     stop: Arc<Notify>,
@@ -416,8 +456,6 @@ struct State {
     first_sample_at: Option<Instant>,
     last_reclaim_at: Option<Instant>,
     snapshot: Option<Arc<MemorySnapshot>>,
-    history: VecDeque<ReclaimRecord>,
-    summary: ReclaimSummary,
 }
 
 /// Samples the process's memory every `interval`, classifies usage against the limit into
@@ -478,7 +516,10 @@ impl MemoryMonitor {
         let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
         shared.started_at.store(self.now_mark(), Ordering::Release);
         shared.last_tick.store(0, Ordering::Release);
+        // Applied once: a program that applied it already (`MemoryConfig::apply_allocator_profile`)
+        // is not told twice.
         if let Some(profile) = shared.settings.allocator_profile
+            && AllocatorProfile::current() != Some(profile)
             && let Err(e) = profile.apply()
         {
             tracing::warn!(target: "memory_health", profile = %profile, error = %e, "allocator profile not applied");
@@ -520,14 +561,46 @@ impl MemoryMonitor {
     /// (pressure, trend, leak check, reclaim when due) and returns what it showed.
     pub async fn sample_now(&self) -> Result<Arc<MemorySnapshot>, SampleError> {
         let _serial = self.shared.tick_lock.lock().await;
+        self.sample_locked().await
+    }
+
+    /// The latest snapshot if it is at most `max_age` old, else a new sample (taken like
+    /// [`sample_now`](Self::sample_now)). Callers that arrive while a sample is under way wait for
+    /// it and share it, so however many ask, at most one sample per `max_age` is taken for them.
+    pub async fn recent_snapshot(
+        &self,
+        max_age: Duration,
+    ) -> Result<Arc<MemorySnapshot>, SampleError> {
+        if let Some(snapshot) = self.fresh_snapshot(max_age) {
+            return Ok(snapshot);
+        }
+        let _serial = self.shared.tick_lock.lock().await;
+        if let Some(snapshot) = self.fresh_snapshot(max_age) {
+            return Ok(snapshot);
+        }
+        self.sample_locked().await
+    }
+
+    /// The latest snapshot, if it was taken at most `max_age` ago (real time).
+    pub fn fresh_snapshot(&self, max_age: Duration) -> Option<Arc<MemorySnapshot>> {
+        let age = self.snapshot_age()?;
+        (age <= max_age).then(|| self.snapshot()).flatten()
+    }
+
+    /// How long ago the latest successful sample was taken (real time), `None` before the first.
+    pub fn snapshot_age(&self) -> Option<Duration> {
+        match self.shared.last_sampled.load(Ordering::Acquire) {
+            0 => None,
+            mark => Some(Duration::from_nanos(self.now_mark().saturating_sub(mark))),
+        }
+    }
+
+    async fn sample_locked(&self) -> Result<Arc<MemorySnapshot>, SampleError> {
         let source = Arc::clone(&self.shared.source);
         let result = match tokio::task::spawn_blocking(move || source.sample()).await {
             Ok(result) => result,
             Err(e) => Err(SampleError::Task(e.to_string())),
         };
-        self.shared
-            .last_tick
-            .store(self.now_mark(), Ordering::Release);
         let sample = match result {
             Ok(sample) => sample,
             Err(e) => {
@@ -538,6 +611,9 @@ impl MemoryMonitor {
         };
         self.shared.samples.fetch_add(1, Ordering::Relaxed);
         let (snapshot, reclaim) = self.observe(sample);
+        self.shared
+            .last_sampled
+            .store(self.now_mark(), Ordering::Release);
         if let Some(reason) = reclaim {
             self.run_reclaim(reason).await;
         }
@@ -554,7 +630,7 @@ impl MemoryMonitor {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn observe(&self, sample: Sample) -> (Arc<MemorySnapshot>, Option<ReclaimReason>) {
+    fn observe(&self, sample: Sample) -> (Arc<MemorySnapshot>, Option<ReclaimTrigger>) {
         let settings = &self.shared.settings;
         let usage = usage_bytes(sample.process.as_ref(), sample.cgroup.as_ref());
         let limit = resolve_limit(
@@ -562,6 +638,18 @@ impl MemoryMonitor {
             sample.cgroup.as_ref(),
             sample.physical_bytes,
         );
+        if let (Some(configured), Some(l)) = (settings.limit, limit)
+            && l.source != LimitSource::Configured
+            && !self.shared.clamp_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "memory_health",
+                configured_bytes = configured,
+                limit_bytes = l.bytes,
+                source = %l.source,
+                "MEMORY_LIMIT_BYTES is above the cgroup's memory limit, where the kernel acts: using the cgroup's"
+            );
+        }
         let ratio = match (usage, limit) {
             (Some(u), Some(l)) if l.bytes > 0 => Some(u as f64 / l.bytes as f64),
             _ => None,
@@ -591,7 +679,30 @@ impl MemoryMonitor {
         if pressure != previous {
             metrics::counter!("memory_pressure_changes_total", "to" => pressure.as_str())
                 .increment(1);
-            if pressure > previous {
+            if pressure == Pressure::Critical {
+                // One event with the requests holding the most: the cause of an OOM kill is in
+                // the logs even if the process dies next.
+                let largest = settings.in_flight.as_ref().map(|f| {
+                    let list: Vec<String> = f
+                        .largest(CRITICAL_IN_FLIGHT)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join("; ")
+                    }
+                });
+                tracing::warn!(
+                    target: "memory_health",
+                    from = %previous, to = %pressure,
+                    usage_bytes = usage, limit_bytes = limit.map(|l| l.bytes),
+                    usage_ratio = ratio,
+                    largest_in_flight = largest,
+                    "memory pressure rose"
+                );
+            } else if pressure > previous {
                 tracing::warn!(
                     target: "memory_health",
                     from = %previous, to = %pressure,
@@ -650,11 +761,16 @@ impl MemoryMonitor {
         let reclaim = if !settings.cleanup {
             None
         } else if pressure == Pressure::Critical && previous != Pressure::Critical {
-            Some(ReclaimReason::EnteredCritical)
+            Some(ReclaimTrigger::Critical)
+        } else if settings.reclaim_on_warning
+            && pressure == Pressure::Warning
+            && previous == Pressure::Normal
+        {
+            Some(ReclaimTrigger::Warning)
         } else if at.saturating_duration_since(state.last_reclaim_at.unwrap_or(first))
             >= settings.reclaim_interval
         {
-            Some(ReclaimReason::Scheduled)
+            Some(ReclaimTrigger::Scheduled)
         } else {
             None
         };
@@ -680,33 +796,15 @@ impl MemoryMonitor {
         (snapshot, reclaim)
     }
 
-    async fn run_reclaim(&self, reason: ReclaimReason) {
-        match self.shared.reclaimer.reclaim().await {
-            Ok(report) => {
-                let record = ReclaimRecord::new(reason, &report);
-                tracing::info!(
-                    target: "memory_health",
-                    reason = %reason,
-                    released_bytes = record.released_bytes,
-                    duration_ms = record.duration.as_secs_f64() * 1e3,
-                    "memory reclaimed"
-                );
-                let mut state = self.state();
-                state.summary.runs += 1;
-                state.summary.released_bytes += record.released_bytes;
-                state.summary.total_duration += record.duration;
-                state.summary.last = Some(record.clone());
-                if state.history.len() == HISTORY {
-                    state.history.pop_front();
-                }
-                state.history.push_back(record);
-            }
+    async fn run_reclaim(&self, trigger: ReclaimTrigger) {
+        // The reclaimer counts and logs every run under its trigger, whoever asked for it.
+        match self.shared.reclaimer.reclaim_for(trigger).await {
+            Ok(_) => {}
             Err(e @ (ReclaimError::RateLimited { .. } | ReclaimError::Unsupported(_))) => {
-                tracing::debug!(target: "memory_health", reason = %reason, error = %e, "reclaim skipped");
+                tracing::debug!(target: "memory_health", trigger = %trigger, error = %e, "reclaim skipped");
             }
             Err(e) => {
-                self.state().summary.failures += 1;
-                tracing::warn!(target: "memory_health", reason = %reason, error = %e, "reclaim failed");
+                tracing::warn!(target: "memory_health", trigger = %trigger, error = %e, "reclaim failed");
             }
         }
     }
@@ -801,14 +899,15 @@ impl MemoryMonitor {
         self.shared.settings.stall_after
     }
 
-    /// Totals of the reclaim schedule.
+    /// Totals of the monitor's reclaimer: every run, whoever asked for it (the schedule, pressure,
+    /// heavy requests, the program), by trigger.
     pub fn reclaim_summary(&self) -> ReclaimSummary {
-        self.state().summary.clone()
+        ReclaimSummary::from(self.shared.reclaimer.stats())
     }
 
-    /// The latest reclaim runs (up to 32), oldest first.
-    pub fn reclaim_history(&self) -> Vec<ReclaimRecord> {
-        self.state().history.iter().cloned().collect()
+    /// The reclaimer's latest runs (up to 32), oldest first.
+    pub fn reclaim_history(&self) -> Vec<ReclaimReport> {
+        self.shared.reclaimer.history()
     }
 
     /// Samples taken successfully, and samples that failed.
@@ -896,7 +995,14 @@ async fn run(weak: Weak<Shared>, stop: Arc<Notify>, interval: Duration, generati
         }
         let monitor = MemoryMonitor { shared };
         // Failures are counted and logged inside; the schedule goes on.
-        if let Ok(snapshot) = monitor.sample_now().await
+        let sampled = monitor.sample_now().await;
+        // Liveness follows this task's own samples only: samples `/health` asks for must not
+        // make a wedged task look alive.
+        monitor
+            .shared
+            .last_tick
+            .store(monitor.now_mark(), Ordering::Release);
+        if let Ok(snapshot) = sampled
             && monitor.shared.settings.kernel_events
             && let Some(limit) = snapshot.limit
         {

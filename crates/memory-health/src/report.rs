@@ -1,8 +1,8 @@
 //! The JSON document of `GET /health`.
 
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use memory_interceptor_layer::Ledger;
+use memory_interceptor_layer::{InFlight, Ledger};
 use memory_probe::{CgroupVersion, Pressure};
 use serde::Serialize;
 
@@ -14,8 +14,18 @@ use crate::monitor::{MemoryMonitor, MemorySnapshot};
 pub struct HealthReport {
     /// `"healthy"`, `"warning"` or `"critical"`.
     pub status: &'static str,
+    /// When the sample this report shows was taken (RFC 3339, UTC).
+    pub sampled_at: String,
+    /// How old that sample was when the report was made, in seconds.
+    pub sample_age_seconds: f64,
     /// The limit usage is measured against.
     pub limit_bytes: Option<u64>,
+    /// Where the limit came from: `"configured"` (`MEMORY_LIMIT_BYTES`), `"cgroup_max"`,
+    /// `"cgroup_high"` or `"physical"`.
+    pub limit_source: Option<&'static str>,
+    /// `MEMORY_LIMIT_BYTES` when set (a configured limit above the cgroup's is clamped to it:
+    /// then `limit_source` is the cgroup's).
+    pub configured_limit_bytes: Option<u64>,
     /// The larger of process RSS and cgroup working set.
     pub usage_bytes: Option<u64>,
     /// `usage_bytes / limit_bytes`.
@@ -38,6 +48,26 @@ pub struct HealthReport {
     pub kernel_events: Vec<String>,
     /// The routes that allocate the most, from the interceptor's ledger.
     pub routes: Vec<RouteReport>,
+    /// The requests in flight holding the most memory now, largest first (those holding at least
+    /// `in_flight_min_bytes`).
+    pub in_flight: Vec<InFlightReport>,
+    /// Requests join `in_flight` once they hold this many bytes; `null` without a listing.
+    pub in_flight_min_bytes: Option<u64>,
+}
+
+/// One entry of `in_flight` of [`HealthReport`]: a request still running.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InFlightReport {
+    /// The route (matched path).
+    pub route: String,
+    /// The method.
+    pub method: String,
+    /// How long it has been running.
+    pub age_seconds: f64,
+    /// Bytes it holds now.
+    pub held_bytes: u64,
+    /// The most it has held so far.
+    pub peak_bytes: u64,
 }
 
 /// `budget` of [`HealthReport`]: the process-wide memory budget of the governor.
@@ -97,6 +127,9 @@ pub struct ProcessReport {
     pub peak_rss_bytes: Option<u64>,
     /// Virtual size (`VmSize`).
     pub virtual_bytes: Option<u64>,
+    /// Resident memory outside the allocator: `rss_bytes - allocator.resident_bytes` (code,
+    /// thread stacks, memory C libraries map themselves).
+    pub non_allocator_resident_bytes: Option<u64>,
 }
 
 /// `allocator` of [`HealthReport`].
@@ -148,13 +181,17 @@ pub struct TrendReport {
     pub window_seconds: f64,
 }
 
-/// `reclaim` of [`HealthReport`].
+/// `reclaim` of [`HealthReport`]: every run of the reclaimer, whoever asked for it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReclaimReport {
     /// Completed runs.
     pub runs: u64,
+    /// Runs that failed in the allocator.
+    pub failures: u64,
     /// Resident bytes released over all runs.
     pub released_bytes: u64,
+    /// Completed runs per trigger: `scheduled`, `critical`, `warning`, `heavy_request`, `api`.
+    pub by_trigger: std::collections::BTreeMap<&'static str, u64>,
     /// The latest run, `null` before the first.
     pub last: Option<LastReclaimReport>,
 }
@@ -162,8 +199,8 @@ pub struct ReclaimReport {
 /// `reclaim.last` of [`HealthReport`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LastReclaimReport {
-    /// `"critical"` or `"scheduled"`.
-    pub reason: &'static str,
+    /// Who asked for it: `"scheduled"`, `"critical"`, `"warning"`, `"heavy_request"` or `"api"`.
+    pub trigger: &'static str,
     /// Resident bytes released.
     pub released_bytes: u64,
     /// Time in the allocator call.
@@ -183,6 +220,9 @@ pub struct RouteReport {
     pub allocated_bytes_total: u64,
     /// Bytes allocated by the hungriest one.
     pub allocated_bytes_max: u64,
+    /// Bytes its requests still held when they ended, summed (net retained: a steady rise is a
+    /// route that keeps memory, a cache or a leak).
+    pub retained_bytes: i64,
     /// What the governor reserves for the route's next request (its learned p95 peak), `null`
     /// before the governor has seen it or without a governor.
     pub predicted_cost_bytes: Option<u64>,
@@ -216,11 +256,12 @@ pub fn status_word(pressure: Pressure) -> &'static str {
 
 impl HealthReport {
     /// The report for `snapshot` (the monitor's reclaim totals are read now), with the `top`
-    /// routes of `ledger`.
+    /// routes of `ledger` and the `top` largest requests of `in_flight`.
     pub fn new(
         monitor: &MemoryMonitor,
         snapshot: &MemorySnapshot,
         ledger: Option<&Ledger>,
+        in_flight: Option<&InFlight>,
         top: usize,
     ) -> Self {
         let thresholds = monitor.thresholds();
@@ -228,7 +269,16 @@ impl HealthReport {
         let stats = &snapshot.allocator;
         HealthReport {
             status: status_word(snapshot.pressure),
+            sampled_at: rfc3339(snapshot.wall_time),
+            sample_age_seconds: round4(
+                SystemTime::now()
+                    .duration_since(snapshot.wall_time)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            ),
             limit_bytes: snapshot.limit.map(|l| l.bytes),
+            limit_source: snapshot.limit.map(|l| l.source.as_str()),
+            configured_limit_bytes: monitor.configured_limit(),
             usage_bytes: snapshot.usage_bytes,
             usage_ratio: snapshot.usage_ratio.map(round4),
             thresholds: ThresholdsReport {
@@ -239,6 +289,7 @@ impl HealthReport {
                 rss_bytes: snapshot.process.map(|p| p.rss_bytes),
                 peak_rss_bytes: snapshot.process.map(|p| p.peak_rss_bytes),
                 virtual_bytes: snapshot.process.map(|p| p.virtual_bytes),
+                non_allocator_resident_bytes: snapshot.non_allocator_resident_bytes(),
             },
             allocator: AllocatorReport {
                 backend: snapshot.allocator_kind.to_string(),
@@ -271,10 +322,16 @@ impl HealthReport {
             },
             reclaim: ReclaimReport {
                 runs: reclaim.runs,
+                failures: reclaim.failures,
                 released_bytes: reclaim.released_bytes,
+                by_trigger: reclaim
+                    .by_trigger
+                    .iter()
+                    .map(|(t, s)| (t.as_str(), s.runs))
+                    .collect(),
                 last: reclaim.last.map(|r| LastReclaimReport {
-                    reason: r.reason.as_str(),
-                    released_bytes: r.released_bytes,
+                    trigger: r.trigger.as_str(),
+                    released_bytes: r.released_bytes(),
                     duration_seconds: r.duration.as_secs_f64(),
                     finished_at_unix_seconds: r
                         .finished_at
@@ -319,6 +376,7 @@ impl HealthReport {
                             requests: r.requests,
                             allocated_bytes_total: r.allocated_bytes_total,
                             allocated_bytes_max: r.allocated_bytes_max,
+                            retained_bytes: r.retained_bytes,
                             predicted_cost_bytes: r.predicted_cost_bytes,
                             governor: RouteGovernorReport {
                                 admitted: r.governor.admitted,
@@ -331,11 +389,75 @@ impl HealthReport {
                         .collect()
                 })
                 .unwrap_or_default(),
+            in_flight: in_flight
+                .map(|f| {
+                    f.largest(top)
+                        .into_iter()
+                        .map(|r| InFlightReport {
+                            route: r.route.to_string(),
+                            method: r.method.to_string(),
+                            age_seconds: round4(r.age.as_secs_f64()),
+                            held_bytes: r.held_bytes,
+                            peak_bytes: r.peak_bytes,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            in_flight_min_bytes: in_flight.map(InFlight::min_bytes),
         }
     }
+}
+
+/// `2026-12-01T10:04:05.123Z`: RFC 3339 in UTC with milliseconds (the civil date from the day
+/// count, Howard Hinnant's algorithm; no time zone database needed).
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
 }
 
 /// Four decimals are plenty for a ratio and keep the JSON readable.
 fn round4(v: f64) -> f64 {
     (v * 1e4).round() / 1e4
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // `date -u -d @951782400.5` (a leap day) and `@4102444799`.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(951_782_400_500)),
+            "2000-02-29T00:00:00.500Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(4_102_444_799)),
+            "2099-12-31T23:59:59.000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_796_123_045)),
+            "2026-12-01T11:04:05.000Z"
+        );
+    }
 }

@@ -112,26 +112,27 @@ where
             Endpoint::Live => ResponseFuture::ready(live(&config.monitor)),
             Endpoint::Ready => ResponseFuture::ready(ready(config)),
             Endpoint::Health => {
-                // A running monitor's latest sample is what /health shows; without a running
-                // monitor (or before its first sample) a sample is taken for this request.
-                if config.monitor.is_running()
-                    && let Some(snapshot) = config.monitor.snapshot()
-                {
-                    let report = HealthReport::new(
+                // The report is at most `max_sample_age` old: a fresher sample than the
+                // monitor's schedule is taken for it when needed (at most one per
+                // `max_sample_age`, shared by concurrent requests).
+                let max_age = config.max_sample_age;
+                if let Some(snapshot) = config.monitor.fresh_snapshot(max_age) {
+                    return ResponseFuture::ready(health(&HealthReport::new(
                         &config.monitor,
                         &snapshot,
                         config.ledger.as_ref(),
+                        config.in_flight.as_ref(),
                         config.top_routes,
-                    );
-                    return ResponseFuture::ready(health(&report));
+                    )));
                 }
                 let config = Arc::clone(config);
                 ResponseFuture::boxed(Box::pin(async move {
-                    match config.monitor.sample_now().await {
+                    match config.monitor.recent_snapshot(max_age).await {
                         Ok(snapshot) => health(&HealthReport::new(
                             &config.monitor,
                             &snapshot,
                             config.ledger.as_ref(),
+                            config.in_flight.as_ref(),
                             config.top_routes,
                         )),
                         Err(e) => json_response(
@@ -146,6 +147,10 @@ where
                 let Some(metrics) = &config.metrics else {
                     unreachable!("endpoint() matches /metrics only with a recorder");
                 };
+                crate::gauges::record_request_metrics(
+                    config.ledger.as_ref(),
+                    config.in_flight.as_ref(),
+                );
                 let text = metrics.render(Some(&config.monitor));
                 let mut response = Response::new(Bytes::from(text));
                 response.headers_mut().insert(
@@ -235,7 +240,7 @@ fn ready(config: &HealthConfig) -> Response<Bytes> {
 
 #[cfg(feature = "heap-profile")]
 fn heap<F, B>(config: &HealthConfig, headers: &http::HeaderMap) -> ResponseFuture<F, B> {
-    use crate::profile::{heap_profile, heap_profiling_status};
+    use crate::profile::{heap_profile_in, heap_profiling_status};
 
     let Some(token) = &config.token else {
         return ResponseFuture::ready(json_response(
@@ -275,8 +280,9 @@ fn heap<F, B>(config: &HealthConfig, headers: &http::HeaderMap) -> ResponseFutur
             &json!({"error": e.to_string()}),
         ));
     }
+    let dir = config.profile_dir.clone();
     ResponseFuture::boxed(Box::pin(async move {
-        let result = match tokio::task::spawn_blocking(heap_profile).await {
+        let result = match tokio::task::spawn_blocking(move || heap_profile_in(&dir)).await {
             Ok(result) => result,
             Err(e) => Err(crate::HeapProfileError::Dump(e.to_string())),
         };

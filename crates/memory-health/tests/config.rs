@@ -57,6 +57,10 @@ fn every_variable_is_read() {
         ("MEMORY_ADMISSION_TIMEOUT", "250"),
         ("MEMORY_ADMISSION_FLOOR", "4096"),
         ("MEMORY_PARK_TIMEOUT", "100"),
+        ("HEAP_PROFILE_DIR", "/var/lib/profiles"),
+        ("HEAP_PROFILE_ON_EXIT", "/var/lib/profiles/exit.pb.gz"),
+        ("MEMORY_CLEANUP_AGGRESSIVE", "false"),
+        ("MEMORY_LOG_QUERY", "yes"),
         ("UNRELATED_VARIABLE", "whatever"),
     ])
     .unwrap();
@@ -81,9 +85,64 @@ fn every_variable_is_read() {
     assert_eq!(c.admission_floor, 4096);
     assert_eq!(c.park_timeout, Duration::from_millis(100));
     assert_eq!(c.budget().max_queue(), 16);
+    assert_eq!(
+        c.heap_profile_dir.as_deref(),
+        Some(std::path::Path::new("/var/lib/profiles"))
+    );
+    assert_eq!(
+        c.profile_dir(),
+        std::path::PathBuf::from("/var/lib/profiles")
+    );
+    assert_eq!(
+        c.heap_profile_on_exit.as_deref(),
+        Some(std::path::Path::new("/var/lib/profiles/exit.pb.gz"))
+    );
+    assert!(!c.cleanup_aggressive && !c.reclaim_on_warning);
+    assert!(c.log_query_strings);
     // The token never shows in Debug output.
     assert!(!format!("{c:?}").contains("0123456789abcdef"));
-    assert_eq!(VARIABLES.len(), 20);
+    assert_eq!(VARIABLES.len(), 24);
+}
+
+#[test]
+fn the_aggressive_cleanup_preset_sets_what_is_unset_and_refuses_contradictions() {
+    let c = MemoryConfig::from_vars([("MEMORY_CLEANUP_AGGRESSIVE", "true")]).unwrap();
+    assert!(c.cleanup_aggressive && c.cleanup_enabled && c.reclaim_on_warning);
+    assert_eq!(c.allocator_profile, Some(AllocatorProfile::MemoryFirst));
+    assert_eq!(
+        c.cleanup_interval,
+        memory_health::AGGRESSIVE_CLEANUP_INTERVAL
+    );
+    // An explicit interval wins over the preset's; an explicit memory-first agrees with it.
+    let c = MemoryConfig::from_vars([
+        ("MEMORY_CLEANUP_AGGRESSIVE", "on"),
+        ("MEMORY_CLEANUP_INTERVAL", "15000"),
+        ("MEMORY_ALLOCATOR_PROFILE", "memory-first"),
+    ])
+    .unwrap();
+    assert_eq!(c.cleanup_interval, Duration::from_secs(15));
+    // Contradictions are errors naming both variables, never silently resolved.
+    for (second, value) in [
+        ("MEMORY_CLEANUP_ENABLED", "false"),
+        ("MEMORY_ALLOCATOR_PROFILE", "throughput"),
+    ] {
+        let err = MemoryConfig::from_vars([("MEMORY_CLEANUP_AGGRESSIVE", "true"), (second, value)])
+            .unwrap_err();
+        assert_eq!(err.variable(), Some("MEMORY_CLEANUP_AGGRESSIVE"));
+        let text = err.to_string();
+        assert!(text.contains(second) && text.contains(value), "{text}");
+    }
+    // The monitor gets the preset's reclaim on warning.
+    let monitor = MemoryConfig::from_vars([("MEMORY_CLEANUP_AGGRESSIVE", "1")])
+        .unwrap()
+        .monitor_builder();
+    assert!(
+        format!("{monitor:?}").contains("reclaim_interval: 60s"),
+        "{monitor:?}"
+    );
+    invalid("MEMORY_CLEANUP_AGGRESSIVE", "very");
+    invalid("MEMORY_LOG_QUERY", "maybe");
+    invalid("HEAP_PROFILE_DIR", " ");
 }
 
 #[test]

@@ -114,7 +114,11 @@ async fn health_report_has_the_documented_shape() {
         keys(&body),
         set(&[
             "status",
+            "sampled_at",
+            "sample_age_seconds",
             "limit_bytes",
+            "limit_source",
+            "configured_limit_bytes",
             "usage_bytes",
             "usage_ratio",
             "thresholds",
@@ -125,9 +129,20 @@ async fn health_report_has_the_documented_shape() {
             "reclaim",
             "budget",
             "kernel_events",
-            "routes"
+            "routes",
+            "in_flight",
+            "in_flight_min_bytes"
         ])
     );
+    // No limit configured: the cgroup's or physical memory; no listing of requests in flight.
+    assert!(matches!(
+        body["limit_source"].as_str(),
+        Some("cgroup_max" | "cgroup_high" | "physical")
+    ));
+    assert_eq!(body["configured_limit_bytes"], Value::Null);
+    assert_eq!(body["in_flight"], serde_json::json!([]));
+    assert_eq!(body["in_flight_min_bytes"], Value::Null);
+    assert!(body["sample_age_seconds"].as_f64().unwrap() < 1.5);
     // No governor's budget was given to this monitor.
     assert_eq!(body["budget"], Value::Null);
     assert!(body["kernel_events"].is_array());
@@ -139,8 +154,15 @@ async fn health_report_has_the_documented_shape() {
     assert_eq!(body["thresholds"]["critical"], 0.85);
     assert_eq!(
         keys(&body["process"]),
-        set(&["rss_bytes", "peak_rss_bytes", "virtual_bytes"])
+        set(&[
+            "rss_bytes",
+            "peak_rss_bytes",
+            "virtual_bytes",
+            "non_allocator_resident_bytes"
+        ])
     );
+    // glibc does not say what it holds resident: nothing to subtract.
+    assert_eq!(body["process"]["non_allocator_resident_bytes"], Value::Null);
     let rss = body["process"]["rss_bytes"].as_u64().unwrap();
     assert!(rss > 0);
     assert!(body["process"]["peak_rss_bytes"].as_u64().unwrap() >= rss);
@@ -189,7 +211,11 @@ async fn health_report_has_the_documented_shape() {
     );
     assert_eq!(
         keys(&body["reclaim"]),
-        set(&["runs", "released_bytes", "last"])
+        set(&["runs", "failures", "released_bytes", "by_trigger", "last"])
+    );
+    assert_eq!(
+        keys(&body["reclaim"]["by_trigger"]),
+        set(&["scheduled", "critical", "warning", "heavy_request", "api"])
     );
     let routes = body["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 1, "top 1 only");
@@ -200,6 +226,7 @@ async fn health_report_has_the_documented_shape() {
             "requests",
             "allocated_bytes_total",
             "allocated_bytes_max",
+            "retained_bytes",
             "predicted_cost_bytes",
             "governor"
         ])
@@ -269,11 +296,55 @@ async fn health_shows_the_governor_budget_and_queue() {
 }
 
 #[tokio::test]
+async fn health_is_at_most_a_second_old_and_samples_at_most_once_a_second() {
+    let source = Steered::new(500);
+    // A running monitor that samples once an hour: only /health's own freshness rule resamples.
+    let monitor = MemoryMonitor::builder()
+        .source(source.clone())
+        .limit(1000)
+        .reclaim_enabled(false)
+        .interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    monitor.start().unwrap();
+    assert!(eventually(Duration::from_secs(5), || monitor.snapshot().is_some()).await);
+    let server = Server::axum(work_app(Arc::default()).layer(HealthLayer::new(&monitor))).await;
+    let client = reqwest::Client::new();
+    let (_, first) = get_json(&client, &server.url("/api/health")).await;
+    assert_eq!(first["usage_bytes"], 500);
+    let samples = monitor.sample_counts().0;
+
+    // Memory moves; within the second, a flood of requests gets the same sample.
+    source.set(700);
+    for _ in 0..20 {
+        let (_, body) = get_json(&client, &server.url("/api/health")).await;
+        if body["sample_age_seconds"].as_f64().unwrap() < 0.8 {
+            assert_eq!(body["usage_bytes"], 500);
+            assert_eq!(body["sampled_at"], first["sampled_at"]);
+        }
+    }
+    assert!(monitor.sample_counts().0 <= samples + 1);
+    // After it, one new sample shows where memory is now.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, body) = get_json(&client, &server.url("/api/health")).await;
+    assert_eq!(body["usage_bytes"], 700, "{body}");
+    assert!(body["sample_age_seconds"].as_f64().unwrap() < 0.5);
+    assert_eq!(body["limit_source"], "configured");
+    assert_eq!(body["configured_limit_bytes"], 1000);
+    // Samples asked for by /health do not count as the task's: liveness still follows the task.
+    assert!(monitor.liveness().is_live());
+    monitor.stop();
+}
+
+#[tokio::test]
 async fn health_status_codes_follow_pressure() {
     let source = Steered::new(500);
     let monitor = steered_monitor(&source);
-    // Not started: /health samples on request.
-    let server = Server::axum(work_app(Arc::default()).layer(HealthLayer::new(&monitor))).await;
+    // Not started: /health samples on request (every request: no sample is too young here).
+    let server = Server::axum(
+        work_app(Arc::default()).layer(HealthLayer::new(&monitor).max_sample_age(Duration::ZERO)),
+    )
+    .await;
     let client = reqwest::Client::new();
     for (rss, code, word) in [
         (500, 200, "healthy"),
@@ -667,7 +738,14 @@ async fn metrics_scrape_passes_promtool() {
     assert!(text.contains("memory_pressure_level 2"), "{text}");
     assert!(text.contains("memory_usage_ratio 0.9"), "{text}");
     assert!(text.contains("memory_limit_bytes 1000"), "{text}");
-    assert!(text.contains("memory_reclaim_runs_total 1"), "{text}");
+    assert!(
+        text.contains("memory_reclaim_runs_total{trigger=\"critical\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("memory_reclaim_duration_seconds_count{trigger=\"critical\"} 1"),
+        "{text}"
+    );
     assert!(
         text.contains("memory_shed_requests_total{reason=\"critical\"}"),
         "{text}"
@@ -699,6 +777,7 @@ async fn metrics_scrape_passes_promtool() {
         "memory_reclaim_runs_total",
         "memory_reclaim_released_bytes_total",
         "memory_reclaim_last_duration_seconds",
+        "memory_reclaim_duration_seconds",
         "memory_monitor_samples_total",
         "memory_monitor_last_sample_timestamp_seconds",
         "memory_monitor_live",

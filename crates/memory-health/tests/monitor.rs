@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Steered, eventually, proc_files, write};
 use memory_health::{
-    BuildError, LeakThreshold, LimitSource, Liveness, MemoryMonitor, ProbeSource, ReclaimReason,
+    BuildError, LeakThreshold, LimitSource, Liveness, MemoryMonitor, ProbeSource, ReclaimTrigger,
     Sample, SampleError, StartError,
 };
 use memory_probe::{Pressure, ProcessMemory, Reclaimer};
@@ -64,10 +64,14 @@ async fn limit_from_a_nested_v2_tree_is_the_smallest_up_the_chain() {
     assert_eq!(s.limit.unwrap().bytes, 256 * MIB);
     assert_eq!(s.limit.unwrap().source, LimitSource::CgroupHigh);
 
-    // An explicit limit wins over everything.
-    let s = sample_of(root, Some(300 * MIB)).await;
+    // An explicit limit below the cgroup's wins; one above it is clamped to it (the kernel acts
+    // at the cgroup's limit whatever the configuration says).
+    let s = sample_of(root, Some(200 * MIB)).await;
     assert_eq!(s.limit.unwrap().source, LimitSource::Configured);
-    assert_eq!(s.limit.unwrap().bytes, 300 * MIB);
+    assert_eq!(s.limit.unwrap().bytes, 200 * MIB);
+    let s = sample_of(root, Some(300 * MIB)).await;
+    assert_eq!(s.limit.unwrap().source, LimitSource::CgroupHigh);
+    assert_eq!(s.limit.unwrap().bytes, 256 * MIB);
 }
 
 #[tokio::test]
@@ -349,15 +353,19 @@ async fn reclaim_on_entering_critical_and_on_schedule() {
         monitor.sample_now().await.unwrap();
         runs_after.push(monitor.reclaim_summary().runs);
     }
-    let reasons: Vec<ReclaimReason> = monitor.reclaim_history().iter().map(|r| r.reason).collect();
+    let reasons: Vec<ReclaimTrigger> = monitor
+        .reclaim_history()
+        .iter()
+        .map(|r| r.trigger)
+        .collect();
     // Minute 5: five minutes since the first sample. Minute 6: entering Critical (staying
     // Critical at 7 triggers nothing). Minute 11: five minutes after the last run.
     assert_eq!(
         reasons,
         [
-            ReclaimReason::Scheduled,
-            ReclaimReason::EnteredCritical,
-            ReclaimReason::Scheduled
+            ReclaimTrigger::Scheduled,
+            ReclaimTrigger::Critical,
+            ReclaimTrigger::Scheduled
         ]
     );
     assert_eq!(runs_after, [0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 3, 3, 3]);
@@ -366,7 +374,7 @@ async fn reclaim_on_entering_critical_and_on_schedule() {
     assert_eq!(reclaimer.runs(), 3, "the real reclaimer ran each time");
     for record in monitor.reclaim_history() {
         assert_eq!(
-            record.released_bytes,
+            record.released_bytes(),
             record.resident_before.saturating_sub(record.resident_after)
         );
         assert!(record.resident_before > 0);
@@ -377,10 +385,10 @@ async fn reclaim_on_entering_critical_and_on_schedule() {
         monitor
             .reclaim_history()
             .iter()
-            .map(|r| r.released_bytes)
+            .map(|r| r.released_bytes())
             .sum::<u64>()
     );
-    assert_eq!(summary.last.unwrap().reason, ReclaimReason::Scheduled);
+    assert_eq!(summary.last.unwrap().trigger, ReclaimTrigger::Scheduled);
 }
 
 #[tokio::test]

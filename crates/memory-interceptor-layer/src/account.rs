@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ptr;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, RawWakerVTable, Waker};
 
@@ -97,6 +97,10 @@ pub(crate) struct Account {
     route_override: OnceLock<&'static str>,
     /// Key in the registry of victims, [`UNREGISTERED`] until the request is registered.
     registry_key: Owned,
+    /// When the request joined the registry (its age when `start` was not read).
+    registered_at: OnceLock<quanta::Instant>,
+    /// Whether the in-flight heavy warning has been logged (once per request).
+    heavy_logged: AtomicBool,
     pub(crate) method: Method,
     pub(crate) route: Route,
     pub(crate) path: PathAndQuery,
@@ -160,6 +164,8 @@ impl Account {
             waker: Mutex::new(None),
             route_override: OnceLock::new(),
             registry_key: Owned(AtomicU64::new(UNREGISTERED as u64)),
+            registered_at: OnceLock::new(),
+            heavy_logged: AtomicBool::new(false),
             method: req.method().clone(),
             route,
             path: req
@@ -198,6 +204,23 @@ impl Account {
         self.allocated()
             .wrapping_sub(self.deallocated())
             .wrapping_sub(self.handed_off()) as i64
+    }
+
+    /// The largest amount held at a poll boundary so far (owner and instrumented work).
+    pub(crate) fn peak(&self) -> i64 {
+        self.peak
+            .load(Relaxed)
+            .max(self.extra_peak.load(Relaxed))
+            .max(self.held())
+    }
+
+    /// How long the request has run (since it joined the registry when its start was not read).
+    pub(crate) fn age(&self) -> std::time::Duration {
+        self.start
+            .or_else(|| self.registered_at.get().copied())
+            .map_or(std::time::Duration::ZERO, |t| {
+                quanta::Instant::now().saturating_duration_since(t)
+            })
     }
 
     pub(crate) fn set_route(&self, route: &'static str) -> bool {
@@ -498,6 +521,9 @@ impl Tracker {
         if a.registry_key.get() == UNREGISTERED as u64
             && let Some(registry) = &a.config.registry
         {
+            if a.start.is_none() {
+                let _ = a.registered_at.set(quanta::Instant::now());
+            }
             a.registry_key.set(registry.register(a) as u64);
         }
     }
@@ -563,8 +589,8 @@ impl Tracker {
         if held > self.quota {
             return Verdict::Abort(AbortReason::Quota);
         }
-        if held >= a.config.register_at as i64 {
-            self.register();
+        if held >= a.config.watch_at as i64 {
+            self.watch(held);
         }
         if let Some(governor) = &a.config.governor
             && governor.after_growth(a, held)
@@ -572,6 +598,28 @@ impl Tracker {
             return Verdict::OverBudget;
         }
         Verdict::Continue
+    }
+
+    /// A large request's poll boundary (only requests holding at least `watch_at` get here): joins
+    /// the registry, and logs once when the request crosses the heavy threshold while it runs.
+    #[inline(never)]
+    fn watch(&self, held: i64) {
+        let a = &*self.account;
+        if held >= a.config.register_at as i64 {
+            self.register();
+        }
+        if held >= a.config.heavy_threshold as i64 && !a.heavy_logged.swap(true, Relaxed) {
+            tracing::warn!(
+                target: "memory_interceptor",
+                method = %a.method,
+                route = %a.route(),
+                path = crate::report::logged_path(&a.config, &a.path),
+                held,
+                allocated = a.allocated(),
+                age_ms = a.age().as_secs_f64() * 1e3,
+                "request crossed the heavy threshold while running"
+            );
+        }
     }
 
     /// The response is ready: the governor trades the reservation for what is held.

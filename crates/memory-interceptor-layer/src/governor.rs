@@ -466,7 +466,7 @@ impl Governor {
             target: "memory_interceptor",
             method = %account.method,
             route = %account.route(),
-            path = account.path.path(),
+            path = crate::report::logged_path(&account.config, &account.path),
             waited_ms = waited.as_secs_f64() * 1e3,
             error = %error,
             "request refused: the memory budget has no room for its predicted cost"
@@ -657,7 +657,7 @@ impl Governor {
                         tracing::debug!(
                             target: "memory_interceptor",
                             route = %victim.route(),
-                            path = victim.path.path(),
+                            path = crate::report::logged_path(&victim.config, &victim.path),
                             "memory budget deadlocked over capacity: aborting the request furthest over its reservation"
                         );
                     }

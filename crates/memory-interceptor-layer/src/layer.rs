@@ -9,6 +9,7 @@ use memory_probe::{PressureSignal, Reclaimer};
 use tower_layer::Layer;
 
 use crate::governor::{Governor, GovernorConfig};
+use crate::inflight::InFlight;
 use crate::ledger::Ledger;
 use crate::pressure::PressureAborter;
 use crate::registry::Registry;
@@ -37,6 +38,11 @@ pub(crate) struct Config {
     pub(crate) registry: Option<Arc<Registry>>,
     /// A request joins the registry once it holds this much: no victim search looks at less.
     pub(crate) register_at: u64,
+    /// The smaller of `register_at` and the heavy threshold: below it a poll boundary looks at
+    /// nothing more (see `Tracker::watch`).
+    pub(crate) watch_at: u64,
+    /// Whether logs carry the query string (`path=/a?b=c`) rather than the path alone.
+    pub(crate) log_query: bool,
     pub(crate) route_fn: Option<Arc<RouteFn>>,
     pub(crate) retry_after: Duration,
     pub(crate) metrics: bool,
@@ -118,6 +124,8 @@ impl MemoryInterceptorLayer {
                 governor_settings: None,
                 registry: None,
                 register_at: u64::MAX,
+                watch_at: DEFAULT_HEAVY_THRESHOLD,
+                log_query: false,
                 route_fn: None,
                 retry_after: Duration::from_secs(5),
                 metrics: true,
@@ -163,7 +171,27 @@ impl MemoryInterceptorLayer {
             .chain(config.governor_settings.as_ref().map(|g| g.floor))
             .min()
             .unwrap_or(u64::MAX);
+        config.watch_at = config.register_at.min(config.heavy_threshold);
         self
+    }
+
+    /// The requests in flight that hold memory now, largest first (`None` when nothing keeps
+    /// track of them: the layer keeps its registry of in-flight requests only with
+    /// [`governor`](Self::governor) or [`abort_under_pressure`](Self::abort_under_pressure)).
+    /// Take it after the last builder call: each call makes a new registry.
+    pub fn in_flight(&self) -> Option<InFlight> {
+        self.config
+            .registry
+            .as_ref()
+            .map(|r| InFlight::new(Arc::clone(r), self.config.register_at))
+    }
+
+    /// Whether log events carry the request's query string (default false: the path alone).
+    /// Queries often carry tokens, session ids and personal data; turn this on only where logs
+    /// are as protected as the requests.
+    #[must_use]
+    pub fn log_query_strings(self, enabled: bool) -> Self {
+        self.update(|c| c.log_query = enabled)
     }
 
     /// Puts the request under the memory governor: admission by predicted cost against one
@@ -176,7 +204,9 @@ impl MemoryInterceptorLayer {
     }
 
     /// Requests that allocate at least `bytes` are heavy: a warning, the `http_heavy_requests_total`
-    /// counter, and a background reclaim (default 50 MiB).
+    /// counter, and a background reclaim (default 50 MiB). A request whose held bytes cross it
+    /// while it still runs is logged once at that moment too, so the cause of an OOM kill is in
+    /// the logs even if the process dies before the request ends.
     pub fn heavy_threshold(self, bytes: u64) -> Self {
         self.update(|c| c.heavy_threshold = bytes)
     }
@@ -312,6 +342,7 @@ impl fmt::Debug for Config {
             .field("route_classifier", &self.route_fn.is_some())
             .field("retry_after", &self.retry_after)
             .field("metrics", &self.metrics)
+            .field("log_query_strings", &self.log_query)
             .finish()
     }
 }

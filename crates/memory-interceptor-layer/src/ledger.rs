@@ -1,7 +1,7 @@
 //! `Ledger`: per-route allocation totals, bounded in the number of routes it keeps.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::cost::Cost;
@@ -20,6 +20,10 @@ pub struct RouteStats {
     pub allocated_bytes_total: u64,
     /// Bytes allocated by the hungriest one.
     pub allocated_bytes_max: u64,
+    /// Bytes the requests left behind when they ended, summed (each request's `net`: allocated
+    /// minus freed minus handed to the server). Growing steadily: the route keeps something
+    /// (a cache, a leak); negative: it freed memory allocated elsewhere.
+    pub retained_bytes: i64,
     /// What the memory governor reserves for the route's next request: the learned high quantile
     /// of its requests' peak memory (`None` before the governor has seen the route, or without a
     /// governor).
@@ -52,6 +56,7 @@ pub(crate) struct Entry {
     requests: AtomicU64,
     total: AtomicU64,
     max: AtomicU64,
+    retained: AtomicI64,
     /// The governor's cost model of the route.
     pub(crate) cost: Cost,
 }
@@ -89,11 +94,14 @@ struct Inner {
 }
 
 impl Entry {
-    /// Adds one request that allocated `allocated_bytes`.
-    pub(crate) fn record(&self, allocated_bytes: u64) {
+    /// Adds one request that allocated `allocated_bytes` and ended holding `net`.
+    pub(crate) fn record(&self, allocated_bytes: u64, net: i64) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(allocated_bytes, Ordering::Relaxed);
         self.max.fetch_max(allocated_bytes, Ordering::Relaxed);
+        if net != 0 {
+            self.retained.fetch_add(net, Ordering::Relaxed);
+        }
     }
 }
 
@@ -108,9 +116,15 @@ impl Ledger {
         }
     }
 
-    /// Adds one request of `route` that allocated `allocated_bytes`.
+    /// Adds one request of `route` that allocated `allocated_bytes` (and left nothing behind).
     pub fn record(&self, route: &str, allocated_bytes: u64) {
-        self.entry(route).record(allocated_bytes);
+        self.entry(route).record(allocated_bytes, 0);
+    }
+
+    /// Adds one request of `route` that allocated `allocated_bytes` and still held `net` bytes
+    /// when it ended (see [`RouteStats::retained_bytes`]).
+    pub fn record_request(&self, route: &str, allocated_bytes: u64, net: i64) {
+        self.entry(route).record(allocated_bytes, net);
     }
 
     /// The entry `route` is counted under (its own, or [`OTHER_ROUTE`]'s once the ledger is full).
@@ -162,6 +176,7 @@ impl Ledger {
                 requests: e.requests.load(Ordering::Relaxed),
                 allocated_bytes_total: e.total.load(Ordering::Relaxed),
                 allocated_bytes_max: e.max.load(Ordering::Relaxed),
+                retained_bytes: e.retained.load(Ordering::Relaxed),
                 predicted_cost_bytes: e.cost.predicted(),
                 governor: {
                     let c = &e.cost.counters;
@@ -240,6 +255,9 @@ mod tests {
         assert_eq!(top[0].allocated_bytes_max, 300);
         assert_eq!(top[0].allocated_bytes_total, 301);
         assert_eq!(ledger.top(1).len(), 1);
+        ledger.record_request("/c", 10, 4096);
+        ledger.record_request("/c", 10, -96);
+        assert_eq!(ledger.top(1)[0].retained_bytes, 4000);
     }
 
     #[test]

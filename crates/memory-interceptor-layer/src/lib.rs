@@ -16,7 +16,12 @@
 //!   `http_heavy_requests_total` (labels `method`, `route`, `status`), the optional [`Ledger`]
 //!   (per-route totals, the "memory-intensive endpoints" view) and an optional callback.
 //! - Heavy requests (default 50 MiB allocated) also start a background [`Reclaimer`] run
-//!   (rate-limited and single-flight; never awaited by the request).
+//!   (rate-limited and single-flight; never awaited by the request). A request whose held bytes
+//!   cross the threshold while it runs is logged at that moment as well.
+//! - [`InFlight`] lists the requests in flight that hold memory now, largest first (route,
+//!   method, age, held and peak bytes).
+//! - Logs show the request's path without its query string unless
+//!   [`log_query_strings`](MemoryInterceptorLayer::log_query_strings) is on.
 //! - An optional per-request quota (`max_request_memory`): a request holding more at a poll
 //!   boundary has its handler dropped (freeing its memory) and gets 503 with `Retry-After`; a body
 //!   that is already streaming ends with an [`AbortError`]. With a [`PressureSignal`], under
@@ -89,6 +94,7 @@ mod cost;
 mod error;
 mod future;
 mod governor;
+mod inflight;
 mod layer;
 mod ledger;
 mod memory;
@@ -104,6 +110,7 @@ pub use governor::{
     ADMISSION_WAIT_METRIC, DEFAULT_FLOOR, DEFAULT_PARK_TIMEOUT, DEFAULT_PROBE_TIMEOUT,
     DEFAULT_QUEUE_TIMEOUT, DEFAULT_UNSEEN_COST, GOVERNOR_METRIC, GovernorConfig,
 };
+pub use inflight::{InFlight, InFlightRequest, RouteInFlight};
 pub use layer::{DEFAULT_HEAVY_THRESHOLD, MemoryInterceptorLayer};
 pub use ledger::{GovernorCounts, Ledger, OTHER_ROUTE, RouteStats};
 #[cfg(feature = "axum")]

@@ -75,7 +75,7 @@ impl PressureAborter {
                     target: "memory_interceptor",
                     held,
                     route = %account.route(),
-                    path = account.path.path(),
+                    path = crate::report::logged_path(&account.config, &account.path),
                     "critical memory pressure: aborting the largest request in flight"
                 );
                 aborted += 1;

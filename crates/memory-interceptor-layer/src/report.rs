@@ -303,6 +303,16 @@ fn labels(method: &'static str, route: &Route, status: &'static str) -> Vec<Labe
     ]
 }
 
+/// What logs show of a request's target: the path alone, or with its query string when the
+/// layer was told to log queries (they carry tokens often enough to stay out by default).
+pub(crate) fn logged_path<'a>(config: &Config, target: &'a PathAndQuery) -> &'a str {
+    if config.log_query {
+        target.as_str()
+    } else {
+        target.path()
+    }
+}
+
 /// What one label set records into: the histograms registered with one recorder, and the entry
 /// of one ledger.
 struct Handles {
@@ -365,7 +375,7 @@ fn record_route(
             n.record(net as f64);
         }
         if let Some(entry) = &h.entry {
-            entry.record(allocated);
+            entry.record(allocated, net);
         }
     };
     let cached = HANDLES.try_with(|cell| {
@@ -490,7 +500,7 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
                 $level,
                 method = %report.method,
                 route = %report.route,
-                path = report.path_and_query.path(),
+                path = logged_path(config, report.path_and_query),
                 status,
                 outcome = report.outcome.as_str(),
                 allocated = report.allocated,
@@ -527,7 +537,7 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
         && let Some(reclaimer) = &config.reclaimer
     {
         // Non-blocking: starts a rate-limited, single-flight run on the blocking pool, or nothing.
-        reclaimer.reclaim_in_background();
+        reclaimer.reclaim_in_background(memory_probe::ReclaimTrigger::HeavyRequest);
     }
     if let Some(on_report) = &config.on_report {
         on_report(&report.to_report());

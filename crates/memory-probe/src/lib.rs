@@ -47,6 +47,9 @@
 //! - `jemalloc`: jemalloc counters, statistics and purge (through `tikv-jemalloc-ctl`). The
 //!   program still has to install `tikv_jemallocator::Jemalloc` as its global allocator;
 //!   [`self_check`] warns when it is linked but not installed.
+//!   With it, [`heap_profiling`] and [`dump_heap_profile`] reach jemalloc's heap profiler (the
+//!   program starts jemalloc with `prof:true`; building jemalloc with profiling is
+//!   `tikv-jemalloc-ctl`'s `profiling` feature, which memory-health's `heap-profile` turns on).
 //! - `mimalloc`: `mi_collect(true)` in the [`Reclaimer`] when mimalloc is the global allocator.
 
 mod budget;
@@ -59,6 +62,8 @@ mod events;
 mod jemalloc;
 mod pressure;
 mod process;
+#[cfg(feature = "jemalloc")]
+mod profiling;
 mod reclaim;
 mod stats;
 
@@ -76,5 +81,11 @@ pub use process::{
     ProcessMemory, physical_memory, physical_memory_at, process_memory, process_memory_at,
     process_memory_of,
 };
-pub use reclaim::{ReclaimError, ReclaimReport, Reclaimer, ReclaimerBuilder};
+pub use reclaim::{
+    RECLAIM_DURATION_METRIC, ReclaimError, ReclaimReport, ReclaimStats, ReclaimTrigger, Reclaimer,
+    ReclaimerBuilder, TriggerStats,
+};
 pub use stats::{AllocatorStats, allocator_stats};
+
+#[cfg(feature = "jemalloc")]
+pub use profiling::{HeapProfiling, dump_heap_profile, heap_profiling};

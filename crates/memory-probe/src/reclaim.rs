@@ -1,5 +1,6 @@
 //! Handing freed memory back to the operating system.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,9 +11,113 @@ use tokio::sync::watch;
 use crate::process::resident_now;
 use crate::{AllocatorKind, ProbeError, self_check};
 
+/// Metric: histogram of the time reclaim runs spend in the allocator, in seconds (label
+/// `trigger`). Recorded through the `metrics` facade at the end of every run.
+pub const RECLAIM_DURATION_METRIC: &str = "memory_reclaim_duration_seconds";
+
+/// Runs kept for [`Reclaimer::history`].
+const HISTORY: usize = 32;
+
+/// Who asked for a reclaim run. Every run is counted under the trigger that started it (callers
+/// that join a run under way share its report and are not counted again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ReclaimTrigger {
+    /// A monitor's schedule (`reclaim_interval` passed).
+    Scheduled,
+    /// Memory pressure has just risen to critical.
+    Critical,
+    /// Memory pressure has just risen to warning (the aggressive cleanup preset).
+    Warning,
+    /// A request allocated more than the heavy threshold.
+    HeavyRequest,
+    /// The program called [`Reclaimer::reclaim`] itself.
+    Api,
+}
+
+impl ReclaimTrigger {
+    /// Every trigger, in the order of the `trigger` label values.
+    pub const ALL: [ReclaimTrigger; 5] = [
+        ReclaimTrigger::Scheduled,
+        ReclaimTrigger::Critical,
+        ReclaimTrigger::Warning,
+        ReclaimTrigger::HeavyRequest,
+        ReclaimTrigger::Api,
+    ];
+
+    /// `"scheduled"`, `"critical"`, `"warning"`, `"heavy_request"` or `"api"`: the `trigger`
+    /// label of the reclaim metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReclaimTrigger::Scheduled => "scheduled",
+            ReclaimTrigger::Critical => "critical",
+            ReclaimTrigger::Warning => "warning",
+            ReclaimTrigger::HeavyRequest => "heavy_request",
+            ReclaimTrigger::Api => "api",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ReclaimTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The runs and failures of one trigger, as [`Reclaimer::stats`] counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TriggerStats {
+    /// Completed runs.
+    pub runs: u64,
+    /// Runs that failed in the allocator.
+    pub failures: u64,
+    /// Resident bytes released over the runs.
+    pub released_bytes: u64,
+    /// Time spent in the allocator over the runs.
+    pub duration: Duration,
+}
+
+/// Everything a [`Reclaimer`] has done since it was built, whoever asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReclaimStats {
+    /// Per trigger, in the order of [`ReclaimTrigger::ALL`].
+    pub by_trigger: Vec<(ReclaimTrigger, TriggerStats)>,
+    /// The latest completed run.
+    pub last: Option<ReclaimReport>,
+}
+
+impl ReclaimStats {
+    /// The sum over all triggers.
+    pub fn total(&self) -> TriggerStats {
+        self.by_trigger
+            .iter()
+            .fold(TriggerStats::default(), |sum, (_, t)| TriggerStats {
+                runs: sum.runs + t.runs,
+                failures: sum.failures + t.failures,
+                released_bytes: sum.released_bytes + t.released_bytes,
+                duration: sum.duration + t.duration,
+            })
+    }
+
+    /// The figures of one trigger.
+    pub fn trigger(&self, trigger: ReclaimTrigger) -> TriggerStats {
+        self.by_trigger
+            .iter()
+            .find(|(t, _)| *t == trigger)
+            .map(|(_, s)| *s)
+            .unwrap_or_default()
+    }
+}
+
 /// What one reclaim run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReclaimReport {
+    /// Who asked for the run.
+    pub trigger: ReclaimTrigger,
     /// The allocator that was asked to release memory.
     pub allocator: AllocatorKind,
     /// Process resident bytes just before the run.
@@ -62,7 +167,9 @@ pub enum ReclaimError {
 /// The call runs on Tokio's blocking pool, never on the caller's task. Concurrent callers share
 /// one run (single-flight): whoever arrives while a run is under way gets that run's report.
 /// Runs are at least `min_interval` apart (default 1 s); an earlier call gets
-/// [`ReclaimError::RateLimited`]. Cloning shares the state.
+/// [`ReclaimError::RateLimited`]. Every run is counted under its [`ReclaimTrigger`]
+/// ([`stats`](Self::stats), [`history`](Self::history)) and its duration recorded in the
+/// [`RECLAIM_DURATION_METRIC`] histogram. Cloning shares the state.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -91,6 +198,13 @@ struct Inner {
     released: AtomicU64,
 }
 
+/// Per-trigger totals and the latest runs, updated once per run (never on a request's path).
+#[derive(Default)]
+struct Tally {
+    by_trigger: [TriggerStats; ReclaimTrigger::ALL.len()],
+    history: VecDeque<ReclaimReport>,
+}
+
 type Outcome = Option<Result<ReclaimReport, ReclaimError>>;
 
 #[derive(Default)]
@@ -98,6 +212,7 @@ struct State {
     running: Option<watch::Receiver<Outcome>>,
     last_start: Option<Instant>,
     last: Option<ReclaimReport>,
+    tally: Tally,
     /// A background run was asked for while one ran or the interval had not passed: one more
     /// runs as soon as allowed, so the memory of the last heavy request of a burst goes back too.
     trailing: bool,
@@ -192,9 +307,18 @@ impl Reclaimer {
             .clone()
     }
 
-    /// Runs a reclaim (or joins the one under way) and waits for its report.
+    /// Runs a reclaim (or joins the one under way) and waits for its report; counted under
+    /// [`ReclaimTrigger::Api`].
     pub async fn reclaim(&self) -> Result<ReclaimReport, ReclaimError> {
-        let mut rx = self.start()?;
+        self.reclaim_for(ReclaimTrigger::Api).await
+    }
+
+    /// Runs a reclaim for `trigger` (or joins the one under way) and waits for its report.
+    pub async fn reclaim_for(
+        &self,
+        trigger: ReclaimTrigger,
+    ) -> Result<ReclaimReport, ReclaimError> {
+        let mut rx = self.start(trigger)?;
         loop {
             if let Some(outcome) = rx.borrow_and_update().clone() {
                 return outcome;
@@ -210,7 +334,7 @@ impl Reclaimer {
     /// in those cases one trailing run is scheduled for as soon as the interval allows (several
     /// such calls share it), so that what the last of a burst of heavy requests freed goes back
     /// too. Returns whether a new run started now. Never blocks; needs a Tokio runtime.
-    pub fn reclaim_in_background(&self) -> bool {
+    pub fn reclaim_in_background(&self, trigger: ReclaimTrigger) -> bool {
         let mut state = self.inner.state.lock().expect("reclaimer state");
         let wait = match (&state.running, state.last_start) {
             (Some(_), _) => Some(self.inner.min_interval),
@@ -221,7 +345,7 @@ impl Reclaimer {
         };
         let Some(wait) = wait else {
             drop(state);
-            return self.start().is_ok();
+            return self.start(trigger).is_ok();
         };
         if state.trailing {
             return false;
@@ -247,7 +371,7 @@ impl Reclaimer {
                     due
                 };
                 if started {
-                    let _ = this.start();
+                    let _ = this.start(trigger);
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -256,8 +380,26 @@ impl Reclaimer {
         false
     }
 
-    /// Joins the run under way, or starts one.
-    fn start(&self) -> Result<watch::Receiver<Outcome>, ReclaimError> {
+    /// Per-trigger totals and the latest run.
+    pub fn stats(&self) -> ReclaimStats {
+        let state = self.inner.state.lock().expect("reclaimer state");
+        ReclaimStats {
+            by_trigger: ReclaimTrigger::ALL
+                .iter()
+                .map(|&t| (t, state.tally.by_trigger[t.index()]))
+                .collect(),
+            last: state.last.clone(),
+        }
+    }
+
+    /// The latest completed runs (up to 32), oldest first.
+    pub fn history(&self) -> Vec<ReclaimReport> {
+        let state = self.inner.state.lock().expect("reclaimer state");
+        state.tally.history.iter().cloned().collect()
+    }
+
+    /// Joins the run under way, or starts one for `trigger`.
+    fn start(&self, trigger: ReclaimTrigger) -> Result<watch::Receiver<Outcome>, ReclaimError> {
         let mut state = self.inner.state.lock().expect("reclaimer state");
         if let Some(rx) = &state.running {
             return Ok(rx.clone());
@@ -286,22 +428,36 @@ impl Reclaimer {
         let inner = Arc::clone(&self.inner);
         handle.spawn(async move {
             let allocator = inner.allocator;
-            let outcome = match tokio::task::spawn_blocking(move || run_blocking(allocator)).await {
+            let outcome = match tokio::task::spawn_blocking(move || run_blocking(allocator, trigger))
+                .await
+            {
                 Ok(result) => result,
                 Err(e) => Err(ReclaimError::Failed(format!("reclaim thread failed: {e}"))),
             };
             let mut state = inner.state.lock().expect("reclaimer state");
             state.running = None;
+            let counts = &mut state.tally.by_trigger[trigger.index()];
             match &outcome {
                 Ok(report) => {
                     inner.runs.fetch_add(1, Ordering::Relaxed);
                     inner
                         .released
                         .fetch_add(report.released_bytes(), Ordering::Relaxed);
+                    counts.runs += 1;
+                    counts.released_bytes += report.released_bytes();
+                    counts.duration += report.duration;
+                    if state.tally.history.len() == HISTORY {
+                        state.tally.history.pop_front();
+                    }
+                    state.tally.history.push_back(report.clone());
                     state.last = Some(report.clone());
-                    tracing::debug!(
+                    metrics::histogram!(RECLAIM_DURATION_METRIC, "trigger" => trigger.as_str())
+                        .record(report.duration.as_secs_f64());
+                    tracing::info!(
                         target: "memory_probe",
+                        trigger = trigger.as_str(),
                         allocator = %report.allocator,
+                        released_bytes = report.released_bytes(),
                         resident_before = report.resident_before,
                         resident_after = report.resident_after,
                         duration_ms = report.duration.as_secs_f64() * 1e3,
@@ -310,7 +466,8 @@ impl Reclaimer {
                 }
                 Err(e) => {
                     inner.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(target: "memory_probe", error = %e, "memory reclaim failed");
+                    counts.failures += 1;
+                    tracing::warn!(target: "memory_probe", trigger = trigger.as_str(), error = %e, "memory reclaim failed");
                 }
             }
             drop(state);
@@ -321,12 +478,16 @@ impl Reclaimer {
 }
 
 /// One release call, on the current (blocking) thread.
-fn run_blocking(allocator: AllocatorKind) -> Result<ReclaimReport, ReclaimError> {
+fn run_blocking(
+    allocator: AllocatorKind,
+    trigger: ReclaimTrigger,
+) -> Result<ReclaimReport, ReclaimError> {
     let resident_before = resident_now().unwrap_or(0);
     let start = Instant::now();
     release(allocator).map_err(|e| ReclaimError::Failed(e.to_string()))?;
     let duration = start.elapsed();
     Ok(ReclaimReport {
+        trigger,
         allocator,
         resident_before,
         resident_after: resident_now().unwrap_or(0),

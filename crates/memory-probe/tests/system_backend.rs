@@ -72,3 +72,8 @@ async fn reclaim_returns_freed_memory() {
 async fn reclaim_is_single_flight_and_rate_limited() {
     common::reclaim_is_single_flight_and_rate_limited().await;
 }
+
+#[tokio::test]
+async fn reclaim_counts_every_run_by_trigger() {
+    common::reclaim_counts_every_run_by_trigger().await;
+}
