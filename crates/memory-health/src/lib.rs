@@ -84,7 +84,8 @@ mod thresholds;
 mod trend;
 
 pub use allocator::{
-    AllocatorProfile, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport, UnknownProfile,
+    AllocatorProfile, DECAY_TICK, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport,
+    UnknownProfile,
 };
 pub use body::ResponseBody;
 pub use budget::BudgetCapacity;

@@ -49,9 +49,10 @@ fn profiles_set_every_arena_and_restore_the_start_up_values() {
         AllocatorProfile::current(),
         Some(AllocatorProfile::MemoryFirst)
     );
-    assert!(report.background_thread);
+    // jemalloc's background threads off, this crate's decay thread on.
+    assert!(!report.background_thread && report.decay_ticker);
     assert!(report.arenas_updated as usize >= arenas.len());
-    assert!(read::<bool>("background_thread\0"));
+    assert!(!read::<bool>("background_thread\0"));
     assert_eq!(
         read::<isize>("arenas.dirty_decay_ms\0"),
         MEMORY_FIRST_DIRTY_DECAY_MS
@@ -109,7 +110,7 @@ fn profiles_set_every_arena_and_restore_the_start_up_values() {
             AllocatorProfile::current(),
             Some(AllocatorProfile::MemoryFirst)
         );
-        assert!(read::<bool>("background_thread\0"));
+        assert!(!read::<bool>("background_thread\0"));
         // And switches at run time through the monitor too.
         monitor
             .set_allocator_profile(AllocatorProfile::Throughput)
@@ -120,6 +121,8 @@ fn profiles_set_every_arena_and_restore_the_start_up_values() {
 }
 
 const CHILD: &str = "MEMORY_HEALTH_DECAY_CHILD";
+/// Set in the child: allocate on several threads in 1 MiB blocks.
+const THREADS: &str = "MEMORY_HEALTH_DECAY_THREADS";
 const MIB: u64 = 1 << 20;
 
 fn rss() -> u64 {
@@ -135,11 +138,38 @@ fn child(profile: &str) {
         .apply()
         .unwrap();
     let base = rss();
-    let blocks: Vec<Vec<u8>> = (0..4096).map(|i| vec![i as u8; 64 << 10]).collect();
-    black_box(&blocks);
-    let peak = rss();
-    drop(blocks);
-    let freed = rss();
+    // With THREADS: 1 MiB blocks on four threads that free them and then stay alive and idle,
+    // as a server's worker threads do after heavy requests.
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut workers = Vec::new();
+    let (peak, freed) = if std::env::var_os(THREADS).is_some() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(5));
+        for t in 0..4u8 {
+            let barrier = std::sync::Arc::clone(&barrier);
+            workers.push(std::thread::spawn(move || {
+                let blocks: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i ^ t; 1 << 20]).collect();
+                black_box(&blocks);
+                barrier.wait(); // all allocated
+                barrier.wait(); // peak measured
+                drop(blocks);
+                barrier.wait(); // all freed
+                while !DONE.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }));
+        }
+        barrier.wait();
+        let peak = rss();
+        barrier.wait();
+        barrier.wait();
+        (peak, rss())
+    } else {
+        let blocks: Vec<Vec<u8>> = (0..4096).map(|i| vec![i as u8; 64 << 10]).collect();
+        black_box(&blocks);
+        let peak = rss();
+        drop(blocks);
+        (peak, rss())
+    };
     let start = Instant::now();
     let mut at = Vec::new();
     for second in 1..=3 {
@@ -148,6 +178,10 @@ fn child(profile: &str) {
         );
         at.push(rss());
     }
+    DONE.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
     println!(
         "DECAY base={base} peak={peak} freed={freed} t1={} t2={} t3={}",
         at[0], at[1], at[2]
@@ -155,7 +189,15 @@ fn child(profile: &str) {
 }
 
 fn run_child(profile: &str) -> std::collections::HashMap<String, u64> {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    run_child_with(profile, false)
+}
+
+fn run_child_with(profile: &str, threads: bool) -> std::collections::HashMap<String, u64> {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    if threads {
+        command.env(THREADS, "1");
+    }
+    let out = command
         .args([
             "--exact",
             "memory_first_returns_a_burst_to_the_os",
@@ -192,6 +234,17 @@ fn memory_first_returns_a_burst_to_the_os() {
     }
     let memory_first = run_child("memory-first");
     let throughput = run_child("throughput");
+    // As a server's heavy requests do it: the threads that freed stay alive and idle.
+    let threads = run_child_with("memory-first", true);
+    eprintln!(
+        "memory-first, 4 threads x 64 x 1 MiB: base {} peak {} freed {} t1 {} t2 {} t3 {} MiB",
+        threads["base"] / MIB,
+        threads["peak"] / MIB,
+        threads["freed"] / MIB,
+        threads["t1"] / MIB,
+        threads["t2"] / MIB,
+        threads["t3"] / MIB
+    );
     let mib = |m: &std::collections::HashMap<String, u64>, k: &str| m[k] / MIB;
     eprintln!(
         "memory-first: base {} peak {} freed {} t1 {} t2 {} t3 {} MiB",
@@ -217,11 +270,14 @@ fn memory_first_returns_a_burst_to_the_os() {
             "the burst was resident: {m:?}"
         );
     }
-    // memory-first: within 3 s of going idle, at least three quarters of the burst is back.
-    assert!(
-        memory_first["t3"] <= memory_first["base"] + 64 * MIB,
-        "memory-first kept the burst: {memory_first:?}"
-    );
+    // memory-first: within 2 s of going idle, at least three quarters of the burst is back,
+    // whichever threads allocated and freed it.
+    for m in [&memory_first, &threads] {
+        assert!(
+            m["t2"] <= m["base"] + 64 * MIB,
+            "memory-first kept the burst: {m:?}"
+        );
+    }
     // throughput (jemalloc's defaults): an idle process keeps it; nothing runs the decay.
     assert!(
         throughput["t3"] >= throughput["base"] + 192 * MIB,

@@ -84,3 +84,27 @@ pub(crate) fn purge_all_arenas() -> Result<(), ProbeError> {
         )))
     }
 }
+
+/// `arena.<MALLCTL_ARENAS_ALL>.decay`: every arena purges the unused pages whose decay time has
+/// passed. Cheap when there is nothing to do. jemalloc ignores it while its own background
+/// threads are on (they purge instead).
+pub(crate) fn decay_all_arenas() -> Result<(), ProbeError> {
+    let name = c"arena.4096.decay";
+    // SAFETY: a NUL-terminated name and null in/out pointers, as the value-less ctl requires.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(ProbeError::Allocator(format!(
+            "mallctl(arena.4096.decay) failed with error {rc}"
+        )))
+    }
+}

@@ -83,7 +83,7 @@ pub use process::{
 };
 pub use reclaim::{
     RECLAIM_DURATION_METRIC, ReclaimError, ReclaimReport, ReclaimStats, ReclaimTrigger, Reclaimer,
-    ReclaimerBuilder, TriggerStats,
+    ReclaimerBuilder, TriggerStats, decay_allocator, purge_allocator,
 };
 pub use stats::{AllocatorStats, allocator_stats};
 
