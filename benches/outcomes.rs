@@ -45,9 +45,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::Server;
 use support::cgroup::MemoryCgroup;
 use support::workload::{self, Background, Burst, Outcome, Sample, Sampler, status_bytes};
+use support::{Server, runtime};
 
 const SERVERS: [&str; 3] = ["baseline", "stack", "stack-memory-first"];
 const NORMAL_BURST: Burst = Burst {
@@ -86,14 +86,6 @@ fn start(server: &str, cgroup: Option<&MemoryCgroup>) -> Server {
         Some(cgroup) => Server::start_in(cgroup, example, env),
         None => Server::start(example, env),
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

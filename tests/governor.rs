@@ -17,20 +17,12 @@ use sha2::{Digest, Sha256};
 use support::cgroup::MemoryCgroup;
 use support::health::{budget_back_to_full, health};
 use support::load::{self, Steady, quantile, tally};
-use support::{Server, wait_for};
+use support::{Server, runtime, wait_for};
 
 const LIMIT: u64 = 384 << 20;
 
 // The bursts load both cores: one scenario at a time, so that latencies mean something.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn heavy_bursts_never_oom_kill_the_server() {
@@ -119,20 +111,6 @@ fn heavy_bursts_never_oom_kill_the_server() {
     assert_eq!(cgroup.oom_kills(), 0);
 }
 
-/// Deterministic, incompressible-enough bytes for upload `i`.
-fn upload_body(i: usize, len: usize) -> Bytes {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ i as u64;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
-}
-
 #[test]
 fn buffered_uploads_and_heavy_reports_share_one_budget() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -148,7 +126,7 @@ fn buffered_uploads_and_heavy_reports_share_one_budget() {
     let stored = runtime().block_on(async {
         // 8 MiB bodies: under the 10 MiB threshold, so the body layer buffers them, under the
         // same budget as the heavy reports.
-        let bodies: Vec<Bytes> = (0..8).map(|i| upload_body(i, 8 << 20)).collect();
+        let bodies: Vec<Bytes> = (0..8).map(|i| support::workload::noise(8 << 20, i as u64)).collect();
         let uploads: Vec<_> = bodies
             .iter()
             .cloned()

@@ -242,6 +242,15 @@ where
     }
 }
 
+/// A two-worker multi-thread runtime, as the load drivers and black-box tests use.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -63,34 +63,21 @@ pub(crate) fn stats() -> Result<AllocatorStats, ProbeError> {
 
 /// `arena.<MALLCTL_ARENAS_ALL>.purge`: returns every arena's dirty and muzzy pages to the OS.
 pub(crate) fn purge_all_arenas() -> Result<(), ProbeError> {
-    // MALLCTL_ARENAS_ALL is 4096 in jemalloc 5. The purge ctl takes no value: it must be called
-    // with null old/new pointers (tikv-jemalloc-ctl has no wrapper for value-less ctls).
-    let name = c"arena.4096.purge";
-    // SAFETY: a NUL-terminated name and null in/out pointers, as the ctl requires.
-    let rc = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            name.as_ptr(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(ProbeError::Allocator(format!(
-            "mallctl(arena.4096.purge) failed with error {rc}"
-        )))
-    }
+    // MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.
+    valueless(c"arena.4096.purge")
 }
 
 /// `arena.<MALLCTL_ARENAS_ALL>.decay`: every arena purges the unused pages whose decay time has
 /// passed. Cheap when there is nothing to do. jemalloc ignores it while its own background
 /// threads are on (they purge instead).
 pub(crate) fn decay_all_arenas() -> Result<(), ProbeError> {
-    let name = c"arena.4096.decay";
-    // SAFETY: a NUL-terminated name and null in/out pointers, as the value-less ctl requires.
+    valueless(c"arena.4096.decay")
+}
+
+/// Calls a control that takes no value: with null old and new pointers, as jemalloc requires
+/// (tikv-jemalloc-ctl has no wrapper for these).
+fn valueless(name: &std::ffi::CStr) -> Result<(), ProbeError> {
+    // SAFETY: a NUL-terminated name and null in/out pointers, as value-less ctls require.
     let rc = unsafe {
         tikv_jemalloc_sys::mallctl(
             name.as_ptr(),
@@ -104,7 +91,8 @@ pub(crate) fn decay_all_arenas() -> Result<(), ProbeError> {
         Ok(())
     } else {
         Err(ProbeError::Allocator(format!(
-            "mallctl(arena.4096.decay) failed with error {rc}"
+            "mallctl({}) failed with error {rc}",
+            name.to_string_lossy()
         )))
     }
 }
