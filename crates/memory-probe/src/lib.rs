@@ -20,6 +20,8 @@
 //!   bounded FIFO queue and a park for requests that grew past it.
 //! - [`Pressure`] and [`PressureSignal`]: the memory pressure level, published by a monitor and
 //!   read by layers without taking a lock.
+//! - [`overload_body`], [`retry_after_seconds`], [`DEFAULT_RETRY_AFTER`]: the one format of the
+//!   layers' memory 503s.
 //!
 //! # Example
 //!
@@ -60,6 +62,7 @@ mod error;
 mod events;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
+mod overload;
 mod pressure;
 mod process;
 #[cfg(feature = "jemalloc")]
@@ -76,6 +79,9 @@ pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check,
 pub use counting::CountingAlloc;
 pub use error::ProbeError;
 pub use events::{EventSource, MemoryEvent, MemoryEvents, PSI_TRIGGER, SkipReason, Skipped};
+pub use overload::{
+    DEFAULT_RETRY_AFTER, OVERLOAD_CONTENT_TYPE, overload_body, retry_after_seconds,
+};
 pub use pressure::{Pressure, PressureSignal};
 pub use process::{
     ProcessMemory, physical_memory, physical_memory_at, process_memory, process_memory_at,
