@@ -93,5 +93,9 @@ pub use reclaim::{
 };
 pub use stats::{AllocatorStats, allocator_stats};
 
+/// The error type the layers' bodies and services box: `Box<dyn Error + Send + Sync>`, defined
+/// once for the workspace (the same as tower's and tower-http's `BoxError`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[cfg(feature = "jemalloc")]
 pub use profiling::{HeapProfiling, dump_heap_profile, heap_profiling};
