@@ -338,6 +338,7 @@ fn soak(seconds: u64) -> String {
     let rt = runtime();
     let clock = Instant::now();
     let start_rss = status_bytes(s.pid(), "VmRSS:").unwrap_or(0);
+    let mut settled: Vec<(f64, f64)> = Vec::new();
     let health = rt.block_on(async {
         let background = Background::start(&s.addr, Duration::from_millis(50), clock);
         let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -354,6 +355,9 @@ fn soak(seconds: u64) -> String {
                 let _ = std::fs::remove_file(entry.map(|e| e.path()).unwrap_or_default());
             }
             tokio::time::sleep(Duration::from_secs(30)).await;
+            // RSS at the end of each idle period: the series a leak would climb through.
+            let rss = status_bytes(s.pid(), "VmRSS:").unwrap_or(0);
+            settled.push((clock.elapsed().as_secs_f64(), rss as f64 / MIB));
         }
         background.finish().await;
         support::load::send(&s.addr, "GET", "/api/health", None, Duration::from_secs(10))
@@ -361,14 +365,42 @@ fn soak(seconds: u64) -> String {
             .expect("/api/health")
     });
     let json: serde_json::Value = serde_json::from_slice(&health.body).expect("health JSON");
+    // A fresh process warms up (thread caches, metric series, the ledger's routes, the budget's
+    // learned costs) during its first minutes; a leak is growth that goes on after that, so the
+    // slope is also taken over the second half of the settled series.
+    let second_half = &settled[settled.len() / 2..];
+    let series: Vec<String> = settled
+        .iter()
+        .map(|(t, mib)| format!("{t:.0}s {mib:.1}"))
+        .collect();
     format!(
-        "soak of {seconds} s (stack, memory-first, own memory cgroup): RSS {:.1} -> {:.1} MiB; memory-health's trend {} bytes/hour over {} s; {}",
+        "soak of {seconds} s (stack, memory-first, own memory cgroup): RSS {:.1} -> {:.1} MiB; \
+         RSS after each idle period (MiB): {}; slope of the second half {:.2} MiB/hour; \
+         memory-health's trend over the whole run {}",
         start_rss as f64 / MIB,
         status_bytes(s.pid(), "VmRSS:").unwrap_or(0) as f64 / MIB,
-        json["trend"]["bytes_per_hour"],
-        json["trend"]["window_seconds"],
+        series.join(", "),
+        slope_per_hour(second_half),
         json["trend"],
     )
+}
+
+/// Least-squares slope of `(seconds, MiB)` points, in MiB per hour.
+fn slope_per_hour(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return f64::NAN;
+    }
+    let (mean_t, mean_v) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (t, v)| (a + t / n, b + v / n));
+    let (cov, var) = points.iter().fold((0.0, 0.0), |(c, w), (t, v)| {
+        (
+            c + (t - mean_t) * (v - mean_v),
+            w + (t - mean_t) * (t - mean_t),
+        )
+    });
+    cov / var * 3600.0
 }
 
 // ---------------------------------------------------------------------------------------------

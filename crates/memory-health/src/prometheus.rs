@@ -92,6 +92,7 @@ impl PrometheusMetrics {
         let handle = make()
             .install_recorder()
             .map_err(|e| MetricsError::Install(e.to_string()))?;
+        spawn_upkeep(handle.clone());
         describe_metrics();
         *slot = Some(handle.clone());
         Ok(Self { handle })
@@ -110,5 +111,27 @@ impl PrometheusMetrics {
         }
         self.handle.run_upkeep();
         self.handle.render()
+    }
+}
+
+/// How often the exporter's histogram samples are folded into their summaries when nobody
+/// scrapes: the exporter's own default for the recorders it installs itself.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `install_recorder` leaves upkeep to the caller, and until it runs every histogram sample stays
+/// queued: an unscraped service (no Prometheus yet, a broken scrape) grew by about 40 bytes per
+/// request without bound (1.1 M requests: +45 MiB; the outcomes soak: +8 MiB/hour). A plain thread,
+/// so that no Tokio runtime is needed; it lives as long as the global recorder, the process.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no metrics upkeep thread: histogram samples are folded only when /metrics is scraped");
     }
 }
