@@ -5,7 +5,6 @@
 //! too; this module decides, per request, what to reserve and what to do when the budget is full.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,171 +13,17 @@ use std::time::Duration;
 use memory_probe::{Admission, BudgetError, MemoryBudget, Park};
 use tokio::time::{Instant, Sleep};
 
-use crate::account::{Account, State};
+use crate::account::{Account, ParkState, State};
+use crate::config::GovernorConfig;
 use crate::cost::{Learning, Prediction};
 use crate::ledger::{Entry, Ledger};
+use crate::metrics::{ADMISSION_WAIT_METRIC, GOVERNOR_METRIC};
 use crate::registry::Registry;
-use crate::report::Route;
-
-/// Default floor: requests predicted to hold less are admitted without a reservation and never
-/// queue (64 KiB).
-pub const DEFAULT_FLOOR: u64 = 64 << 10;
-/// Default reservation of a route's first request, while its cost is unknown (1 MiB).
-pub const DEFAULT_UNSEEN_COST: u64 = 1 << 20;
-/// Default longest wait in the admission queue (5 s).
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default time a request stays parked before the governor aborts the request furthest over its
-/// reservation (500 ms).
-pub const DEFAULT_PARK_TIMEOUT: Duration = Duration::from_millis(500);
-/// Default longest wait for a route's first request to show its cost (200 ms).
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+use crate::route::Route;
 
 /// Park timeouts a request sits through before it is aborted itself, whoever else was: nothing
 /// stays parked for ever, even while memory keeps moving.
 const MAX_PARK_ROUNDS: u32 = 10;
-
-/// Metric: counter of the governor's decisions (labels `route`, `decision`: `admitted`, `queued`,
-/// `rejected`, `parked`, `aborted`), for requests that reserved memory.
-pub const GOVERNOR_METRIC: &str = "http_governor_requests_total";
-/// Metric: histogram of the time requests waited for admission, in seconds (label `route`).
-pub const ADMISSION_WAIT_METRIC: &str = "http_governor_admission_wait_seconds";
-
-/// Settings of the memory governor: one process-wide [`MemoryBudget`] that keeps the sum of what
-/// requests hold under the memory limit by construction, not by sampling.
-///
-/// - **Admission by predicted cost**: before the inner service is called, a request reserves its
-///   route's learned cost (the `quantile`, default p95, of the peak memory its requests held,
-///   recent ones weighing most). A reservation that does not fit waits in the budget's FIFO queue
-///   (bounded by the budget's `max_queue` and by `queue_timeout`), then gets 503 with
-///   `Retry-After`. Requests predicted under the `floor` are admitted at once and never queue
-///   behind heavy ones. A route's first request runs as a probe reserving `unseen_cost`; the
-///   route's other requests wait for it up to `probe_timeout`.
-/// - **Growth charged at poll boundaries**: what a request holds beyond its reservation (and
-///   beyond the `floor`, which every request may hold uncharged) is charged when its poll returns:
-///   one atomic addition. Over capacity, the request is parked (not polled) until memory frees;
-///   after `park_timeout` the request furthest over its reservation is aborted (503 with
-///   `Retry-After`, or the body's error once streaming), largest first; after three timeouts a
-///   parked request is aborted itself. Nothing stays parked for ever.
-/// - **Corrected as it runs**: when the response is ready the reservation shrinks to what the
-///   request holds; when it ends everything goes back, on every path.
-///
-/// Defaults: floor 64 KiB, unseen cost 1 MiB, quantile 0.95 with a half-life of 64 requests,
-/// queue timeout 5 s, park timeout 500 ms, probe timeout 200 ms.
-///
-/// ```
-/// use std::time::Duration;
-/// use memory_interceptor_layer::{GovernorConfig, MemoryInterceptorLayer};
-/// use memory_probe::MemoryBudget;
-///
-/// let budget = MemoryBudget::new(512 << 20);
-/// let layer = MemoryInterceptorLayer::new().governor(
-///     GovernorConfig::new(budget.clone()).queue_timeout(Duration::from_secs(2)),
-/// );
-/// # let _ = layer;
-/// ```
-#[derive(Clone)]
-pub struct GovernorConfig {
-    pub(crate) budget: MemoryBudget,
-    pub(crate) floor: u64,
-    pub(crate) unseen_cost: u64,
-    pub(crate) quantile: f64,
-    pub(crate) half_life: u32,
-    pub(crate) queue_timeout: Duration,
-    pub(crate) park_timeout: Duration,
-    pub(crate) probe_timeout: Duration,
-}
-
-impl fmt::Debug for GovernorConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GovernorConfig")
-            .field("budget", &self.budget)
-            .field("floor", &self.floor)
-            .field("unseen_cost", &self.unseen_cost)
-            .field("quantile", &self.quantile)
-            .field("half_life", &self.half_life)
-            .field("queue_timeout", &self.queue_timeout)
-            .field("park_timeout", &self.park_timeout)
-            .field("probe_timeout", &self.probe_timeout)
-            .finish()
-    }
-}
-
-impl GovernorConfig {
-    /// A governor over `budget` with the defaults.
-    pub fn new(budget: MemoryBudget) -> Self {
-        GovernorConfig {
-            budget,
-            floor: DEFAULT_FLOOR,
-            unseen_cost: DEFAULT_UNSEEN_COST,
-            quantile: 0.95,
-            half_life: 64,
-            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
-            park_timeout: DEFAULT_PARK_TIMEOUT,
-            probe_timeout: DEFAULT_PROBE_TIMEOUT,
-        }
-    }
-
-    /// Requests predicted to hold less than `bytes` are admitted without a reservation and never
-    /// queue; every request may hold this much uncharged (default 64 KiB).
-    #[must_use]
-    pub fn floor(mut self, bytes: u64) -> Self {
-        self.floor = bytes;
-        self
-    }
-
-    /// What a route's first request reserves while the route's cost is unknown (default 1 MiB).
-    #[must_use]
-    pub fn unseen_cost(mut self, bytes: u64) -> Self {
-        self.unseen_cost = bytes;
-        self
-    }
-
-    /// The quantile of a route's peak memory that its requests reserve (default 0.95; clamped to
-    /// 0.5..=1).
-    #[must_use]
-    pub fn quantile(mut self, quantile: f64) -> Self {
-        self.quantile = if quantile.is_finite() {
-            quantile.clamp(0.5, 1.0)
-        } else {
-            0.95
-        };
-        self
-    }
-
-    /// After how many newer requests a request's peak counts half as much (default 64).
-    #[must_use]
-    pub fn half_life(mut self, requests: u32) -> Self {
-        self.half_life = requests.max(1);
-        self
-    }
-
-    /// Longest wait in the admission queue before the 503 (default 5 s).
-    #[must_use]
-    pub fn queue_timeout(mut self, wait: Duration) -> Self {
-        self.queue_timeout = wait;
-        self
-    }
-
-    /// How long a request stays parked before the request furthest over its reservation is
-    /// aborted (default 500 ms).
-    #[must_use]
-    pub fn park_timeout(mut self, wait: Duration) -> Self {
-        self.park_timeout = wait.max(Duration::from_millis(1));
-        self
-    }
-
-    /// Longest wait for a route's first request to show the route's cost (default 200 ms).
-    #[must_use]
-    pub fn probe_timeout(mut self, wait: Duration) -> Self {
-        self.probe_timeout = wait;
-        self
-    }
-
-    /// The budget.
-    pub fn budget(&self) -> &MemoryBudget {
-        &self.budget
-    }
-}
 
 /// The governor at run time: the settings, the ledger that holds each route's cost model, and the
 /// registry where victims are found.
@@ -195,10 +40,6 @@ pub(crate) struct Governor {
     /// Admission order, for the tie-break between victims.
     next_seq: std::sync::atomic::AtomicU64,
 }
-
-/// Park state of an account, for the victim search (0: never parked).
-pub(crate) const PARK_QUEUED: u64 = 1;
-pub(crate) const PARK_RUNNING: u64 = 2;
 
 /// What admission decided for a request.
 pub(crate) enum Admit {
@@ -466,7 +307,7 @@ impl Governor {
             target: "memory_interceptor",
             method = %account.method,
             route = %account.route(),
-            path = crate::report::logged_path(&account.config, &account.path),
+            path = account.shared.config.logged_path(&account.path),
             waited_ms = waited.as_secs_f64() * 1e3,
             error = %error,
             "request refused: the memory budget has no room for its predicted cost"
@@ -474,14 +315,14 @@ impl Governor {
     }
 
     fn count(&self, account: &Account, decision: &'static str) {
-        if account.config.metrics {
+        if account.shared.config.metrics {
             metrics::counter!(GOVERNOR_METRIC, "route" => account.route().to_string(), "decision" => decision)
                 .increment(1);
         }
     }
 
     fn record_wait(&self, account: &Account, waited: Duration) {
-        if account.config.metrics {
+        if account.shared.config.metrics {
             metrics::histogram!(ADMISSION_WAIT_METRIC, "route" => account.route().to_string())
                 .record(waited.as_secs_f64());
         }
@@ -633,9 +474,9 @@ impl Governor {
         loop {
             let room = self.budget.poll_room(&mut p.park, account.charged(), cx);
             account.set_park_state(if p.park.is_queued() {
-                PARK_QUEUED
+                ParkState::Queued
             } else {
-                PARK_RUNNING
+                ParkState::Running
             });
             if room.is_ready() {
                 return Room::Go;
@@ -657,7 +498,7 @@ impl Governor {
                         tracing::debug!(
                             target: "memory_interceptor",
                             route = %victim.route(),
-                            path = crate::report::logged_path(&victim.config, &victim.path),
+                            path = victim.shared.config.logged_path(&victim.path),
                             "memory budget deadlocked over capacity: aborting the request furthest over its reservation"
                         );
                     }
@@ -681,7 +522,7 @@ impl Governor {
         }
         let over = self.registry.ranked(|a| {
             let over = a.charged() as i64 - a.reserved() as i64;
-            let preferred = i64::from(a.park_state() != PARK_RUNNING);
+            let preferred = i64::from(a.park_state() != ParkState::Running);
             (over > 0).then(|| {
                 (preferred << 56)
                     | ((over >> 20).min((1 << 24) - 1) << 32)
