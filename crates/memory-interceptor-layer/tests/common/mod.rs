@@ -56,7 +56,12 @@ impl Reports {
     }
 
     /// Waits (bounded) until `n` reports match `needle`, and returns them.
-    pub(crate) async fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> Vec<MemoryReport> {
+    pub(crate) async fn wait_for(
+        &self,
+        needle: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<MemoryReport> {
         let deadline = Instant::now() + timeout;
         loop {
             let found = self.matching(needle);
@@ -98,7 +103,11 @@ pub(crate) fn client() -> HttpClient {
 }
 
 /// GET `http://addr{path}`; returns the response head and the whole body.
-pub(crate) async fn fetch(client: &HttpClient, addr: SocketAddr, path: &str) -> (Response<()>, Bytes) {
+pub(crate) async fn fetch(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+) -> (Response<()>, Bytes) {
     let req = Request::get(format!("http://{addr}{path}"))
         .body(Empty::new())
         .unwrap();
