@@ -11,6 +11,7 @@ pub const OTHER_ROUTE: &str = "<other>";
 
 /// Allocation figures of one route, as [`Ledger::top`] returns them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RouteStats {
     /// The route (a matched path such as `/api/documents/{id}`, never a raw path).
     pub route: String,

@@ -24,7 +24,10 @@
 //!   [`log_query_strings`](MemoryInterceptorLayer::log_query_strings) is on.
 //! - An optional per-request quota (`max_request_memory`): a request holding more at a poll
 //!   boundary has its handler dropped (freeing its memory) and gets 503 with `Retry-After`; a body
-//!   that is already streaming ends with an [`AbortError`]. With a [`PressureSignal`], under
+//!   that is already streaming ends with an [`AbortError`]. Every memory 503 of the layer (aborts
+//!   and the governor's refusals) has the workspace's one format: `Retry-After` in whole seconds
+//!   (default 1 s), a JSON body from [`memory_probe::overload_body`] with the sentence and a
+//!   `reason` token (`quota`, `pressure`, `overcommit`, `admission_timeout`, `queue_full`). With a [`PressureSignal`], under
 //!   critical pressure the requests holding the most memory are aborted first, a bounded number
 //!   per tick. Each abort is a warning, a report with its reason and a count in
 //!   `http_requests_aborted_total{reason}`.

@@ -1,4 +1,7 @@
 //! The crate's metrics: every name spelled once, and [`describe_metrics`].
+//!
+//! The names are public (re-exported at the crate root): they are the contract of dashboards and
+//! alerts, memory-health names the governor's two, and tests match on them.
 
 use metrics::{Unit, describe_counter, describe_histogram};
 
