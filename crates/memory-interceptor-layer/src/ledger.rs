@@ -51,7 +51,7 @@ pub struct GovernorCounts {
 }
 
 /// One route's counters and its learned cost; the layer keeps the entries of hot routes at hand
-/// (see `report.rs` and `governor.rs`).
+/// (see `labels.rs` and `governor/entries.rs`).
 #[derive(Default)]
 pub(crate) struct Entry {
     requests: AtomicU64,

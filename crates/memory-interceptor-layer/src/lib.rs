@@ -95,7 +95,7 @@
 
 // The code map: `layer.rs` (the builder), `service.rs`, `future.rs` (`ResponseFuture`, the 503s),
 // `body.rs` (`MeteredBody`) on top; below them `account/` (the per-request account, its owner's
-// `Tracker` and the `Measure` around every poll), `governor.rs` with `cost.rs`, `pressure.rs`,
+// `Tracker` and the `Measure` around every poll), `governor/` with `cost.rs`, `pressure.rs`,
 // `registry.rs`, `inflight.rs`; where a finished request goes: `emit.rs`, `labels.rs`,
 // `ledger.rs`, `metrics.rs`; the data types `route.rs`, `outcome.rs`, `report.rs`, `error.rs`,
 // `memory.rs`; at the bottom `config.rs`, and `shared.rs`, what one layer's services share.

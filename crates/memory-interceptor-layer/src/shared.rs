@@ -1,6 +1,10 @@
 //! What every service of one layer shares at run time: the configuration and the pieces built
 //! from it once (the registry of in-flight requests, the pressure aborter, the governor), with
 //! the thresholds a poll boundary compares against precomputed.
+//!
+//! Each account holds this, and the governor, the aborter and the registry act on accounts: the
+//! crate's one mutual dependency, kept on purpose (a poll boundary reaches the governor through
+//! the account it already holds, with no second pointer per request). Nothing imports the layer.
 
 use std::fmt;
 use std::sync::Arc;
