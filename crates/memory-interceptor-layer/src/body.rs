@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use crate::BoxError;
 use crate::account::{Measure, Tracker, Verdict};
 use crate::error::AbortError;
-use crate::report::{AbortReason, Outcome};
+use crate::outcome::{AbortReason, Outcome};
 
 pin_project! {
     #[project = KindProj]
@@ -243,7 +243,7 @@ fn abort<B, D>(
     let error = AbortError::new(
         reason,
         held,
-        tracker.account.config.max_request_memory,
+        tracker.account.shared.config.max_request_memory,
         over,
     );
     tracker.finish(Outcome::Aborted(reason));

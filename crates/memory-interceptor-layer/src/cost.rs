@@ -6,12 +6,28 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::task::Waker;
 
-/// No request of the route has told its cost yet; the next one becomes the probe.
-const UNSEEN: u8 = 0;
-/// One request measures the route; the others wait for it (bounded).
-const PROBING: u8 = 1;
-/// The prediction is learned.
-const KNOWN: u8 = 2;
+/// What is known of a route's cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// No request of the route has told its cost yet; the next one becomes the probe.
+    Unseen = 0,
+    /// One request measures the route; the others wait for it (bounded).
+    Probing = 1,
+    /// The prediction is learned.
+    Known = 2,
+}
+
+impl Phase {
+    #[inline]
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Unseen,
+            1 => Phase::Probing,
+            _ => Phase::Known,
+        }
+    }
+}
 
 /// What admission should do with a request of this route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +44,7 @@ pub(crate) enum Prediction {
 /// the route ends, so it sits on cache lines of its own, away from the ledger's counters.
 #[repr(align(64))]
 pub(crate) struct Cost {
+    /// A [`Phase`], stored as its `u8`.
     state: AtomicU8,
     predicted: AtomicU64,
     /// The probe's largest holding so far, for requests that stop waiting for it.
@@ -50,7 +67,7 @@ pub(crate) struct Counters {
 impl Default for Cost {
     fn default() -> Self {
         Cost {
-            state: AtomicU8::new(UNSEEN),
+            state: AtomicU8::new(Phase::Unseen as u8),
             predicted: AtomicU64::new(0),
             probe_peak: AtomicU64::new(0),
             histogram: Mutex::new(Histogram::new()),
@@ -71,15 +88,20 @@ pub(crate) struct Learning {
 }
 
 impl Cost {
+    #[inline]
+    fn phase(&self) -> Phase {
+        Phase::from_u8(self.state.load(Relaxed))
+    }
+
     /// The admission decision; `Probe` is handed to one request only.
     #[inline]
     pub(crate) fn predict(&self) -> Prediction {
-        match self.state.load(Relaxed) {
-            KNOWN => Prediction::Known(self.predicted.load(Relaxed)),
-            UNSEEN
+        match self.phase() {
+            Phase::Known => Prediction::Known(self.predicted.load(Relaxed)),
+            Phase::Unseen
                 if self
                     .state
-                    .compare_exchange(UNSEEN, PROBING, Relaxed, Relaxed)
+                    .compare_exchange(Phase::Unseen as u8, Phase::Probing as u8, Relaxed, Relaxed)
                     .is_ok() =>
             {
                 Prediction::Probe
@@ -90,12 +112,12 @@ impl Cost {
 
     /// The prediction as it stands (`None` before the route is known), for reports and health.
     pub(crate) fn predicted(&self) -> Option<u64> {
-        (self.state.load(Relaxed) == KNOWN).then(|| self.predicted.load(Relaxed))
+        (self.phase() == Phase::Known).then(|| self.predicted.load(Relaxed))
     }
 
     /// Whether the route is known (a waiter may go on).
     pub(crate) fn is_known(&self) -> bool {
-        self.state.load(Relaxed) == KNOWN
+        self.phase() == Phase::Known
     }
 
     /// Registers a request waiting for the probe; returns false if it need not wait any more.
@@ -134,7 +156,7 @@ impl Cost {
                 None => self.probe_peak.load(Relaxed).max(unseen_cost),
             };
             self.predicted.store(prediction, Relaxed);
-            self.state.store(KNOWN, Relaxed);
+            self.state.store(Phase::Known as u8, Relaxed);
             std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()))
         };
         for w in waiters {

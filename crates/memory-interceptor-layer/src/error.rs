@@ -1,7 +1,7 @@
 //! Why the layer aborted a request: the text of the 503 body, and the error a streaming body ends
 //! with.
 
-use crate::report::AbortReason;
+use crate::outcome::AbortReason;
 
 /// Why the layer stopped a request. It is the message of the 503 response when the handler had
 /// not answered yet, and the error the response body ends with when it was already streaming

@@ -5,9 +5,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
+use memory_probe::{BudgetError, OVERLOAD_CONTENT_TYPE, overload_body, retry_after_seconds};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -15,7 +18,7 @@ use crate::account::{Measure, Tracker, Verdict};
 use crate::body::MeteredBody;
 use crate::error::AbortError;
 use crate::governor::Waiting;
-use crate::report::{AbortReason, Outcome};
+use crate::outcome::{AbortReason, Outcome};
 
 pin_project! {
     #[project = StateProj]
@@ -131,7 +134,7 @@ where
         if let StateProj::Waiting { pending } = this.state.as_mut().project() {
             let account = std::sync::Arc::clone(&tracker.account);
             let governor = account
-                .config
+                .shared
                 .governor
                 .as_ref()
                 .expect("only the governor makes requests wait");
@@ -144,11 +147,7 @@ where
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => {
                     let tracker = this.tracker.take().expect("tracker present");
-                    let retry_after = account.config.retry_after.as_secs();
-                    let message = format!(
-                        "request refused: no room in the memory budget for its predicted cost ({error})"
-                    );
-                    return Poll::Ready(Ok(refuse(this.state, tracker, &message, retry_after)));
+                    return Poll::Ready(Ok(refuse(this.state, tracker, &error)));
                 }
                 Poll::Ready(Ok(bytes)) => {
                     tracker.reserve(bytes);
@@ -270,10 +269,14 @@ where
     let grew = measure.end();
     tracker.after_poll(grew, false);
     tracker.status = Some(StatusCode::SERVICE_UNAVAILABLE);
-    let config = std::sync::Arc::clone(&tracker.account.config);
-    let error = AbortError::new(reason, held, config.max_request_memory, over);
+    let shared = std::sync::Arc::clone(&tracker.account.shared);
+    let error = AbortError::new(reason, held, shared.config.max_request_memory, over);
     tracker.finish(Outcome::Aborted(reason));
-    abort_response(&error, config.retry_after.as_secs())
+    overload_response(
+        &error.to_string(),
+        reason.as_str(),
+        shared.config.retry_after,
+    )
 }
 
 /// Answers a request the governor did not admit: it never ran.
@@ -282,8 +285,7 @@ where
 fn refuse<S, R, F, B>(
     state: Pin<&mut State<S, R, F>>,
     mut tracker: Tracker,
-    message: &str,
-    retry_after: u64,
+    error: &BudgetError,
 ) -> Response<MeteredBody<B>>
 where
     B: Body,
@@ -295,25 +297,44 @@ where
     measure.end();
     tracker.ran = false;
     tracker.status = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after = tracker.account.shared.config.retry_after;
     tracker.finish(Outcome::Rejected);
-    abort_response(&message, retry_after)
+    let message =
+        format!("request refused: no room in the memory budget for its predicted cost ({error})");
+    overload_response(&message, refusal_reason(error), retry_after)
 }
 
-pub(crate) fn abort_response<B>(
-    error: &dyn std::fmt::Display,
-    retry_after: u64,
+/// The `reason` token of a refusal: what the governor's queue said.
+fn refusal_reason(error: &BudgetError) -> &'static str {
+    match error {
+        BudgetError::Exhausted { .. } => "admission_timeout",
+        BudgetError::QueueFull { .. } => "queue_full",
+        // Admission never checks the size (a reservation larger than the budget runs alone);
+        // kept for completeness.
+        _ => "budget_exhausted",
+    }
+}
+
+/// A memory 503 in the workspace's one format (memory-probe's `overload_body`): JSON with the
+/// sentence and the reason token, `Retry-After` in whole seconds.
+fn overload_response<B>(
+    error: &str,
+    reason: &str,
+    retry_after: Duration,
 ) -> Response<MeteredBody<B>>
 where
     B: Body,
     B::Data: From<Bytes>,
 {
-    let mut response = Response::new(MeteredBody::message(Bytes::from(format!("{error}\n"))));
+    let seconds = retry_after_seconds(retry_after);
+    let body = overload_body(error, reason, seconds);
+    let mut response = Response::new(MeteredBody::message(Bytes::from(body)));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static(OVERLOAD_CONTENT_TYPE),
     );
-    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }

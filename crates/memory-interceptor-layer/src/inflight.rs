@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::Method;
 
 use crate::registry::Registry;
-use crate::report::Route;
+use crate::route::Route;
 
 /// The requests in flight that hold memory now: the "what is holding memory" view, next to the
 /// [`Ledger`](crate::Ledger)'s per-route history. Made by

@@ -1,63 +1,19 @@
-//! `MemoryInterceptorLayer`: the configuration and the `tower::Layer`.
+//! `MemoryInterceptorLayer`: the builder and the `tower::Layer`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Method, Uri};
 use memory_probe::{PressureSignal, Reclaimer};
 use tower_layer::Layer;
 
-use crate::governor::{Governor, GovernorConfig};
+use crate::config::{Config, GovernorConfig};
 use crate::inflight::InFlight;
 use crate::ledger::Ledger;
-use crate::pressure::PressureAborter;
-use crate::registry::Registry;
-use crate::report::{ABORTED_METRIC, ALLOCATED_METRIC, HEAVY_METRIC, MemoryReport, NET_METRIC};
+use crate::report::MemoryReport;
 use crate::service::MemoryInterceptor;
-
-/// Requests that allocate at least this many bytes are heavy by default (50 MiB).
-pub const DEFAULT_HEAVY_THRESHOLD: u64 = 50 << 20;
-
-type ReportFn = dyn Fn(&MemoryReport) + Send + Sync;
-type RouteFn = dyn Fn(&Method, &Uri) -> Option<&'static str> + Send + Sync;
-
-/// Settings shared by every service the layer makes.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) heavy_threshold: u64,
-    pub(crate) reclaimer: Option<Reclaimer>,
-    pub(crate) on_report: Option<Arc<ReportFn>>,
-    pub(crate) ledger: Option<Ledger>,
-    pub(crate) max_request_memory: Option<u64>,
-    pub(crate) pressure: Option<Arc<PressureAborter>>,
-    pub(crate) pressure_settings: Option<PressureSettings>,
-    pub(crate) governor: Option<Arc<Governor>>,
-    pub(crate) governor_settings: Option<GovernorConfig>,
-    /// In-flight accounts, kept when something picks victims among them (pressure, governor).
-    pub(crate) registry: Option<Arc<Registry>>,
-    /// A request joins the registry once it holds this much: no victim search looks at less.
-    pub(crate) register_at: u64,
-    /// The smaller of `register_at` and the heavy threshold: below it a poll boundary looks at
-    /// nothing more (see `Tracker::watch`).
-    pub(crate) watch_at: u64,
-    /// Whether logs carry the query string (`path=/a?b=c`) rather than the path alone.
-    pub(crate) log_query: bool,
-    pub(crate) route_fn: Option<Arc<RouteFn>>,
-    pub(crate) retry_after: Duration,
-    pub(crate) metrics: bool,
-    /// Whether an abort can be decided outside the owner's poll (so the owner keeps its waker in
-    /// the account).
-    pub(crate) external_aborts: bool,
-}
-
-#[derive(Clone)]
-pub(crate) struct PressureSettings {
-    pub(crate) signal: PressureSignal,
-    pub(crate) per_tick: usize,
-    pub(crate) tick: Duration,
-    pub(crate) min_bytes: u64,
-}
+use crate::shared::Shared;
 
 /// A [`tower::Layer`](tower_layer::Layer) that measures, per request, the bytes the request
 /// allocates and frees.
@@ -74,10 +30,18 @@ pub(crate) struct PressureSettings {
 /// reads zero (and `memory_probe::self_check` says so).
 ///
 /// Defaults: heavy threshold 50 MiB, a [`Reclaimer`] run after heavy requests, metrics on, no
-/// ledger, no quota, no pressure aborts, `Retry-After: 5` on aborts.
+/// ledger, no quota, no pressure aborts, `Retry-After: 1` on aborts
+/// ([`memory_probe::DEFAULT_RETRY_AFTER`]).
+///
+/// The builder methods may come in any order. What they configure is built once, when the layer
+/// makes its first service (or [`in_flight`](Self::in_flight) is asked for); a builder method
+/// called after that starts afresh (a new registry, aborter and governor).
 #[derive(Clone)]
 pub struct MemoryInterceptorLayer {
-    pub(crate) config: Arc<Config>,
+    config: Config,
+    // Shared by clones, so that every service made from one layer shares one governor and one
+    // registry; replaced (not emptied) by a builder method.
+    shared: Arc<OnceLock<Arc<Shared>>>,
 }
 
 impl Default for MemoryInterceptorLayer {
@@ -88,102 +52,39 @@ impl Default for MemoryInterceptorLayer {
 
 impl MemoryInterceptorLayer {
     /// A layer with the defaults.
+    #[must_use]
     pub fn new() -> Self {
         // The clock calibrates itself on first use (under a millisecond here): not on a request.
         let _ = quanta::Instant::now();
-        metrics::describe_histogram!(
-            ALLOCATED_METRIC,
-            metrics::Unit::Bytes,
-            "Bytes allocated while serving a request"
-        );
-        metrics::describe_histogram!(
-            NET_METRIC,
-            metrics::Unit::Bytes,
-            "Bytes a request still held when it ended (allocated - freed - handed to the server)"
-        );
-        metrics::describe_counter!(
-            HEAVY_METRIC,
-            metrics::Unit::Count,
-            "Requests that allocated at least the heavy threshold"
-        );
-        metrics::describe_counter!(
-            ABORTED_METRIC,
-            metrics::Unit::Count,
-            "Requests aborted by the memory interceptor, by reason"
-        );
+        crate::metrics::describe_metrics();
         MemoryInterceptorLayer {
-            config: Arc::new(Config {
-                heavy_threshold: DEFAULT_HEAVY_THRESHOLD,
-                reclaimer: Some(Reclaimer::new()),
-                on_report: None,
-                ledger: None,
-                max_request_memory: None,
-                pressure: None,
-                pressure_settings: None,
-                governor: None,
-                governor_settings: None,
-                registry: None,
-                register_at: u64::MAX,
-                watch_at: DEFAULT_HEAVY_THRESHOLD,
-                log_query: false,
-                route_fn: None,
-                retry_after: Duration::from_secs(5),
-                metrics: true,
-                external_aborts: false,
-            }),
+            config: Config::default(),
+            shared: Arc::default(),
         }
     }
 
     fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
-        let config = Arc::make_mut(&mut self.config);
-        f(config);
-        config.external_aborts = config.max_request_memory.is_some()
-            || config.pressure_settings.is_some()
-            || config.governor_settings.is_some();
-        let registry = (config.pressure_settings.is_some() || config.governor_settings.is_some())
-            .then(|| Arc::new(Registry::new()));
-        config.pressure = config.pressure_settings.clone().map(|settings| {
-            Arc::new(PressureAborter::new(
-                settings,
-                Arc::clone(
-                    registry
-                        .as_ref()
-                        .expect("a registry with pressure settings"),
-                ),
-            ))
-        });
-        config.governor = config.governor_settings.clone().map(|settings| {
-            // The cost model lives in the ledger's route entries: a private one when the user
-            // gave none.
-            let ledger = config.ledger.clone().unwrap_or_default();
-            Arc::new(Governor::new(
-                settings,
-                ledger,
-                Arc::clone(registry.as_ref().expect("a registry with a governor")),
-            ))
-        });
-        config.registry = registry;
-        config.register_at = config
-            .pressure_settings
-            .as_ref()
-            .map(|p| p.min_bytes)
-            .into_iter()
-            .chain(config.governor_settings.as_ref().map(|g| g.floor))
-            .min()
-            .unwrap_or(u64::MAX);
-        config.watch_at = config.register_at.min(config.heavy_threshold);
+        f(&mut self.config);
+        self.shared = Arc::default();
         self
+    }
+
+    /// What the services share, built from the configuration on first use.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        self.shared
+            .get_or_init(|| Arc::new(Shared::new(self.config.clone())))
     }
 
     /// The requests in flight that hold memory now, largest first (`None` when nothing keeps
     /// track of them: the layer keeps its registry of in-flight requests only with
     /// [`governor`](Self::governor) or [`abort_under_pressure`](Self::abort_under_pressure)).
-    /// Take it after the last builder call: each call makes a new registry.
+    /// Take it after the last builder call: a builder call afterwards makes a new registry.
     pub fn in_flight(&self) -> Option<InFlight> {
-        self.config
+        let shared = self.shared();
+        shared
             .registry
             .as_ref()
-            .map(|r| InFlight::new(Arc::clone(r), self.config.register_at))
+            .map(|r| InFlight::new(Arc::clone(r), shared.register_at))
     }
 
     /// Whether log events carry the request's query string (default false: the path alone).
@@ -200,13 +101,14 @@ impl MemoryInterceptorLayer {
     /// body layer the same budget, so buffered bodies draw from it too.
     #[must_use]
     pub fn governor(self, governor: GovernorConfig) -> Self {
-        self.update(|c| c.governor_settings = Some(governor))
+        self.update(|c| c.governor = Some(governor))
     }
 
     /// Requests that allocate at least `bytes` are heavy: a warning, the `http_heavy_requests_total`
     /// counter, and a background reclaim (default 50 MiB). A request whose held bytes cross it
     /// while it still runs is logged once at that moment too, so the cause of an OOM kill is in
     /// the logs even if the process dies before the request ends.
+    #[must_use]
     pub fn heavy_threshold(self, bytes: u64) -> Self {
         self.update(|c| c.heavy_threshold = bytes)
     }
@@ -214,16 +116,19 @@ impl MemoryInterceptorLayer {
     /// The reclaimer asked to release memory after a heavy request (rate-limited and
     /// single-flight by the reclaimer itself; never awaited by the request). Share the one the rest
     /// of the service uses, so their runs are coordinated. Default: a reclaimer of its own.
+    #[must_use]
     pub fn reclaimer(self, reclaimer: Reclaimer) -> Self {
         self.update(|c| c.reclaimer = Some(reclaimer))
     }
 
     /// Does not reclaim after heavy requests.
+    #[must_use]
     pub fn without_reclaim(self) -> Self {
         self.update(|c| c.reclaimer = None)
     }
 
     /// Calls `f` with every report, on the thread that ends the request: keep it short.
+    #[must_use]
     pub fn on_report<F>(self, f: F) -> Self
     where
         F: Fn(&MemoryReport) + Send + Sync + 'static,
@@ -233,6 +138,7 @@ impl MemoryInterceptorLayer {
 
     /// Records every request's allocated bytes per route in `ledger` (the "memory-intensive
     /// endpoints" view).
+    #[must_use]
     pub fn ledger(self, ledger: Ledger) -> Self {
         self.update(|c| c.ledger = Some(ledger))
     }
@@ -241,6 +147,7 @@ impl MemoryInterceptorLayer {
     /// layer drops the handler's future (freeing what it holds) and answers 503 with
     /// `Retry-After` and a body that says why; if the response body is already streaming, the
     /// body ends with an [`AbortError`](crate::AbortError).
+    #[must_use]
     pub fn max_request_memory(self, bytes: u64) -> Self {
         self.update(|c| c.max_request_memory = Some(bytes))
     }
@@ -250,43 +157,28 @@ impl MemoryInterceptorLayer {
     /// tick of 500 ms while the pressure stays critical, among requests holding at least 1 MiB.
     /// The watcher is a Tokio task started by the first request; it ends when the last service
     /// made by this layer is dropped.
+    #[must_use]
     pub fn abort_under_pressure(self, signal: PressureSignal) -> Self {
-        self.update(|c| {
-            c.pressure_settings = Some(PressureSettings {
-                signal,
-                per_tick: 1,
-                tick: Duration::from_millis(500),
-                min_bytes: 1 << 20,
-            })
-        })
+        self.update(|c| c.pressure.signal = Some(signal))
     }
 
-    /// How many requests to abort per pressure tick (default 1; needs
-    /// [`abort_under_pressure`](Self::abort_under_pressure)).
+    /// How many requests to abort per pressure tick (default 1; takes effect with
+    /// [`abort_under_pressure`](Self::abort_under_pressure), called before or after).
+    #[must_use]
     pub fn pressure_aborts_per_tick(self, n: usize) -> Self {
-        self.update(|c| {
-            if let Some(p) = &mut c.pressure_settings {
-                p.per_tick = n.max(1);
-            }
-        })
+        self.update(|c| c.pressure.per_tick = n.max(1))
     }
 
     /// Time between two rounds of aborts while pressure stays critical (default 500 ms).
+    #[must_use]
     pub fn pressure_tick(self, tick: Duration) -> Self {
-        self.update(|c| {
-            if let Some(p) = &mut c.pressure_settings {
-                p.tick = tick.max(Duration::from_millis(1));
-            }
-        })
+        self.update(|c| c.pressure.tick = tick.max(Duration::from_millis(1)))
     }
 
     /// Requests holding less than `bytes` are never aborted for pressure (default 1 MiB).
+    #[must_use]
     pub fn pressure_abort_min_bytes(self, bytes: u64) -> Self {
-        self.update(|c| {
-            if let Some(p) = &mut c.pressure_settings {
-                p.min_bytes = bytes;
-            }
-        })
+        self.update(|c| c.pressure.min_bytes = bytes)
     }
 
     /// Names the route of requests that carry no axum `MatchedPath` (plain hyper, tonic): `f`
@@ -294,6 +186,7 @@ impl MemoryInterceptorLayer {
     /// Labels are `&'static str` so that their number stays bounded whatever clients send.
     ///
     /// [`UNMATCHED_ROUTE`]: crate::UNMATCHED_ROUTE
+    #[must_use]
     pub fn route_classifier<F>(self, f: F) -> Self
     where
         F: Fn(&Method, &Uri) -> Option<&'static str> + Send + Sync + 'static,
@@ -301,12 +194,16 @@ impl MemoryInterceptorLayer {
         self.update(|c| c.route_fn = Some(Arc::new(f)))
     }
 
-    /// The `Retry-After` of abort responses (default 5 s, whole seconds).
+    /// The `Retry-After` of abort and refusal responses (default
+    /// [`DEFAULT_RETRY_AFTER`](memory_probe::DEFAULT_RETRY_AFTER), 1 s; whole seconds, rounded
+    /// up, at least 1).
+    #[must_use]
     pub fn retry_after(self, after: Duration) -> Self {
         self.update(|c| c.retry_after = after)
     }
 
     /// Whether to emit the `metrics` histograms and counters (default on).
+    #[must_use]
     pub fn metrics(self, enabled: bool) -> Self {
         self.update(|c| c.metrics = enabled)
     }
@@ -316,7 +213,7 @@ impl<S> Layer<S> for MemoryInterceptorLayer {
     type Service = MemoryInterceptor<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MemoryInterceptor::new(inner, Arc::clone(&self.config))
+        MemoryInterceptor::new(inner, Arc::clone(self.shared()))
     }
 }
 
@@ -326,23 +223,69 @@ impl fmt::Debug for MemoryInterceptorLayer {
     }
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryInterceptorLayer")
-            .field("heavy_threshold", &self.heavy_threshold)
-            .field("reclaimer", &self.reclaimer)
-            .field("on_report", &self.on_report.is_some())
-            .field("ledger", &self.ledger)
-            .field("max_request_memory", &self.max_request_memory)
-            .field(
-                "abort_under_pressure",
-                &self.pressure_settings.as_ref().map(|p| p.signal.current()),
-            )
-            .field("governor", &self.governor_settings)
-            .field("route_classifier", &self.route_fn.is_some())
-            .field("retry_after", &self.retry_after)
-            .field("metrics", &self.metrics)
-            .field("log_query_strings", &self.log_query)
-            .finish()
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use memory_probe::{MemoryBudget, PressureSignal};
+
+    use super::*;
+
+    /// The pressure settings the layer's services would use.
+    fn pressure(layer: &MemoryInterceptorLayer) -> (usize, Duration, u64, u64) {
+        let shared = layer.shared();
+        let settings = &shared.config.pressure;
+        assert!(shared.pressure.is_some(), "an aborter");
+        (
+            settings.per_tick,
+            settings.tick,
+            settings.min_bytes,
+            shared.register_at,
+        )
+    }
+
+    #[test]
+    fn builder_order_does_not_matter() {
+        let signal = PressureSignal::new();
+        let before = MemoryInterceptorLayer::new()
+            .pressure_aborts_per_tick(3)
+            .pressure_tick(Duration::from_millis(20))
+            .pressure_abort_min_bytes(4096)
+            .abort_under_pressure(signal.clone());
+        let after = MemoryInterceptorLayer::new()
+            .abort_under_pressure(signal.clone())
+            .pressure_abort_min_bytes(4096)
+            .pressure_tick(Duration::from_millis(20))
+            .pressure_aborts_per_tick(3);
+        let expected = (3, Duration::from_millis(20), 4096, 4096);
+        assert_eq!(pressure(&before), expected);
+        assert_eq!(pressure(&after), expected);
+
+        // The governor's floor and the pressure minimum: the smaller decides who registers,
+        // whichever was set first.
+        let budget = MemoryBudget::new(1 << 30);
+        let a = MemoryInterceptorLayer::new()
+            .governor(GovernorConfig::new(budget.clone()).floor(1 << 20))
+            .pressure_abort_min_bytes(8192)
+            .abort_under_pressure(signal.clone());
+        let b = MemoryInterceptorLayer::new()
+            .abort_under_pressure(signal)
+            .pressure_abort_min_bytes(8192)
+            .governor(GovernorConfig::new(budget).floor(1 << 20));
+        assert_eq!(a.shared().register_at, 8192);
+        assert_eq!(b.shared().register_at, 8192);
+        assert!(a.shared().governor.is_some() && b.shared().governor.is_some());
+    }
+
+    #[test]
+    fn built_once_and_shared_by_clones_until_a_builder_call() {
+        let layer = MemoryInterceptorLayer::new().abort_under_pressure(PressureSignal::new());
+        let clone = layer.clone();
+        assert!(Arc::ptr_eq(layer.shared(), clone.shared()), "one aborter");
+        assert!(Arc::ptr_eq(layer.shared(), layer.shared()), "built once");
+        let first = Arc::clone(layer.shared());
+        let changed = layer.pressure_aborts_per_tick(2);
+        assert!(!Arc::ptr_eq(&first, changed.shared()), "built afresh");
+        assert_eq!(changed.shared().config.pressure.per_tick, 2);
     }
 }

@@ -11,6 +11,7 @@ pub const OTHER_ROUTE: &str = "<other>";
 
 /// Allocation figures of one route, as [`Ledger::top`] returns them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RouteStats {
     /// The route (a matched path such as `/api/documents/{id}`, never a raw path).
     pub route: String,
@@ -50,7 +51,7 @@ pub struct GovernorCounts {
 }
 
 /// One route's counters and its learned cost; the layer keeps the entries of hot routes at hand
-/// (see `report.rs` and `governor.rs`).
+/// (see `labels.rs` and `governor/entries.rs`).
 #[derive(Default)]
 pub(crate) struct Entry {
     requests: AtomicU64,

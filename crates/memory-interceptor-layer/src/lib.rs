@@ -24,7 +24,10 @@
 //!   [`log_query_strings`](MemoryInterceptorLayer::log_query_strings) is on.
 //! - An optional per-request quota (`max_request_memory`): a request holding more at a poll
 //!   boundary has its handler dropped (freeing its memory) and gets 503 with `Retry-After`; a body
-//!   that is already streaming ends with an [`AbortError`]. With a [`PressureSignal`], under
+//!   that is already streaming ends with an [`AbortError`]. Every memory 503 of the layer (aborts
+//!   and the governor's refusals) has the workspace's one format: `Retry-After` in whole seconds
+//!   (default 1 s), a JSON body from [`memory_probe::overload_body`] with the sentence and a
+//!   `reason` token (`quota`, `pressure`, `overcommit`, `admission_timeout`, `queue_full`). With a [`PressureSignal`], under
 //!   critical pressure the requests holding the most memory are aborted first, a bounded number
 //!   per tick. Each abort is a warning, a report with its reason and a count in
 //!   `http_requests_aborted_total{reason}`.
@@ -88,42 +91,60 @@
 //! [`Reclaimer`]: memory_probe::Reclaimer
 //! [`PressureSignal`]: memory_probe::PressureSignal
 
+#![forbid(unsafe_code)]
+
+// The code map: `layer.rs` (the builder), `service.rs`, `future.rs` (`ResponseFuture`, the 503s),
+// `body.rs` (`MeteredBody`) on top; below them `account/` (the per-request account, its owner's
+// `Tracker` and the `Measure` around every poll), `governor/` with `cost.rs`, `pressure.rs`,
+// `registry.rs`, `inflight.rs`; where a finished request goes: `emit.rs`, `labels.rs`,
+// `ledger.rs`, `metrics.rs`; the data types `route.rs`, `outcome.rs`, `report.rs`, `error.rs`,
+// `memory.rs`; at the bottom `config.rs`, and `shared.rs`, what one layer's services share.
+
 mod account;
 mod body;
+mod config;
 mod cost;
+mod emit;
 mod error;
 mod future;
 mod governor;
 mod inflight;
+mod labels;
 mod layer;
 mod ledger;
 mod memory;
+mod metrics;
+mod outcome;
 mod pressure;
 mod registry;
 mod report;
+mod route;
 mod service;
+mod shared;
 
+pub use crate::metrics::{
+    ABORTED_METRIC, ADMISSION_WAIT_METRIC, ALLOCATED_METRIC, GOVERNOR_METRIC, HEAVY_METRIC,
+    NET_METRIC, describe_metrics,
+};
 pub use body::MeteredBody;
+pub use config::{
+    DEFAULT_FLOOR, DEFAULT_HEAVY_THRESHOLD, DEFAULT_PARK_TIMEOUT, DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_UNSEEN_COST, GovernorConfig,
+};
 pub use error::AbortError;
 pub use future::ResponseFuture;
-pub use governor::{
-    ADMISSION_WAIT_METRIC, DEFAULT_FLOOR, DEFAULT_PARK_TIMEOUT, DEFAULT_PROBE_TIMEOUT,
-    DEFAULT_QUEUE_TIMEOUT, DEFAULT_UNSEEN_COST, GOVERNOR_METRIC, GovernorConfig,
-};
 pub use inflight::{InFlight, InFlightRequest, RouteInFlight};
-pub use layer::{DEFAULT_HEAVY_THRESHOLD, MemoryInterceptorLayer};
+pub use layer::MemoryInterceptorLayer;
 pub use ledger::{GovernorCounts, Ledger, OTHER_ROUTE, RouteStats};
 #[cfg(feature = "axum")]
 pub use memory::MissingRequestMemory;
 pub use memory::{Instrumented, RequestMemory};
-pub use report::{
-    ABORTED_METRIC, ALLOCATED_METRIC, AbortReason, HEAVY_METRIC, MemoryReport, NET_METRIC, Outcome,
-    Route, UNMATCHED_ROUTE,
-};
+/// The boxed error of [`MeteredBody`] (memory-probe's, shared by the workspace).
+pub use memory_probe::BoxError;
+pub use outcome::{AbortReason, Outcome};
+pub use report::MemoryReport;
+pub use route::{Route, UNMATCHED_ROUTE};
 pub use service::MemoryInterceptor;
-
-/// The boxed error of [`MeteredBody`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 // The unit tests measure real allocations too.
 #[cfg(test)]

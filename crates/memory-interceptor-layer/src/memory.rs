@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::account::{Account, ExtraMeasure, in_progress};
-use crate::report::AbortReason;
+use crate::outcome::AbortReason;
 
 /// The memory account of the request being served, found in the request extensions.
 ///
@@ -70,7 +70,7 @@ impl RequestMemory {
 
     /// The per-request quota, if the layer has one.
     pub fn quota(&self) -> Option<u64> {
-        self.account.config.max_request_memory
+        self.account.shared.config.max_request_memory
     }
 
     /// Whether the layer has decided to abort the request (the handler's future is dropped at its

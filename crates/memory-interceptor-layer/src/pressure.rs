@@ -2,13 +2,22 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use memory_probe::Pressure;
+use memory_probe::{Pressure, PressureSignal};
 use tokio::sync::watch;
 
 use crate::account::State;
-use crate::layer::PressureSettings;
 use crate::registry::Registry;
+
+/// What the aborter needs of the layer's configuration, once a signal is given.
+#[derive(Clone)]
+pub(crate) struct PressureSettings {
+    pub(crate) signal: PressureSignal,
+    pub(crate) per_tick: usize,
+    pub(crate) tick: Duration,
+    pub(crate) min_bytes: u64,
+}
 
 /// Aborts the largest requests in flight while pressure is critical: the settings, the registry it
 /// searches and the switch that starts the watcher.
@@ -75,7 +84,7 @@ impl PressureAborter {
                     target: "memory_interceptor",
                     held,
                     route = %account.route(),
-                    path = crate::report::logged_path(&account.config, &account.path),
+                    path = account.shared.config.logged_path(&account.path),
                     "critical memory pressure: aborting the largest request in flight"
                 );
                 aborted += 1;
@@ -154,7 +163,7 @@ mod tests {
             .abort_under_pressure(PressureSignal::new())
             .pressure_abort_min_bytes(0)
             .metrics(false);
-        let aborter = layer.config.pressure.clone().expect("an aborter");
+        let aborter = layer.shared().pressure.clone().expect("an aborter");
         let mut service = layer.layer(service_fn(|_req: Request<()>| async {
             tokio::task::yield_now().await;
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"x"))))
@@ -190,7 +199,7 @@ mod tests {
             .abort_under_pressure(PressureSignal::new())
             .pressure_abort_min_bytes(64 << 10)
             .metrics(false);
-        let aborter = layer.config.pressure.clone().expect("an aborter");
+        let aborter = layer.shared().pressure.clone().expect("an aborter");
         let mut service = layer.layer(service_fn(|req: Request<()>| async move {
             let size: usize = req.uri().query().unwrap_or("0").parse().unwrap();
             let block = vec![1u8; size];
@@ -218,7 +227,7 @@ mod tests {
         let layer = MemoryInterceptorLayer::new()
             .abort_under_pressure(PressureSignal::new())
             .metrics(false);
-        let aborter = layer.config.pressure.clone().expect("an aborter");
+        let aborter = layer.shared().pressure.clone().expect("an aborter");
         let watching = Arc::clone(&aborter.watching);
         drop(aborter);
         let mut service = layer.layer(service_fn(|_req: Request<()>| async {
@@ -264,7 +273,7 @@ mod tests {
             .abort_under_pressure(PressureSignal::new())
             .pressure_abort_min_bytes(0)
             .metrics(false);
-        let aborter = layer.config.pressure.clone().expect("an aborter");
+        let aborter = layer.shared().pressure.clone().expect("an aborter");
         let service = layer.layer(service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"x"))))
         }));

@@ -14,11 +14,12 @@ use memory_probe::RequestBudget;
 use crate::BoxError;
 use crate::account::{Account, Measure, Tracker};
 use crate::body::MeteredBody;
+use crate::config::Config;
 use crate::future::ResponseFuture;
 use crate::governor::Admit;
-use crate::layer::Config;
 use crate::memory::RequestMemory;
-use crate::report::{Route, UNMATCHED_ROUTE};
+use crate::route::{Route, UNMATCHED_ROUTE};
+use crate::shared::Shared;
 
 /// Measures the memory each request allocates; made by
 /// [`MemoryInterceptorLayer`](crate::MemoryInterceptorLayer).
@@ -28,12 +29,12 @@ use crate::report::{Route, UNMATCHED_ROUTE};
 #[derive(Clone)]
 pub struct MemoryInterceptor<S> {
     inner: S,
-    config: Arc<Config>,
+    shared: Arc<Shared>,
 }
 
 impl<S> MemoryInterceptor<S> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        MemoryInterceptor { inner, config }
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        MemoryInterceptor { inner, shared }
     }
 
     /// The wrapped service.
@@ -56,7 +57,7 @@ impl<S: fmt::Debug> fmt::Debug for MemoryInterceptor<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryInterceptor")
             .field("inner", &self.inner)
-            .field("config", &self.config)
+            .field("config", &self.shared)
             .finish()
     }
 }
@@ -78,26 +79,26 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let config = &self.config;
-        let route = route_of(config, &req);
-        let governor = config.governor.as_deref();
+        let shared = &self.shared;
+        let route = route_of(&shared.config, &req);
+        let governor = shared.governor.as_deref();
         let cost = governor.map(|g| g.entry(&route));
         // Only a request that can carry a body needs a handle for the body layer's reservations.
         let request_budget = governor
             .filter(|_| has_body(&req))
             .map(|g| RequestBudget::new(g.budget.clone()));
-        if let Some(pressure) = &config.pressure {
+        if let Some(pressure) = &shared.pressure {
             pressure.ensure_watcher();
         }
         let account = Arc::new(Account::new(
-            config,
+            shared,
             &req,
             route,
             cost,
             request_budget.clone(),
         ));
         let mut tracker = Tracker::new(Arc::clone(&account));
-        if config.register_at == 0 {
+        if shared.register_at == 0 {
             tracker.register();
         }
         let admitted = match governor.map(|g| g.admit(&account)) {
@@ -156,7 +157,7 @@ fn has_body<B>(req: &Request<B>) -> bool {
 fn route_of<B>(config: &Config, req: &Request<B>) -> Route {
     #[cfg(feature = "axum")]
     if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
-        return matched_route(matched.as_str());
+        return crate::route::matched_route(matched.as_str());
     }
     if let Some(classify) = &config.route_fn
         && let Some(route) = classify(req.method(), req.uri())
@@ -164,33 +165,4 @@ fn route_of<B>(config: &Config, req: &Request<B>) -> Route {
         return Route::from_static(route);
     }
     Route::from_static(UNMATCHED_ROUTE)
-}
-
-/// The `Route` of an axum matched path. A server has few routes and they come back all the time:
-/// each thread keeps the last ones it saw (bounded, move-to-front) instead of allocating a copy
-/// per request.
-#[cfg(feature = "axum")]
-fn matched_route(path: &str) -> Route {
-    const SLOTS: usize = 32;
-    thread_local! {
-        static ROUTES: std::cell::RefCell<Vec<Route>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    ROUTES
-        .try_with(|cell| {
-            let mut routes = cell.try_borrow_mut().ok()?;
-            if let Some(i) = routes.iter().position(|r| r.as_str() == path) {
-                let at = i.saturating_sub(1);
-                routes.swap(i, at);
-                return Some(routes[at].clone());
-            }
-            let route = Route::new(path);
-            if routes.len() == SLOTS {
-                routes.pop();
-            }
-            routes.push(route.clone());
-            Some(route)
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| Route::new(path))
 }

@@ -157,6 +157,9 @@ async fn learned_costs_queue_heavy_requests_and_never_tiny_ones() {
     assert_eq!(head.headers()["retry-after"], "3");
     let text = String::from_utf8(body.to_vec()).unwrap();
     assert!(text.contains("memory budget"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["reason"], "admission_timeout", "{text}");
+    assert_eq!(json["retry_after_seconds"], 3, "{text}");
     assert_eq!(gate.entered.load(Ordering::SeqCst), entered, "never called");
     let refused = reports
         .wait_for("/grow?size=16", 2, Duration::from_secs(5))
@@ -354,9 +357,11 @@ async fn every_path_gives_the_budget_back() {
     let (addr2, _server2) = serve_axum(router(&gate, layer)).await;
     assert_eq!(fetch(&client, addr2, "/grow?size=2").await.0.status(), 200);
     small.charge(3 * MIB);
-    let (head, _) = fetch(&client, addr2, "/grow?size=2").await;
+    let (head, body) = fetch(&client, addr2, "/grow?size=2").await;
     assert_eq!(head.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(head.headers().contains_key("retry-after"));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["reason"], "queue_full", "{json}");
     small.release(3 * MIB);
     budget_empty(&small).await;
 }

@@ -154,7 +154,8 @@ async fn runaway_handler_under_a_64_mib_quota_gets_503_with_bounded_server_rss()
 
     let (head, body) = bounded("runaway", 60, fetch(&client, addr, "/runaway")).await;
     assert_eq!(head.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(head.headers()[header::RETRY_AFTER], "5");
+    // The default Retry-After of every memory 503 (memory_probe::DEFAULT_RETRY_AFTER).
+    assert_eq!(head.headers()[header::RETRY_AFTER], "1");
     let text = String::from_utf8(body.to_vec()).unwrap();
     assert!(
         text.contains("per-request memory quota of 67108864 bytes"),
@@ -396,12 +397,15 @@ async fn abort_errors_and_responses_are_typed_and_explained() {
     assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
-        "text/plain; charset=utf-8"
+        memory_probe::OVERLOAD_CONTENT_TYPE
     );
-    let text = response.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(text.to_vec()).unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let text = json["error"].as_str().unwrap();
     assert!(text.starts_with("request aborted: it held "), "{text}");
     assert!(text.contains("quota of 8388608 bytes"), "{text}");
+    assert_eq!(json["reason"], "quota");
+    assert_eq!(json["retry_after_seconds"], 7);
 
     // Over the quota in a handler that answers at once: the response is what holds the memory,
     // and it is dropped too.
@@ -413,8 +417,10 @@ async fn abort_errors_and_responses_are_typed_and_explained() {
             });
     let response = service.oneshot(Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let text = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(text.starts_with(b"request aborted: it held "), "{text:?}");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let text = json["error"].as_str().unwrap();
+    assert!(text.starts_with("request aborted: it held "), "{text:?}");
 
     // Over the quota while streaming: the body's error is an AbortError.
     let service = ServiceBuilder::new()
