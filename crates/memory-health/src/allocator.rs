@@ -146,21 +146,15 @@ pub enum ProfileError {
 #[cfg(feature = "jemalloc")]
 fn apply_jemalloc(profile: AllocatorProfile) -> Result<ProfileReport, ProfileError> {
     use std::sync::OnceLock;
-    use tikv_jemalloc_ctl::raw;
 
-    fn fail(name: &str, e: tikv_jemalloc_ctl::Error) -> ProfileError {
-        ProfileError::Control {
-            name: name.trim_end_matches('\0').to_string(),
+    use memory_probe::jemalloc_ctl as ctl;
+
+    // The control's name for the error (what jemalloc's documentation calls it).
+    fn fail(name: &'static str) -> impl FnOnce(memory_probe::ProbeError) -> ProfileError {
+        move |e| ProfileError::Control {
+            name: name.to_string(),
             reason: e.to_string(),
         }
-    }
-    fn read<T: Copy>(name: &str) -> Result<T, ProfileError> {
-        // SAFETY: every name passed here is NUL-terminated and documented with type T.
-        unsafe { raw::read::<T>(name.as_bytes()) }.map_err(|e| fail(name, e))
-    }
-    fn write<T>(name: &str, value: T) -> Result<(), ProfileError> {
-        // SAFETY: as above, for writable controls.
-        unsafe { raw::write::<T>(name.as_bytes(), value) }.map_err(|e| fail(name, e))
     }
 
     // The start-up settings, read once: `opt.*` never changes, and it is what `throughput`
@@ -170,9 +164,9 @@ fn apply_jemalloc(profile: AllocatorProfile) -> Result<ProfileReport, ProfileErr
         Some(s) => *s,
         None => *STARTUP.get_or_init(|| {
             (
-                read::<bool>("opt.background_thread\0").unwrap_or(false),
-                read::<isize>("opt.dirty_decay_ms\0").unwrap_or(10_000),
-                read::<isize>("opt.muzzy_decay_ms\0").unwrap_or(0),
+                ctl::opt_background_thread().unwrap_or(false),
+                ctl::opt_dirty_decay_ms().unwrap_or(10_000),
+                ctl::opt_muzzy_decay_ms().unwrap_or(0),
             )
         }),
     };
@@ -182,26 +176,26 @@ fn apply_jemalloc(profile: AllocatorProfile) -> Result<ProfileReport, ProfileErr
     };
 
     // New arenas first, so none created meanwhile misses the setting.
-    write("arenas.dirty_decay_ms\0", dirty)?;
-    write("arenas.muzzy_decay_ms\0", muzzy)?;
-    let narenas: u32 = read("arenas.narenas\0")?;
+    ctl::set_default_dirty_decay_ms(dirty).map_err(fail("arenas.dirty_decay_ms"))?;
+    ctl::set_default_muzzy_decay_ms(muzzy).map_err(fail("arenas.muzzy_decay_ms"))?;
+    let narenas = ctl::arena_count().map_err(fail("arenas.narenas"))?;
     let mut updated = 0;
     for i in 0..narenas {
         // Arenas are created lazily; an uninitialized index has nothing to set.
-        if !read::<bool>(&format!("arena.{i}.initialized\0")).unwrap_or(false) {
+        if !ctl::arena_initialized(i).unwrap_or(false) {
             continue;
         }
-        write(&format!("arena.{i}.dirty_decay_ms\0"), dirty)?;
-        write(&format!("arena.{i}.muzzy_decay_ms\0"), muzzy)?;
+        ctl::set_arena_dirty_decay_ms(i, dirty).map_err(fail("arena.<i>.dirty_decay_ms"))?;
+        ctl::set_arena_muzzy_decay_ms(i, muzzy).map_err(fail("arena.<i>.muzzy_decay_ms"))?;
         updated += 1;
     }
-    write("background_thread\0", background)?;
+    ctl::set_background_thread(background).map_err(fail("background_thread"))?;
     let ticking = profile == AllocatorProfile::MemoryFirst;
     decay_ticker(ticking);
     Ok(ProfileReport {
         profile,
         arenas_updated: updated,
-        background_thread: read("background_thread\0")?,
+        background_thread: ctl::background_thread().map_err(fail("background_thread"))?,
         decay_ticker: ticking,
         dirty_decay_ms: dirty,
         muzzy_decay_ms: muzzy,

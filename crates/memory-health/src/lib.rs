@@ -58,6 +58,8 @@
 //! - `heap-profile`: jemalloc built with profiling, `/debug/pprof/heap` and
 //!   `write_heap_profile`; the program starts jemalloc with `prof:true`.
 
+#![forbid(unsafe_code)]
+
 mod allocator;
 mod body;
 mod budget;

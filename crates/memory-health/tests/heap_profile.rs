@@ -102,8 +102,7 @@ async fn serve(layer: HealthLayer) -> (SocketAddr, tokio::task::JoinHandle<()>) 
 }
 
 fn set_active(active: bool) {
-    // SAFETY: `prof.active` is a writable bool control in a jemalloc built with profiling.
-    unsafe { tikv_jemalloc_ctl::raw::write(b"prof.active\0", active) }.unwrap();
+    memory_probe::jemalloc_ctl::set_prof_active(active).unwrap();
 }
 
 #[tokio::test]
