@@ -71,6 +71,7 @@ mod gauges;
 mod inner;
 mod layer;
 mod limit;
+mod metrics;
 mod migration;
 mod monitor;
 #[cfg(feature = "heap-profile")]
@@ -95,13 +96,11 @@ pub use config::{AGGRESSIVE_CLEANUP_INTERVAL, ConfigError, MemoryConfig, VARIABL
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
 pub use future::ResponseFuture;
-pub use gauges::{
-    BUDGET_CAPACITY, BUDGET_CHARGED, BUDGET_PARKED, BUDGET_QUEUE, BUDGET_RESERVED, IN_FLIGHT_HELD,
-    IN_FLIGHT_REQUESTS, ROUTE_RETAINED, describe_metrics, record_metrics, record_request_metrics,
-};
+pub use gauges::{record_metrics, record_request_metrics};
 pub use inner::InnerFuture;
 pub use layer::{DEFAULT_MAX_SAMPLE_AGE, HealthLayer};
 pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
+pub use metrics::{BUDGET_QUEUE, describe_metrics};
 pub use migration::{
     Counterpart, UnrecognizedVariable, unrecognized_variables, warn_unrecognized_env,
 };

@@ -677,7 +677,7 @@ impl MemoryMonitor {
             .store(ratio.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
         self.shared.signal.set(pressure);
         if pressure != previous {
-            metrics::counter!("memory_pressure_changes_total", "to" => pressure.as_str())
+            metrics::counter!(crate::metrics::MEMORY_PRESSURE_CHANGES_TOTAL, "to" => pressure.as_str())
                 .increment(1);
             if pressure == Pressure::Critical {
                 // One event with the requests holding the most: the cause of an OOM kill is in

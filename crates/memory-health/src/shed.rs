@@ -231,7 +231,8 @@ where
             Shed::Critical => "critical",
             Shed::Proportional => "proportional",
         };
-        metrics::counter!("memory_shed_requests_total", "reason" => reason).increment(1);
+        metrics::counter!(crate::metrics::MEMORY_SHED_REQUESTS_TOTAL, "reason" => reason)
+            .increment(1);
         let retry_after = self.config.retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let body = serde_json::json!({
             "error": "memory pressure: request refused, retry later",
