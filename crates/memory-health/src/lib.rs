@@ -68,8 +68,8 @@ mod drain;
 mod error;
 mod future;
 mod gauges;
+pub mod health;
 mod inner;
-mod layer;
 mod limit;
 mod metrics;
 mod migration;
@@ -81,11 +81,11 @@ mod prometheus;
 mod reclaim;
 mod report;
 mod sample;
-mod service;
-mod shed;
+pub mod shed;
 mod thresholds;
 mod trend;
 
+pub use self::metrics::{BUDGET_QUEUE, describe_metrics};
 pub use allocator::{
     AllocatorProfile, DECAY_TICK, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport,
     UnknownProfile,
@@ -95,12 +95,9 @@ pub use budget::BudgetCapacity;
 pub use config::{AGGRESSIVE_CLEANUP_INTERVAL, ConfigError, MemoryConfig, VARIABLES};
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
-pub use future::ResponseFuture;
 pub use gauges::{record_metrics, record_request_metrics};
-pub use inner::InnerFuture;
-pub use layer::{DEFAULT_MAX_SAMPLE_AGE, HealthLayer};
+pub use health::{DEFAULT_MAX_SAMPLE_AGE, Health, HealthLayer};
 pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
-pub use metrics::{BUDGET_QUEUE, describe_metrics};
 pub use migration::{
     Counterpart, UnrecognizedVariable, unrecognized_variables, warn_unrecognized_env,
 };
@@ -122,8 +119,7 @@ pub use report::{
     TrendReport, status_word,
 };
 pub use sample::{ProbeSource, Sample, SampleError, SampleSource};
-pub use service::HealthService;
-pub use shed::{PressureShedLayer, PressureShedService};
+pub use shed::{PressureShed, PressureShedLayer};
 pub use thresholds::{DEFAULT_MARGIN, Thresholds};
 pub use trend::{GrowthTrend, MIN_POINTS, TrendEstimate};
 
