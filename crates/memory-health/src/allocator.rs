@@ -23,6 +23,7 @@ use memory_probe::AllocatorKind;
 /// - [`Throughput`](Self::Throughput): the values the process started with (jemalloc's defaults
 ///   unless `MALLOC_CONF` said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AllocatorProfile {
     /// Return freed memory quickly.
     MemoryFirst,

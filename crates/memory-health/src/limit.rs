@@ -6,6 +6,7 @@ use memory_probe::{CgroupMemory, ProcessMemory};
 
 /// Where the memory limit came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LimitSource {
     /// Set explicitly ([`MemoryMonitorBuilder::limit`](crate::MemoryMonitorBuilder::limit)).
     Configured,
