@@ -13,7 +13,7 @@ use memory_probe::AllocatorKind;
 ///
 /// - [`MemoryFirst`](Self::MemoryFirst): dirty pages decay in [`MEMORY_FIRST_DIRTY_DECAY_MS`]
 ///   and go straight back to the OS (muzzy decay 0), on every existing arena and as the default
-///   for new ones; a thread of this crate runs the decay every [`DECAY_TICK`] and, once per
+///   for new ones; a thread of this crate runs the decay every 250 ms and, once per
 ///   decay time, returns everything when more than 8 MiB of freed pages are still parked, so an
 ///   idle process gives a burst back within about a second. jemalloc's own background threads
 ///   are turned off instead: measured on the example server, they often slept through the end
@@ -36,7 +36,7 @@ pub const MEMORY_FIRST_DIRTY_DECAY_MS: isize = 1000;
 
 /// How often the `memory-first` profile runs the allocator's decay (one `mallctl`, a few
 /// microseconds when there is nothing to return).
-pub const DECAY_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+pub(crate) const DECAY_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl AllocatorProfile {
     /// `"memory-first"` or `"throughput"`.
@@ -117,7 +117,7 @@ pub struct ProfileReport {
     pub arenas_updated: u32,
     /// Whether jemalloc's background purging threads are on (off under `memory-first`).
     pub background_thread: bool,
-    /// Whether this crate's decay thread runs the decay every [`DECAY_TICK`] (`memory-first`).
+    /// Whether this crate's decay thread runs the decay every 250 ms (`memory-first`).
     pub decay_ticker: bool,
     /// Dirty-page decay now in force, in ms (-1: never decay).
     pub dirty_decay_ms: isize,

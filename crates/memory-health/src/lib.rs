@@ -87,8 +87,7 @@ mod trend;
 
 pub use self::metrics::{BUDGET_QUEUE, describe_metrics};
 pub use allocator::{
-    AllocatorProfile, DECAY_TICK, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport,
-    UnknownProfile,
+    AllocatorProfile, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport, UnknownProfile,
 };
 pub use body::ResponseBody;
 pub use budget::BudgetCapacity;
@@ -96,15 +95,12 @@ pub use config::{AGGRESSIVE_CLEANUP_INTERVAL, ConfigError, MemoryConfig, VARIABL
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
 pub use gauges::{record_metrics, record_request_metrics};
-pub use health::{DEFAULT_MAX_SAMPLE_AGE, Health, HealthLayer};
-pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
+pub use health::{Health, HealthLayer};
+pub use limit::{LimitSource, MemoryLimit, usage_bytes};
 pub use migration::{
     Counterpart, UnrecognizedVariable, unrecognized_variables, warn_unrecognized_env,
 };
-pub use monitor::{
-    DEFAULT_RESAMPLE_GAP, LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder,
-    MemorySnapshot,
-};
+pub use monitor::{LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder, MemorySnapshot};
 #[cfg(feature = "heap-profile")]
 pub use profile::{
     HeapProfileError, check_profile_dir, heap_profile, heap_profile_in, heap_profiling_status,
@@ -115,13 +111,13 @@ pub use prometheus::{MetricsError, PrometheusMetrics};
 pub use reclaim::ReclaimSummary;
 pub use report::{
     AllocatorReport, BudgetReport, CgroupReport, HealthReport, InFlightReport, LastReclaimReport,
-    ProcessReport, QueueReport, ReclaimReport, RouteGovernorReport, RouteReport, ThresholdsReport,
-    TrendReport, status_word,
+    ProcessReport, QueueReport, ReclaimTotalsReport, RouteGovernorReport, RouteReport,
+    ThresholdsReport, TrendReport,
 };
 pub use sample::{ProbeSource, Sample, SampleError, SampleSource};
 pub use shed::{PressureShed, PressureShedLayer};
-pub use thresholds::{DEFAULT_MARGIN, Thresholds};
-pub use trend::{GrowthTrend, MIN_POINTS, TrendEstimate};
+pub use thresholds::Thresholds;
+pub use trend::{GrowthTrend, TrendEstimate};
 
 // Re-exported so that users need not depend on memory-probe for the types they handle.
 pub use memory_probe::{

@@ -50,7 +50,7 @@ pub struct MemoryLimit {
 /// clamped to it); else the cgroup's effective limit (`memory.high` when set and lower, else
 /// `memory.max`), unless physical memory is smaller (a container limit above the machine's memory
 /// binds nothing); else physical memory.
-pub fn resolve_limit(
+pub(crate) fn resolve_limit(
     configured: Option<u64>,
     cgroup: Option<&CgroupMemory>,
     physical: Option<u64>,

@@ -41,7 +41,7 @@ pub struct HealthReport {
     /// The growth trend.
     pub trend: TrendReport,
     /// The monitor's reclaim runs.
-    pub reclaim: ReclaimReport,
+    pub reclaim: ReclaimTotalsReport,
     /// The memory governor's budget and queue, `null` without a governor.
     pub budget: Option<BudgetReport>,
     /// The kernel memory notifications the monitor samples on, besides its timer.
@@ -183,7 +183,7 @@ pub struct TrendReport {
 
 /// `reclaim` of [`HealthReport`]: every run of the reclaimer, whoever asked for it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ReclaimReport {
+pub struct ReclaimTotalsReport {
     /// Completed runs.
     pub runs: u64,
     /// Runs that failed in the allocator.
@@ -246,7 +246,7 @@ pub struct RouteGovernorReport {
 }
 
 /// The status word of a pressure level.
-pub fn status_word(pressure: Pressure) -> &'static str {
+pub(crate) fn status_word(pressure: Pressure) -> &'static str {
     match pressure {
         Pressure::Normal => "healthy",
         Pressure::Warning => "warning",
@@ -320,7 +320,7 @@ impl HealthReport {
                 bytes_per_hour: snapshot.trend.bytes_per_hour.map(f64::round),
                 window_seconds: round4(snapshot.trend.span.as_secs_f64()),
             },
-            reclaim: ReclaimReport {
+            reclaim: ReclaimTotalsReport {
                 runs: reclaim.runs,
                 failures: reclaim.failures,
                 released_bytes: reclaim.released_bytes,

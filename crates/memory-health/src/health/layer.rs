@@ -11,7 +11,7 @@ use crate::drain::Drain;
 use crate::monitor::MemoryMonitor;
 
 /// Default of [`HealthLayer::max_sample_age`]: 1 s.
-pub const DEFAULT_MAX_SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const DEFAULT_MAX_SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves the memory endpoints under a prefix (default `/api`) in any Tower stack and passes
 /// every other request to the inner service untouched:
@@ -127,7 +127,7 @@ impl HealthLayer {
     }
 
     /// How old the sample `/health` shows may be before a new one is taken for it (default
-    /// [`DEFAULT_MAX_SAMPLE_AGE`], 1 s). Between the monitor's scheduled samples, `/health` thus
+    /// 1 s). Between the monitor's scheduled samples, `/health` thus
     /// shows memory as it is now, at the cost of at most one extra sample per `age`.
     #[must_use]
     pub fn max_sample_age(self, age: std::time::Duration) -> Self {

@@ -5,7 +5,7 @@ mod endpoints;
 mod layer;
 mod service;
 
-pub use layer::{DEFAULT_MAX_SAMPLE_AGE, HealthLayer};
+pub use layer::HealthLayer;
 pub use service::Health;
 
 pub(crate) use layer::normalize_prefix;

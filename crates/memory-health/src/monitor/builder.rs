@@ -21,7 +21,7 @@ use crate::thresholds::Thresholds;
 use crate::trend::GrowthTrend;
 
 /// Default shortest time between two samples asked for by budget movements or kernel events.
-pub const DEFAULT_RESAMPLE_GAP: Duration = Duration::from_millis(100);
+pub(crate) const DEFAULT_RESAMPLE_GAP: Duration = Duration::from_millis(100);
 
 /// Builder for [`MemoryMonitor`]; every setting has a default.
 #[derive(Clone)]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use memory_probe::{MemoryBudget, Pressure, PressureSignal, ReclaimReport, Reclaimer};
 use tokio::sync::Notify;
 
-pub use builder::{DEFAULT_RESAMPLE_GAP, MemoryMonitorBuilder};
+pub use builder::MemoryMonitorBuilder;
 pub use leak::LeakThreshold;
 pub use lifecycle::Liveness;
 pub use snapshot::MemorySnapshot;
