@@ -16,7 +16,7 @@ use memory_probe::CgroupVersion;
 /// Whether a test that cannot get a cgroup must fail instead of skipping: in CI (`CI` set) and as
 /// root, where cgroups can be created, a skip would hide a broken environment. A host that truly
 /// cannot (root in an unprivileged container, say) opts out with `TOWER_MEMORY_CGROUP_SKIP_OK=1`.
-pub fn must_not_skip() -> bool {
+pub(crate) fn must_not_skip() -> bool {
     if std::env::var_os("TOWER_MEMORY_CGROUP_SKIP_OK").is_some_and(|v| v == "1") {
         return false;
     }
@@ -26,7 +26,7 @@ pub fn must_not_skip() -> bool {
 }
 
 /// Prints why the test does not run, or panics with it where skipping is not allowed.
-pub fn skip(test: &str, why: &str) {
+pub(crate) fn skip(test: &str, why: &str) {
     if must_not_skip() {
         panic!("{test}: cannot run and may not skip (root or CI): {why}");
     }
@@ -34,7 +34,7 @@ pub fn skip(test: &str, why: &str) {
 }
 
 /// A child memory cgroup, removed on drop.
-pub struct ChildCgroup {
+pub(crate) struct ChildCgroup {
     /// The interface its files speak.
     pub version: CgroupVersion,
     /// Its directory.
@@ -48,7 +48,7 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 impl ChildCgroup {
     /// Creates `<own cgroup>/<hint>-<pid>-<n>` with a hard limit of `limit_bytes` (and no swap
     /// beyond it, so a host with swap OOM-kills instead of swapping).
-    pub fn create(hint: &str, limit_bytes: u64) -> Result<ChildCgroup, String> {
+    pub(crate) fn create(hint: &str, limit_bytes: u64) -> Result<ChildCgroup, String> {
         let (version, own_dir, own_path) = own_memory_cgroup()?;
         let name = format!(
             "{hint}-{}-{}",
@@ -86,7 +86,7 @@ impl ChildCgroup {
     }
 
     /// Writes `value` to one of the cgroup's files.
-    pub fn write(&self, file: &str, value: &str) -> Result<(), String> {
+    pub(crate) fn write(&self, file: &str, value: &str) -> Result<(), String> {
         let path = self.dir.join(file);
         fs::write(&path, value).map_err(|e| format!("write {value:?} to {}: {e}", path.display()))
     }
@@ -94,7 +94,7 @@ impl ChildCgroup {
     /// `program`, started through `sh`, which first moves itself into the cgroup and then execs
     /// the program: nothing the program does is charged outside the cgroup, and if the move fails
     /// the program never runs.
-    pub fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(r#"echo 0 > "$0" && exec "$@""#)
@@ -104,7 +104,7 @@ impl ChildCgroup {
     }
 
     /// The process ids in the cgroup.
-    pub fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         fs::read_to_string(self.dir.join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
@@ -115,7 +115,7 @@ impl ChildCgroup {
     /// A reader root whose `proc/self/cgroup` places the process in this cgroup, with the real
     /// cgroup mounts reached through symlinks: `subscribe_at(root)` then resolves and registers on
     /// this real cgroup while the test process itself stays where it is.
-    pub fn reader_root(&self) -> tempfile::TempDir {
+    pub(crate) fn reader_root(&self) -> tempfile::TempDir {
         let root = tempfile::tempdir().expect("temp dir");
         let cgroup = fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
