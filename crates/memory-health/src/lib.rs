@@ -7,10 +7,13 @@
 //!   cgroup's effective limit, else physical memory), publishes [`Pressure`]
 //!   with hysteresis, fits the growth trend and warns about leaks, and reclaims freed memory on
 //!   entering `Critical` and every `reclaim_interval`.
-//! - [`HealthLayer`] serves `/health`, `/health/live`, `/health/ready`, `/metrics` and (feature
-//!   `heap-profile`) `/debug/pprof/heap` under a prefix in any Tower stack.
-//! - [`PressureShedLayer`] refuses work with 503 and `Retry-After` under pressure, before it
-//!   allocates; the health paths are exempt.
+//! - [`HealthLayer`] (module [`health`]) serves `/health`, `/health/live`, `/health/ready`,
+//!   `/metrics` and (feature `heap-profile`) `/debug/pprof/heap` under a prefix in any Tower
+//!   stack.
+//! - [`PressureShedLayer`] (module [`shed`]) refuses work with 503 and `Retry-After` under
+//!   pressure, before it allocates; the health paths are exempt. The 503 is the workspace's one
+//!   memory 503 ([`memory_probe::overload_body`]).
+//! - [`describe_metrics`] describes every metric this crate emits (its doc is the table).
 //! - [`MemoryConfig::from_env`] reads the `MEMORY_*`, `STREAM_*` and `COMPRESSION_*` variables;
 //!   [`AllocatorProfile`] trades throughput for a small resident set (jemalloc);
 //!   [`warn_unrecognized_env`] names the counterpart of every variable meant for it that it does

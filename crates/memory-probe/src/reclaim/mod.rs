@@ -94,6 +94,7 @@ pub struct ReclaimerBuilder {
 
 impl ReclaimerBuilder {
     /// Minimum time between the starts of two runs (default 1 s).
+    #[must_use]
     pub fn min_interval(mut self, interval: Duration) -> Self {
         self.min_interval = interval;
         self
