@@ -36,7 +36,8 @@ pub const MEMORY_FIRST_DIRTY_DECAY_MS: isize = 1000;
 
 /// How often the `memory-first` profile runs the allocator's decay (one `mallctl`, a few
 /// microseconds when there is nothing to return).
-pub(crate) const DECAY_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+#[cfg(feature = "jemalloc")]
+const DECAY_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl AllocatorProfile {
     /// `"memory-first"` or `"throughput"`.

@@ -12,7 +12,7 @@ use crate::future::ResponseFuture;
 use crate::monitor::{Liveness, MemoryMonitor};
 use crate::report::HealthReport;
 
-pub(super) fn no_store(response: &mut Response<Bytes>) {
+fn no_store(response: &mut Response<Bytes>) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -82,6 +82,23 @@ pub(super) fn ready(config: &HealthConfig) -> Response<Bytes> {
             "draining": draining,
         }),
     )
+}
+
+/// `/metrics`: the request gauges and the monitor's figures, rendered by the recorder.
+#[cfg(feature = "prometheus")]
+pub(super) fn metrics(config: &HealthConfig) -> Response<Bytes> {
+    let Some(metrics) = &config.metrics else {
+        unreachable!("endpoint() matches /metrics only with a recorder");
+    };
+    crate::gauges::record_request_metrics(config.ledger.as_ref(), config.in_flight.as_ref());
+    let text = metrics.render(Some(&config.monitor));
+    let mut response = Response::new(Bytes::from(text));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    no_store(&mut response);
+    response
 }
 
 #[cfg(feature = "heap-profile")]

@@ -4,12 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::json;
 use tower_service::Service;
 
-use super::endpoints::{health, json_response, live, no_store, ready};
+use super::endpoints::{health, json_response, live, ready};
 use super::layer::HealthConfig;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
@@ -142,23 +141,7 @@ where
                 }))
             }
             #[cfg(feature = "prometheus")]
-            Endpoint::Metrics => {
-                let Some(metrics) = &config.metrics else {
-                    unreachable!("endpoint() matches /metrics only with a recorder");
-                };
-                crate::gauges::record_request_metrics(
-                    config.ledger.as_ref(),
-                    config.in_flight.as_ref(),
-                );
-                let text = metrics.render(Some(&config.monitor));
-                let mut response = Response::new(Bytes::from(text));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                no_store(&mut response);
-                ResponseFuture::ready(response)
-            }
+            Endpoint::Metrics => ResponseFuture::ready(super::endpoints::metrics(config)),
             #[cfg(feature = "heap-profile")]
             Endpoint::Heap => super::endpoints::heap(config, req.headers()),
         }
