@@ -29,7 +29,7 @@ pub(super) fn release(allocator: AllocatorKind) -> Result<(), ProbeError> {
 /// Runs the allocator's time-based decay now: with jemalloc (feature `jemalloc`, installed as
 /// the global allocator) every arena returns the freed pages whose decay time has passed
 /// (`arena.<all>.decay`); cheap when there is nothing to return. `Ok(false)` for an allocator
-/// without such a control. Unlike [`Reclaimer::reclaim`] it keeps recently freed pages for reuse;
+/// without such a control. Unlike [`Reclaimer::reclaim`](crate::Reclaimer::reclaim) it keeps recently freed pages for reuse;
 /// a program calls it periodically so that an idle process still decays.
 pub fn decay_allocator() -> Result<bool, crate::ProbeError> {
     match crate::self_check().allocator {
@@ -40,9 +40,9 @@ pub fn decay_allocator() -> Result<bool, crate::ProbeError> {
 }
 
 /// Returns every freed page the allocator keeps to the operating system now (jemalloc: all
-/// arenas' dirty and muzzy pages, as [`Reclaimer::reclaim`] does, but synchronously and without
+/// arenas' dirty and muzzy pages, as [`Reclaimer::reclaim`](crate::Reclaimer::reclaim) does, but synchronously and without
 /// a report, rate limit or count). For an allocator profile's own upkeep; programs ask a
-/// [`Reclaimer`]. `Ok(false)` for an allocator without such a control.
+/// [`Reclaimer`](crate::Reclaimer). `Ok(false)` for an allocator without such a control.
 pub fn purge_allocator() -> Result<bool, crate::ProbeError> {
     match crate::self_check().allocator {
         #[cfg(feature = "jemalloc")]

@@ -23,7 +23,7 @@ pub enum ReclaimTrigger {
     Warning,
     /// A request allocated more than the heavy threshold.
     HeavyRequest,
-    /// The program called [`Reclaimer::reclaim`] itself.
+    /// The program called [`Reclaimer::reclaim`](crate::Reclaimer::reclaim) itself.
     Api,
 }
 
@@ -60,7 +60,7 @@ impl fmt::Display for ReclaimTrigger {
     }
 }
 
-/// The runs and failures of one trigger, as [`Reclaimer::stats`] counts them.
+/// The runs and failures of one trigger, as [`Reclaimer::stats`](crate::Reclaimer::stats) counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TriggerStats {
     /// Completed runs.
@@ -73,7 +73,7 @@ pub struct TriggerStats {
     pub duration: Duration,
 }
 
-/// Everything a [`Reclaimer`] has done since it was built, whoever asked.
+/// Everything a [`Reclaimer`](crate::Reclaimer) has done since it was built, whoever asked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReclaimStats {
     /// Per trigger, in the order of [`ReclaimTrigger::ALL`].
