@@ -50,11 +50,7 @@ impl AllocatorProfile {
 
     /// The profile last applied in this process, if any.
     pub fn current() -> Option<AllocatorProfile> {
-        match CURRENT.load(Ordering::Relaxed) {
-            1 => Some(AllocatorProfile::MemoryFirst),
-            2 => Some(AllocatorProfile::Throughput),
-            _ => None,
-        }
+        Self::from_u8(CURRENT.load(Ordering::Relaxed))
     }
 
     /// Applies the profile to the process's allocator (jemalloc, feature `jemalloc`).
@@ -64,13 +60,7 @@ impl AllocatorProfile {
             return Err(ProfileError::Unsupported(allocator));
         }
         let report = apply_jemalloc(self)?;
-        CURRENT.store(
-            match self {
-                AllocatorProfile::MemoryFirst => 1,
-                AllocatorProfile::Throughput => 2,
-            },
-            Ordering::Relaxed,
-        );
+        CURRENT.store(self.as_u8(), Ordering::Relaxed);
         tracing::info!(
             target: "memory_health",
             profile = %self,
@@ -84,7 +74,26 @@ impl AllocatorProfile {
     }
 }
 
+/// The profile last applied ([`AllocatorProfile::as_u8`]; 0: none yet).
 static CURRENT: AtomicU8 = AtomicU8::new(0);
+
+impl AllocatorProfile {
+    /// How [`CURRENT`] stores the profile (0 is "none").
+    fn as_u8(self) -> u8 {
+        match self {
+            AllocatorProfile::MemoryFirst => 1,
+            AllocatorProfile::Throughput => 2,
+        }
+    }
+
+    fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(AllocatorProfile::MemoryFirst),
+            2 => Some(AllocatorProfile::Throughput),
+            _ => None,
+        }
+    }
+}
 
 impl fmt::Display for AllocatorProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
