@@ -17,8 +17,8 @@ use compression_layer::{
 };
 use http::{Method, Request, Response, Uri};
 use memory_health::{
-    BuildError, Drain, HealthLayer, HealthService, MemoryConfig, MemoryMonitor, PressureShedLayer,
-    PressureShedService, StartError,
+    BuildError, Drain, Health, HealthLayer, MemoryConfig, MemoryMonitor, PressureShed,
+    PressureShedLayer, StartError,
 };
 use memory_interceptor_layer::{InFlight, Ledger, MemoryInterceptor, MemoryInterceptorLayer};
 use memory_probe::{MemoryBudget, PressureSignal, Reclaimer};
@@ -433,7 +433,7 @@ impl MemoryStack {
 
     /// How long the shed layer's `Retry-After` is.
     pub fn retry_after(&self) -> Duration {
-        self.monitor.interval().max(Duration::from_secs(1))
+        memory_probe::DEFAULT_RETRY_AFTER
     }
 }
 
@@ -467,9 +467,8 @@ impl std::fmt::Debug for MemoryStackLayer {
 
 /// Every layer, outermost first: health, shedding, interceptor, compression, decompression,
 /// body limits.
-pub type FullService<S> = HealthService<
-    PressureShedService<MemoryInterceptor<Compression<Decompression<StreamBodyService<S>>>>>,
->;
+pub type FullService<S> =
+    Health<PressureShed<MemoryInterceptor<Compression<Decompression<StreamBodyService<S>>>>>>;
 
 /// The layers that act on a request no outer layer acts on: interceptor, compression, body
 /// limits. See [`MemoryStackService`]; it is called with the request body typed as behind the

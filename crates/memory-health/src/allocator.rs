@@ -13,7 +13,7 @@ use memory_probe::AllocatorKind;
 ///
 /// - [`MemoryFirst`](Self::MemoryFirst): dirty pages decay in [`MEMORY_FIRST_DIRTY_DECAY_MS`]
 ///   and go straight back to the OS (muzzy decay 0), on every existing arena and as the default
-///   for new ones; a thread of this crate runs the decay every [`DECAY_TICK`] and, once per
+///   for new ones; a thread of this crate runs the decay every 250 ms and, once per
 ///   decay time, returns everything when more than 8 MiB of freed pages are still parked, so an
 ///   idle process gives a burst back within about a second. jemalloc's own background threads
 ///   are turned off instead: measured on the example server, they often slept through the end
@@ -23,6 +23,7 @@ use memory_probe::AllocatorKind;
 /// - [`Throughput`](Self::Throughput): the values the process started with (jemalloc's defaults
 ///   unless `MALLOC_CONF` said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AllocatorProfile {
     /// Return freed memory quickly.
     MemoryFirst,
@@ -35,7 +36,8 @@ pub const MEMORY_FIRST_DIRTY_DECAY_MS: isize = 1000;
 
 /// How often the `memory-first` profile runs the allocator's decay (one `mallctl`, a few
 /// microseconds when there is nothing to return).
-pub const DECAY_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+#[cfg(feature = "jemalloc")]
+const DECAY_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl AllocatorProfile {
     /// `"memory-first"` or `"throughput"`.
@@ -48,11 +50,7 @@ impl AllocatorProfile {
 
     /// The profile last applied in this process, if any.
     pub fn current() -> Option<AllocatorProfile> {
-        match CURRENT.load(Ordering::Relaxed) {
-            1 => Some(AllocatorProfile::MemoryFirst),
-            2 => Some(AllocatorProfile::Throughput),
-            _ => None,
-        }
+        Self::from_u8(CURRENT.load(Ordering::Relaxed))
     }
 
     /// Applies the profile to the process's allocator (jemalloc, feature `jemalloc`).
@@ -62,13 +60,7 @@ impl AllocatorProfile {
             return Err(ProfileError::Unsupported(allocator));
         }
         let report = apply_jemalloc(self)?;
-        CURRENT.store(
-            match self {
-                AllocatorProfile::MemoryFirst => 1,
-                AllocatorProfile::Throughput => 2,
-            },
-            Ordering::Relaxed,
-        );
+        CURRENT.store(self.as_u8(), Ordering::Relaxed);
         tracing::info!(
             target: "memory_health",
             profile = %self,
@@ -82,7 +74,26 @@ impl AllocatorProfile {
     }
 }
 
+/// The profile last applied ([`AllocatorProfile::as_u8`]; 0: none yet).
 static CURRENT: AtomicU8 = AtomicU8::new(0);
+
+impl AllocatorProfile {
+    /// How [`CURRENT`] stores the profile (0 is "none").
+    fn as_u8(self) -> u8 {
+        match self {
+            AllocatorProfile::MemoryFirst => 1,
+            AllocatorProfile::Throughput => 2,
+        }
+    }
+
+    fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(AllocatorProfile::MemoryFirst),
+            2 => Some(AllocatorProfile::Throughput),
+            _ => None,
+        }
+    }
+}
 
 impl fmt::Display for AllocatorProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -116,7 +127,7 @@ pub struct ProfileReport {
     pub arenas_updated: u32,
     /// Whether jemalloc's background purging threads are on (off under `memory-first`).
     pub background_thread: bool,
-    /// Whether this crate's decay thread runs the decay every [`DECAY_TICK`] (`memory-first`).
+    /// Whether this crate's decay thread runs the decay every 250 ms (`memory-first`).
     pub decay_ticker: bool,
     /// Dirty-page decay now in force, in ms (-1: never decay).
     pub dirty_decay_ms: isize,
@@ -146,21 +157,15 @@ pub enum ProfileError {
 #[cfg(feature = "jemalloc")]
 fn apply_jemalloc(profile: AllocatorProfile) -> Result<ProfileReport, ProfileError> {
     use std::sync::OnceLock;
-    use tikv_jemalloc_ctl::raw;
 
-    fn fail(name: &str, e: tikv_jemalloc_ctl::Error) -> ProfileError {
-        ProfileError::Control {
-            name: name.trim_end_matches('\0').to_string(),
+    use memory_probe::jemalloc_ctl as ctl;
+
+    // The control's name for the error (what jemalloc's documentation calls it).
+    fn fail(name: &'static str) -> impl FnOnce(memory_probe::ProbeError) -> ProfileError {
+        move |e| ProfileError::Control {
+            name: name.to_string(),
             reason: e.to_string(),
         }
-    }
-    fn read<T: Copy>(name: &str) -> Result<T, ProfileError> {
-        // SAFETY: every name passed here is NUL-terminated and documented with type T.
-        unsafe { raw::read::<T>(name.as_bytes()) }.map_err(|e| fail(name, e))
-    }
-    fn write<T>(name: &str, value: T) -> Result<(), ProfileError> {
-        // SAFETY: as above, for writable controls.
-        unsafe { raw::write::<T>(name.as_bytes(), value) }.map_err(|e| fail(name, e))
     }
 
     // The start-up settings, read once: `opt.*` never changes, and it is what `throughput`
@@ -170,9 +175,9 @@ fn apply_jemalloc(profile: AllocatorProfile) -> Result<ProfileReport, ProfileErr
         Some(s) => *s,
         None => *STARTUP.get_or_init(|| {
             (
-                read::<bool>("opt.background_thread\0").unwrap_or(false),
-                read::<isize>("opt.dirty_decay_ms\0").unwrap_or(10_000),
-                read::<isize>("opt.muzzy_decay_ms\0").unwrap_or(0),
+                ctl::opt_background_thread().unwrap_or(false),
+                ctl::opt_dirty_decay_ms().unwrap_or(10_000),
+                ctl::opt_muzzy_decay_ms().unwrap_or(0),
             )
         }),
     };
@@ -182,26 +187,26 @@ fn apply_jemalloc(profile: AllocatorProfile) -> Result<ProfileReport, ProfileErr
     };
 
     // New arenas first, so none created meanwhile misses the setting.
-    write("arenas.dirty_decay_ms\0", dirty)?;
-    write("arenas.muzzy_decay_ms\0", muzzy)?;
-    let narenas: u32 = read("arenas.narenas\0")?;
+    ctl::set_default_dirty_decay_ms(dirty).map_err(fail("arenas.dirty_decay_ms"))?;
+    ctl::set_default_muzzy_decay_ms(muzzy).map_err(fail("arenas.muzzy_decay_ms"))?;
+    let narenas = ctl::arena_count().map_err(fail("arenas.narenas"))?;
     let mut updated = 0;
     for i in 0..narenas {
         // Arenas are created lazily; an uninitialized index has nothing to set.
-        if !read::<bool>(&format!("arena.{i}.initialized\0")).unwrap_or(false) {
+        if !ctl::arena_initialized(i).unwrap_or(false) {
             continue;
         }
-        write(&format!("arena.{i}.dirty_decay_ms\0"), dirty)?;
-        write(&format!("arena.{i}.muzzy_decay_ms\0"), muzzy)?;
+        ctl::set_arena_dirty_decay_ms(i, dirty).map_err(fail("arena.<i>.dirty_decay_ms"))?;
+        ctl::set_arena_muzzy_decay_ms(i, muzzy).map_err(fail("arena.<i>.muzzy_decay_ms"))?;
         updated += 1;
     }
-    write("background_thread\0", background)?;
+    ctl::set_background_thread(background).map_err(fail("background_thread"))?;
     let ticking = profile == AllocatorProfile::MemoryFirst;
     decay_ticker(ticking);
     Ok(ProfileReport {
         profile,
         arenas_updated: updated,
-        background_thread: read("background_thread\0")?,
+        background_thread: ctl::background_thread().map_err(fail("background_thread"))?,
         decay_ticker: ticking,
         dirty_decay_ms: dirty,
         muzzy_decay_ms: muzzy,

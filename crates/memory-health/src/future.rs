@@ -1,4 +1,5 @@
-//! The response future of both layers.
+//! The response future of both layers (`health::ResponseFuture` and `shed::ResponseFuture` are
+//! this one type: both either pass the request on or answer it themselves).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,27 +9,35 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
+use tower_service::Service;
+
 use crate::body::ResponseBody;
+use crate::inner::InnerFuture;
 
 /// A response the layer produces asynchronously (a sample on request, a heap-profile dump).
 pub(crate) type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
 pin_project! {
-    /// Response future of [`HealthService`](crate::HealthService) and
-    /// [`PressureShedService`](crate::PressureShedService).
-    #[project = ResponseFutureProj]
-    pub struct ResponseFuture<F, B> {
+    /// Response future of [`Health`](crate::Health) and [`PressureShed`](crate::PressureShed):
+    /// the inner service's (for a request `R` to `S`), or the layer's own answer.
+    pub struct ResponseFuture<S, R, B>
+    where
+        S: Service<R>,
+    {
         #[pin]
-        kind: Kind<F, B>,
+        kind: Kind<S, R, B>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B> {
+    enum Kind<S, R, B>
+    where
+        S: Service<R>,
+    {
         Inner {
             #[pin]
-            future: F,
+            future: InnerFuture<S, R>,
         },
         Ready {
             response: Option<Response<Bytes>>,
@@ -40,9 +49,9 @@ pin_project! {
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
+impl<S: Service<R>, R, B> ResponseFuture<S, R, B> {
     #[inline]
-    pub(crate) fn inner(future: F) -> Self {
+    pub(crate) fn inner(future: InnerFuture<S, R>) -> Self {
         Self {
             kind: Kind::Inner { future },
         }
@@ -64,11 +73,11 @@ impl<F, B> ResponseFuture<F, B> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<S, R, B> Future for ResponseFuture<S, R, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<R, Response = Response<B>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<B>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
@@ -87,5 +96,11 @@ where
                 Poll::Ready(Ok(response.map(ResponseBody::full)))
             }
         }
+    }
+}
+
+impl<S: Service<R>, R, B> std::fmt::Debug for ResponseFuture<S, R, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

@@ -84,7 +84,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for ReadyInner<S> {
 
 pin_project! {
     /// The inner service's response future (called directly, or readied first on a clone).
-    pub struct InnerFuture<S, R>
+    pub(crate) struct InnerFuture<S, R>
     where
         S: Service<R>,
     {

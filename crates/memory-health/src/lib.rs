@@ -7,10 +7,13 @@
 //!   cgroup's effective limit, else physical memory), publishes [`Pressure`]
 //!   with hysteresis, fits the growth trend and warns about leaks, and reclaims freed memory on
 //!   entering `Critical` and every `reclaim_interval`.
-//! - [`HealthLayer`] serves `/health`, `/health/live`, `/health/ready`, `/metrics` and (feature
-//!   `heap-profile`) `/debug/pprof/heap` under a prefix in any Tower stack.
-//! - [`PressureShedLayer`] refuses work with 503 and `Retry-After` under pressure, before it
-//!   allocates; the health paths are exempt.
+//! - [`HealthLayer`] (module [`health`]) serves `/health`, `/health/live`, `/health/ready`,
+//!   `/metrics` and (feature `heap-profile`) `/debug/pprof/heap` under a prefix in any Tower
+//!   stack.
+//! - [`PressureShedLayer`] (module [`shed`]) refuses work with 503 and `Retry-After` under
+//!   pressure, before it allocates; the health paths are exempt. The 503 is the workspace's one
+//!   memory 503 ([`memory_probe::overload_body`]).
+//! - [`describe_metrics`] describes every metric this crate emits (its doc is the table).
 //! - [`MemoryConfig::from_env`] reads the `MEMORY_*`, `STREAM_*` and `COMPRESSION_*` variables;
 //!   [`AllocatorProfile`] trades throughput for a small resident set (jemalloc);
 //!   [`warn_unrecognized_env`] names the counterpart of every variable meant for it that it does
@@ -58,6 +61,8 @@
 //! - `heap-profile`: jemalloc built with profiling, `/debug/pprof/heap` and
 //!   `write_heap_profile`; the program starts jemalloc with `prof:true`.
 
+#![forbid(unsafe_code)]
+
 mod allocator;
 mod body;
 mod budget;
@@ -66,9 +71,10 @@ mod drain;
 mod error;
 mod future;
 mod gauges;
+pub mod health;
 mod inner;
-mod layer;
 mod limit;
+mod metrics;
 mod migration;
 mod monitor;
 #[cfg(feature = "heap-profile")]
@@ -78,35 +84,26 @@ mod prometheus;
 mod reclaim;
 mod report;
 mod sample;
-mod service;
-mod shed;
+pub mod shed;
 mod thresholds;
 mod trend;
 
+pub use self::metrics::{BUDGET_QUEUE, describe_metrics};
 pub use allocator::{
-    AllocatorProfile, DECAY_TICK, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport,
-    UnknownProfile,
+    AllocatorProfile, MEMORY_FIRST_DIRTY_DECAY_MS, ProfileError, ProfileReport, UnknownProfile,
 };
 pub use body::ResponseBody;
 pub use budget::BudgetCapacity;
 pub use config::{AGGRESSIVE_CLEANUP_INTERVAL, ConfigError, MemoryConfig, VARIABLES};
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
-pub use future::ResponseFuture;
-pub use gauges::{
-    BUDGET_CAPACITY, BUDGET_CHARGED, BUDGET_PARKED, BUDGET_QUEUE, BUDGET_RESERVED, IN_FLIGHT_HELD,
-    IN_FLIGHT_REQUESTS, ROUTE_RETAINED, describe_metrics, record_metrics, record_request_metrics,
-};
-pub use inner::InnerFuture;
-pub use layer::{DEFAULT_MAX_SAMPLE_AGE, HealthLayer};
-pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
+pub use gauges::{record_metrics, record_request_metrics};
+pub use health::{Health, HealthLayer};
+pub use limit::{LimitSource, MemoryLimit, usage_bytes};
 pub use migration::{
     Counterpart, UnrecognizedVariable, unrecognized_variables, warn_unrecognized_env,
 };
-pub use monitor::{
-    DEFAULT_RESAMPLE_GAP, LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder,
-    MemorySnapshot,
-};
+pub use monitor::{LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder, MemorySnapshot};
 #[cfg(feature = "heap-profile")]
 pub use profile::{
     HeapProfileError, check_profile_dir, heap_profile, heap_profile_in, heap_profiling_status,
@@ -117,14 +114,13 @@ pub use prometheus::{MetricsError, PrometheusMetrics};
 pub use reclaim::ReclaimSummary;
 pub use report::{
     AllocatorReport, BudgetReport, CgroupReport, HealthReport, InFlightReport, LastReclaimReport,
-    ProcessReport, QueueReport, ReclaimReport, RouteGovernorReport, RouteReport, ThresholdsReport,
-    TrendReport, status_word,
+    ProcessReport, QueueReport, ReclaimTotalsReport, RouteGovernorReport, RouteReport,
+    ThresholdsReport, TrendReport,
 };
 pub use sample::{ProbeSource, Sample, SampleError, SampleSource};
-pub use service::HealthService;
-pub use shed::{PressureShedLayer, PressureShedService};
-pub use thresholds::{DEFAULT_MARGIN, Thresholds};
-pub use trend::{GrowthTrend, MIN_POINTS, TrendEstimate};
+pub use shed::{PressureShed, PressureShedLayer};
+pub use thresholds::Thresholds;
+pub use trend::{GrowthTrend, TrendEstimate};
 
 // Re-exported so that users need not depend on memory-probe for the types they handle.
 pub use memory_probe::{

@@ -6,6 +6,7 @@ use memory_probe::{CgroupMemory, ProcessMemory};
 
 /// Where the memory limit came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LimitSource {
     /// Set explicitly ([`MemoryMonitorBuilder::limit`](crate::MemoryMonitorBuilder::limit)).
     Configured,
@@ -49,7 +50,7 @@ pub struct MemoryLimit {
 /// clamped to it); else the cgroup's effective limit (`memory.high` when set and lower, else
 /// `memory.max`), unless physical memory is smaller (a container limit above the machine's memory
 /// binds nothing); else physical memory.
-pub fn resolve_limit(
+pub(crate) fn resolve_limit(
     configured: Option<u64>,
     cgroup: Option<&CgroupMemory>,
     physical: Option<u64>,

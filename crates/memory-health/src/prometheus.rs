@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::gauges::{describe_metrics, record_metrics};
+use crate::gauges::record_metrics;
+use crate::metrics::describe_metrics;
 use crate::monitor::MemoryMonitor;
 
 /// Histogram buckets for `*_bytes` histograms: 256 B to 1 GiB in steps of 4.

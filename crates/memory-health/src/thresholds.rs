@@ -30,11 +30,11 @@ pub struct Thresholds {
 }
 
 /// Default hysteresis margin: five points of the limit.
-pub const DEFAULT_MARGIN: f64 = 0.05;
+pub(crate) const DEFAULT_MARGIN: f64 = 0.05;
 
 impl Thresholds {
     /// Thresholds as fractions of the limit; `0 < warning < critical <= 1`. The margin starts at
-    /// [`DEFAULT_MARGIN`], or less when `warning` is smaller than that.
+    /// 0.05, or less when `warning` is smaller than that.
     pub fn new(warning: f64, critical: f64) -> Result<Self, BuildError> {
         let in_range = |v: f64| v.is_finite() && v > 0.0 && v <= 1.0;
         if !in_range(warning) {

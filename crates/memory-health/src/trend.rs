@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 const MAX_POINTS: usize = 8192;
 
 /// Fewest readings a slope is computed from.
-pub const MIN_POINTS: usize = 3;
+pub(crate) const MIN_POINTS: usize = 3;
 
 /// The fitted growth rate and what it rests on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrendEstimate {
     /// Least-squares slope of usage over time, in bytes per hour; `None` with fewer than
-    /// [`MIN_POINTS`] readings or when they all share one instant.
+    /// 3 readings or when they all share one instant.
     pub bytes_per_hour: Option<f64>,
     /// The time between the oldest and the newest reading in the window.
     pub span: Duration,

@@ -7,24 +7,15 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use memory_health::{AllocatorProfile, MEMORY_FIRST_DIRTY_DECAY_MS, MemoryMonitor};
-use tikv_jemalloc_ctl::raw;
+use memory_probe::jemalloc_ctl as ctl;
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-fn read<T: Copy>(name: &str) -> T {
-    // SAFETY: the names below are documented jemalloc controls of type T, NUL-terminated.
-    unsafe { raw::read::<T>(name.as_bytes()) }.unwrap()
-}
-
 fn initialized_arenas() -> Vec<u32> {
-    let n: u32 = read("arenas.narenas\0");
+    let n = ctl::arena_count().unwrap();
     (0..n)
-        .filter(|i| {
-            // SAFETY: as above.
-            unsafe { raw::read::<bool>(format!("arena.{i}.initialized\0").as_bytes()) }
-                .unwrap_or(false)
-        })
+        .filter(|&i| ctl::arena_initialized(i).unwrap_or(false))
         .collect()
 }
 
@@ -39,9 +30,9 @@ fn profiles_set_every_arena_and_restore_the_start_up_values() {
     let arenas = initialized_arenas();
     assert!(arenas.len() >= 2, "arenas: {arenas:?}");
     let startup: (bool, isize, isize) = (
-        read("opt.background_thread\0"),
-        read("opt.dirty_decay_ms\0"),
-        read("opt.muzzy_decay_ms\0"),
+        ctl::opt_background_thread().unwrap(),
+        ctl::opt_dirty_decay_ms().unwrap(),
+        ctl::opt_muzzy_decay_ms().unwrap(),
     );
 
     let report = AllocatorProfile::MemoryFirst.apply().unwrap();
@@ -52,24 +43,24 @@ fn profiles_set_every_arena_and_restore_the_start_up_values() {
     // jemalloc's background threads off, this crate's decay thread on.
     assert!(!report.background_thread && report.decay_ticker);
     assert!(report.arenas_updated as usize >= arenas.len());
-    assert!(!read::<bool>("background_thread\0"));
+    assert!(!ctl::background_thread().unwrap());
     assert_eq!(
-        read::<isize>("arenas.dirty_decay_ms\0"),
+        ctl::default_dirty_decay_ms().unwrap(),
         MEMORY_FIRST_DIRTY_DECAY_MS
     );
-    assert_eq!(read::<isize>("arenas.muzzy_decay_ms\0"), 0);
+    assert_eq!(ctl::default_muzzy_decay_ms().unwrap(), 0);
     for i in &arenas {
         assert_eq!(
-            read::<isize>(&format!("arena.{i}.dirty_decay_ms\0")),
+            ctl::arena_dirty_decay_ms(*i).unwrap(),
             MEMORY_FIRST_DIRTY_DECAY_MS,
             "arena {i}"
         );
-        assert_eq!(read::<isize>(&format!("arena.{i}.muzzy_decay_ms\0")), 0);
+        assert_eq!(ctl::arena_muzzy_decay_ms(*i).unwrap(), 0);
     }
     // An arena created afterwards starts with the profile's decay.
-    let created: u32 = read("arenas.create\0");
+    let created = ctl::create_arena().unwrap();
     assert_eq!(
-        read::<isize>(&format!("arena.{created}.dirty_decay_ms\0")),
+        ctl::arena_dirty_decay_ms(created).unwrap(),
         MEMORY_FIRST_DIRTY_DECAY_MS
     );
 
@@ -87,12 +78,9 @@ fn profiles_set_every_arena_and_restore_the_start_up_values() {
         ),
         startup
     );
-    assert_eq!(read::<bool>("background_thread\0"), startup.0);
+    assert_eq!(ctl::background_thread().unwrap(), startup.0);
     for i in &arenas {
-        assert_eq!(
-            read::<isize>(&format!("arena.{i}.dirty_decay_ms\0")),
-            startup.1
-        );
+        assert_eq!(ctl::arena_dirty_decay_ms(*i).unwrap(), startup.1);
     }
 
     // The monitor applies its profile when it starts.
@@ -110,12 +98,12 @@ fn profiles_set_every_arena_and_restore_the_start_up_values() {
             AllocatorProfile::current(),
             Some(AllocatorProfile::MemoryFirst)
         );
-        assert!(!read::<bool>("background_thread\0"));
+        assert!(!ctl::background_thread().unwrap());
         // And switches at run time through the monitor too.
         monitor
             .set_allocator_profile(AllocatorProfile::Throughput)
             .unwrap();
-        assert_eq!(read::<bool>("background_thread\0"), startup.0);
+        assert_eq!(ctl::background_thread().unwrap(), startup.0);
         monitor.stop();
     });
 }

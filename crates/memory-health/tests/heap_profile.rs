@@ -25,7 +25,7 @@ const TOKEN: &str = "heap-profile-test-token-0123456789";
 /// The pprof messages and fields this test reads (profile.proto of google/pprof).
 mod pprof {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Profile {
+    pub(crate) struct Profile {
         #[prost(message, repeated, tag = "1")]
         pub sample_type: Vec<ValueType>,
         #[prost(message, repeated, tag = "2")]
@@ -43,7 +43,7 @@ mod pprof {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ValueType {
+    pub(crate) struct ValueType {
         #[prost(int64, tag = "1")]
         pub r#type: i64,
         #[prost(int64, tag = "2")]
@@ -51,7 +51,7 @@ mod pprof {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
+    pub(crate) struct Sample {
         #[prost(uint64, repeated, tag = "1")]
         pub location_id: Vec<u64>,
         #[prost(int64, repeated, tag = "2")]
@@ -59,7 +59,7 @@ mod pprof {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Mapping {
+    pub(crate) struct Mapping {
         #[prost(uint64, tag = "1")]
         pub id: u64,
         #[prost(uint64, tag = "2")]
@@ -71,7 +71,7 @@ mod pprof {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Location {
+    pub(crate) struct Location {
         #[prost(uint64, tag = "1")]
         pub id: u64,
         #[prost(uint64, tag = "2")]
@@ -102,8 +102,7 @@ async fn serve(layer: HealthLayer) -> (SocketAddr, tokio::task::JoinHandle<()>) 
 }
 
 fn set_active(active: bool) {
-    // SAFETY: `prof.active` is a writable bool control in a jemalloc built with profiling.
-    unsafe { tikv_jemalloc_ctl::raw::write(b"prof.active\0", active) }.unwrap();
+    memory_probe::jemalloc_ctl::set_prof_active(active).unwrap();
 }
 
 #[tokio::test]

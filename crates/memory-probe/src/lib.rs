@@ -62,6 +62,8 @@ mod error;
 mod events;
 #[cfg(feature = "jemalloc")]
 mod jemalloc;
+#[cfg(feature = "jemalloc")]
+pub mod jemalloc_ctl;
 mod overload;
 mod pressure;
 mod process;

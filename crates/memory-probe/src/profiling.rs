@@ -3,8 +3,7 @@
 use std::ffi::CString;
 use std::path::Path;
 
-use tikv_jemalloc_ctl::raw;
-
+use crate::jemalloc_ctl::{opt_prof, prof_active, prof_dump};
 use crate::{AllocatorKind, ProbeError, self_check};
 
 /// Whether jemalloc's heap profiler can produce a profile now.
@@ -26,14 +25,12 @@ pub fn heap_profiling() -> HeapProfiling {
     if allocator != AllocatorKind::Jemalloc {
         return HeapProfiling::NotJemalloc(allocator);
     }
-    // SAFETY: `opt.prof` and `prof.active` are documented booleans; on a jemalloc built without
-    // profiling the read fails and counts as off.
-    let enabled = unsafe { raw::read::<bool>(b"opt.prof\0") }.unwrap_or(false);
+    // On a jemalloc built without profiling the read fails and counts as off.
+    let enabled = opt_prof().unwrap_or(false);
     if !enabled {
         return HeapProfiling::NotEnabled;
     }
-    // SAFETY: as above.
-    let active = unsafe { raw::read::<bool>(b"prof.active\0") }.unwrap_or(false);
+    let active = prof_active().unwrap_or(false);
     if active {
         HeapProfiling::Active
     } else {
@@ -48,8 +45,6 @@ pub fn heap_profiling() -> HeapProfiling {
 pub fn dump_heap_profile(path: &Path) -> Result<(), ProbeError> {
     let c_path = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| ProbeError::Allocator(format!("{} contains a NUL byte", path.display())))?;
-    // SAFETY: `prof.dump` is documented as writable with a `const char *` file name; the string
-    // lives until the call returns and jemalloc does not keep the pointer.
-    unsafe { raw::write(b"prof.dump\0", c_path.as_ptr()) }
+    prof_dump(&c_path)
         .map_err(|e| ProbeError::Allocator(format!("prof.dump to {}: {e}", path.display())))
 }

@@ -12,7 +12,7 @@ use memory_probe::ProcessMemory;
 /// A source whose reported RSS the test sets, with a clock the test advances: hours of samples
 /// run in milliseconds. It can also be told to fail or to block (to stall the monitor).
 #[derive(Clone)]
-pub struct Steered {
+pub(crate) struct Steered {
     pub rss: Arc<AtomicU64>,
     base: Instant,
     /// Synthetic seconds since `base`; `None` means real time.
@@ -22,7 +22,7 @@ pub struct Steered {
 }
 
 impl Steered {
-    pub fn new(rss: u64) -> Self {
+    pub(crate) fn new(rss: u64) -> Self {
         Self {
             rss: Arc::new(AtomicU64::new(rss)),
             base: Instant::now(),
@@ -32,12 +32,12 @@ impl Steered {
         }
     }
 
-    pub fn set(&self, rss: u64) {
+    pub(crate) fn set(&self, rss: u64) {
         self.rss.store(rss, Ordering::SeqCst);
     }
 
     /// Switches to synthetic time at `offset` after the source was made.
-    pub fn at(&self, offset: Duration) {
+    pub(crate) fn at(&self, offset: Duration) {
         *self.offset.lock().unwrap() = Some(offset);
     }
 }
@@ -68,14 +68,14 @@ impl SampleSource for Steered {
     }
 }
 
-pub fn write(root: &Path, rel: &str, text: &str) {
+pub(crate) fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
 
 /// `/proc/self/status` and `/proc/meminfo` of a fixture process.
-pub fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
+pub(crate) fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
     write(
         root,
         "proc/self/status",
@@ -93,7 +93,7 @@ pub fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
 }
 
 /// Polls `cond` every 10 ms for at most `limit`.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if cond() {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use memory_interceptor_layer::{InFlight, Ledger};
 use tower_layer::Layer;
 
+use super::service::Health;
 use crate::drain::Drain;
 use crate::monitor::MemoryMonitor;
-use crate::service::HealthService;
 
 /// Default of [`HealthLayer::max_sample_age`]: 1 s.
-pub const DEFAULT_MAX_SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const DEFAULT_MAX_SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves the memory endpoints under a prefix (default `/api`) in any Tower stack and passes
 /// every other request to the inner service untouched:
@@ -42,9 +42,10 @@ pub const DEFAULT_MAX_SAMPLE_AGE: std::time::Duration = std::time::Duration::fro
 /// ```
 #[derive(Clone)]
 pub struct HealthLayer {
-    pub(crate) config: Arc<HealthConfig>,
+    config: Arc<HealthConfig>,
 }
 
+/// The settings the layer's services share.
 #[derive(Clone)]
 pub(crate) struct HealthConfig {
     pub(crate) monitor: MemoryMonitor,
@@ -91,12 +92,14 @@ impl HealthLayer {
     }
 
     /// The path prefix (default `/api`; `""` or `/` for the root). A trailing slash is dropped.
+    #[must_use]
     pub fn prefix(self, prefix: impl Into<String>) -> Self {
         let prefix = normalize_prefix(&prefix.into());
         self.update(|c| c.prefix = prefix)
     }
 
     /// Uses `drain` as the readiness switch (to share it with other parts of the program).
+    #[must_use]
     pub fn drain(self, drain: Drain) -> Self {
         self.update(|c| c.drain = drain)
     }
@@ -107,6 +110,7 @@ impl HealthLayer {
     }
 
     /// Shows the `top` routes of `ledger` (from `memory-interceptor-layer`) in `/health`.
+    #[must_use]
     pub fn ledger(self, ledger: Ledger, top: usize) -> Self {
         self.update(|c| {
             c.ledger = Some(ledger);
@@ -117,18 +121,21 @@ impl HealthLayer {
     /// Lists the largest requests in flight (from `memory-interceptor-layer`'s
     /// [`MemoryInterceptorLayer::in_flight`](memory_interceptor_layer::MemoryInterceptorLayer::in_flight))
     /// in `/health`, as many as routes, and their held bytes per route in `/metrics`.
+    #[must_use]
     pub fn in_flight(self, in_flight: InFlight) -> Self {
         self.update(|c| c.in_flight = Some(in_flight))
     }
 
     /// How old the sample `/health` shows may be before a new one is taken for it (default
-    /// [`DEFAULT_MAX_SAMPLE_AGE`], 1 s). Between the monitor's scheduled samples, `/health` thus
+    /// 1 s). Between the monitor's scheduled samples, `/health` thus
     /// shows memory as it is now, at the cost of at most one extra sample per `age`.
+    #[must_use]
     pub fn max_sample_age(self, age: std::time::Duration) -> Self {
         self.update(|c| c.max_sample_age = age)
     }
 
     /// Serves `/metrics` from `metrics` (feature `prometheus`).
+    #[must_use]
     #[cfg(feature = "prometheus")]
     pub fn metrics(self, metrics: crate::PrometheusMetrics) -> Self {
         self.update(|c| c.metrics = Some(metrics))
@@ -136,6 +143,7 @@ impl HealthLayer {
 
     /// Serves `/debug/pprof/heap` to requests with `Authorization: Bearer <token>` (feature
     /// `heap-profile`). Only a digest of the token is kept.
+    #[must_use]
     #[cfg(feature = "heap-profile")]
     pub fn heap_profile_token(self, token: impl AsRef<str>) -> Self {
         let digest = crate::profile::TokenDigest::new(token.as_ref());
@@ -146,6 +154,7 @@ impl HealthLayer {
     /// `heap-profile`; default: the system temp dir, read when the layer is made). The dump is
     /// mode 0600 and removed at once; check the directory at start-up with
     /// [`check_profile_dir`](crate::check_profile_dir).
+    #[must_use]
     #[cfg(feature = "heap-profile")]
     pub fn heap_profile_dir(self, dir: impl Into<std::path::PathBuf>) -> Self {
         let dir = dir.into();
@@ -161,7 +170,7 @@ impl HealthLayer {
     /// than passing the request on. A stack that composes the layers may route other requests
     /// around it.
     pub fn serves(&self, path: &str) -> bool {
-        crate::service::endpoint_of(&self.config, path).is_some()
+        super::service::endpoint_of(&self.config, path).is_some()
     }
 }
 
@@ -177,10 +186,10 @@ pub(crate) fn normalize_prefix(prefix: &str) -> String {
 }
 
 impl<S> Layer<S> for HealthLayer {
-    type Service = HealthService<S>;
+    type Service = Health<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HealthService::new(inner, Arc::clone(&self.config))
+        Health::new(inner, Arc::clone(&self.config))
     }
 }
 
