@@ -86,14 +86,17 @@ impl BrotliEncoder {
 }
 
 impl Encode for BrotliEncoder {
+    #[inline]
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.run(input, out, Op::Process)
     }
 
+    #[inline]
     fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.run(&[], out, Op::Flush)
     }
 
+    #[inline]
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.run(&[], out, Op::Finish)
     }

@@ -81,14 +81,17 @@ impl DeflateEncoder {
 }
 
 impl Encode for DeflateEncoder {
+    #[inline]
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.run(input, out, zlib_rs::DeflateFlush::NoFlush)
     }
 
+    #[inline]
     fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.run(&[], out, zlib_rs::DeflateFlush::SyncFlush)
     }
 
+    #[inline]
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.run(&[], out, zlib_rs::DeflateFlush::Finish)
     }

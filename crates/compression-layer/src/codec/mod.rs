@@ -154,6 +154,7 @@ pub(crate) enum Encoder {
 
 impl Encoder {
     /// Compresses all of `input`, appending whatever output the codec releases to `out`.
+    #[inline]
     pub(crate) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
             #[cfg(zlib)]
@@ -167,6 +168,7 @@ impl Encoder {
 
     /// Compresses a whole body at once (the encoder must be fresh); `out` receives the complete
     /// stream. zstd takes its one-pass path (no copy of the input into its window buffer).
+    #[inline]
     pub(crate) fn compress_all(
         &mut self,
         input: &[u8],
@@ -183,6 +185,7 @@ impl Encoder {
     }
 
     /// Emits everything compressed so far so that a decoder can decode it now.
+    #[inline]
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
             #[cfg(zlib)]
@@ -195,6 +198,7 @@ impl Encoder {
     }
 
     /// Ends the stream (trailer, checksum).
+    #[inline]
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
             #[cfg(zlib)]
@@ -235,6 +239,7 @@ impl CodecDecoder {
     }
 
     /// Whether the decoder stands between complete streams (so the end of input is clean).
+    #[inline]
     pub(crate) fn at_boundary(&self) -> bool {
         match *self {
             #[cfg(zlib)]
@@ -248,6 +253,7 @@ impl CodecDecoder {
 
     /// Decodes from `input` into `out`: how much it consumed and wrote, or `None` when the
     /// stream has ended and `input` is empty (nothing more will come out).
+    #[inline]
     pub(crate) fn decode(
         &mut self,
         input: &[u8],

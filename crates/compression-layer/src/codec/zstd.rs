@@ -190,10 +190,12 @@ impl Encode for ZstdEncoder {
         Ok(())
     }
 
+    #[inline]
     fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.drain(out, zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_flush)
     }
 
+    #[inline]
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         self.drain(out, zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_end)
     }
