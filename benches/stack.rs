@@ -22,7 +22,7 @@ use criterion::Criterion;
 use http::Request;
 use http_body::Body as _;
 use tower::Service;
-use tower_memory::compression::{CompressionLayer, DecompressionLayer};
+use tower_memory::compression::{CompressionLayer, RequestDecompressionLayer};
 use tower_memory::health::{HealthLayer, MemoryConfig, MemoryMonitor, PressureShedLayer};
 use tower_memory::interceptor::{Ledger, MemoryInterceptorLayer};
 use tower_memory::probe::Reclaimer;
@@ -112,7 +112,7 @@ fn configurations() -> Vec<(&'static str, Router)> {
             "stack_six_layers",
             routes()
                 .layer(body_limits(&p))
-                .layer(DecompressionLayer::new())
+                .layer(RequestDecompressionLayer::new())
                 .layer(compression(&p))
                 .layer(interceptor(&p))
                 .layer(PressureShedLayer::new(&p.monitor))
@@ -131,7 +131,10 @@ fn configurations() -> Vec<(&'static str, Router)> {
         ("shed", routes().layer(PressureShedLayer::new(&p.monitor))),
         ("interceptor", routes().layer(interceptor(&p))),
         ("compression", routes().layer(compression(&p))),
-        ("decompression", routes().layer(DecompressionLayer::new())),
+        (
+            "decompression",
+            routes().layer(RequestDecompressionLayer::new()),
+        ),
         ("stream_body", routes().layer(body_limits(&p))),
     ]
 }
@@ -214,7 +217,7 @@ fn main() {
         println!("compression {}", fut(&compression(&p).layer(route.clone())));
         println!(
             "decompression {}",
-            fut(&DecompressionLayer::new().layer(route.clone()))
+            fut(&RequestDecompressionLayer::new().layer(route.clone()))
         );
         println!("stream_body {}", fut(&body_limits(&p).layer(route.clone())));
         return;

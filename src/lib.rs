@@ -39,7 +39,7 @@
 //!     .layer(PressureShedLayer::new(&monitor))
 //!     .layer(MemoryInterceptorLayer::new().ledger(ledger).max_request_memory(1 << 30))
 //!     .layer(CompressionLayer::new().pressure(monitor.signal()))
-//!     .layer(DecompressionLayer::new())
+//!     .layer(RequestDecompressionLayer::new())
 //!     .layer(StreamBodyLayer::new())
 //!     .service_fn(|_req: Request<_>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
@@ -91,7 +91,7 @@ pub mod prelude {
     pub use stream_body_layer::{BodyMode, SpoolConfig, SpooledBody, StreamBodyLayer};
 
     #[cfg(feature = "compression")]
-    pub use compression_layer::{CompressionLayer, DecompressionLayer, Encoding};
+    pub use compression_layer::{CompressionLayer, Encoding, RequestDecompressionLayer};
 
     #[cfg(feature = "health")]
     pub use memory_health::{HealthLayer, MemoryConfig, MemoryMonitor, PressureShedLayer};

@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use compression_layer::{
-    Compression, CompressionLayer, Decompression, DecompressionBody, DecompressionLayer,
+    Compression, CompressionLayer, RequestDecompression, RequestDecompressionBody,
+    RequestDecompressionLayer,
 };
 use http::{Method, Request, Response, Uri};
 use memory_health::{
@@ -230,7 +231,7 @@ impl MemoryStackBuilder {
             *private = private.clone().metrics(metrics);
             // Descriptions go to the recorder installed now.
             stream_body_layer::metrics::describe();
-            compression_layer::metrics::describe_metrics();
+            compression_layer::describe_metrics();
         }
         #[cfg(feature = "heap-profile")]
         {
@@ -281,7 +282,7 @@ impl MemoryStackBuilder {
                 shed,
                 interceptor,
                 compression,
-                decompression: DecompressionLayer::new(),
+                decompression: RequestDecompressionLayer::new(),
                 body,
             },
             admin,
@@ -300,7 +301,7 @@ impl MemoryStackBuilder {
 /// The whole memory-aware stack, built from a [`MemoryConfig`] in one call: the monitor, the
 /// process-wide budget, the ledger and the layers, outermost first
 /// `HealthLayer -> PressureShedLayer -> MemoryInterceptorLayer -> CompressionLayer ->
-/// DecompressionLayer -> StreamBodyLayer`, applied as one [`MemoryStackLayer`].
+/// RequestDecompressionLayer -> StreamBodyLayer`, applied as one [`MemoryStackLayer`].
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -453,7 +454,7 @@ pub struct MemoryStackLayer {
     shed: PressureShedLayer,
     interceptor: MemoryInterceptorLayer,
     compression: CompressionLayer,
-    decompression: DecompressionLayer,
+    decompression: RequestDecompressionLayer,
     body: StreamBodyLayer,
 }
 
@@ -467,12 +468,13 @@ impl std::fmt::Debug for MemoryStackLayer {
 
 /// Every layer, outermost first: health, shedding, interceptor, compression, decompression,
 /// body limits.
-pub type FullService<S> =
-    Health<PressureShed<MemoryInterceptor<Compression<Decompression<StreamBodyService<S>>>>>>;
+pub type FullService<S> = Health<
+    PressureShed<MemoryInterceptor<Compression<RequestDecompression<StreamBodyService<S>>>>>,
+>;
 
 /// The layers that act on a request no outer layer acts on: interceptor, compression, body
 /// limits. See [`MemoryStackService`]; it is called with the request body typed as behind the
-/// decompression layer ([`DecompressionBody::plain`]), so the inner service sees one type.
+/// decompression layer ([`RequestDecompressionBody::plain`]), so the inner service sees one type.
 pub type LightService<S> = MemoryInterceptor<Compression<StreamBodyService<S>>>;
 
 impl<S: Clone> Layer<S> for MemoryStackLayer {
@@ -545,8 +547,11 @@ impl<S> MemoryStackService<S> {
 impl<S, ReqBody, FullBody, LightBody, E> Service<Request<ReqBody>> for MemoryStackService<S>
 where
     FullService<S>: Service<Request<ReqBody>, Response = Response<FullBody>, Error = E>,
-    LightService<S>:
-        Service<Request<DecompressionBody<ReqBody>>, Response = Response<LightBody>, Error = E>,
+    LightService<S>: Service<
+            Request<RequestDecompressionBody<ReqBody>>,
+            Response = Response<LightBody>,
+            Error = E,
+        >,
     FullBody: http_body::Body<Data = Bytes>,
     FullBody::Error: Into<BoxError>,
     LightBody: http_body::Body<Data = Bytes>,
@@ -556,7 +561,7 @@ where
     type Error = E;
     type Future = StackFuture<
         <FullService<S> as Service<Request<ReqBody>>>::Future,
-        <LightService<S> as Service<Request<DecompressionBody<ReqBody>>>>::Future,
+        <LightService<S> as Service<Request<RequestDecompressionBody<ReqBody>>>>::Future,
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -576,7 +581,7 @@ where
             // The same request body type as behind the decompression layer: the inner service
             // is called with one type on either path.
             StackFuture::Light {
-                future: self.light.call(req.map(DecompressionBody::plain)),
+                future: self.light.call(req.map(RequestDecompressionBody::plain)),
             }
         } else {
             StackFuture::Full {

@@ -22,7 +22,7 @@
 //! - `GET /api/faults/panic` (with `FAULT_ROUTES=true`): a handler that panics
 //!
 //! The stack, outermost first: HealthLayer, PressureShedLayer, MemoryInterceptorLayer,
-//! CompressionLayer, DecompressionLayer, StreamBodyLayer, CatchPanicLayer, handler, built by
+//! CompressionLayer, RequestDecompressionLayer, StreamBodyLayer, CatchPanicLayer, handler, built by
 //! `tower_memory::stack::MemoryStack` from the configuration and applied as one layer (with
 //! tower-http's CatchPanicLayer innermost: a panicking handler is an ordinary 500 to every layer,
 //! one report, its memory and budget returned). On SIGTERM or SIGINT readiness

@@ -1,7 +1,8 @@
 //! The Accept-Encoding parser and negotiation on arbitrary bytes: no panic, and a chosen coding
 //! is always one that was offered and that the client rates above zero.
 
-use tower_memory::compression::{AcceptEncoding, Encoding, Negotiated};
+use tower_memory::compression::Encoding;
+use tower_memory::compression::negotiation::{AcceptEncoding, Negotiated};
 
 /// The first byte picks which codings the server offers and in what order; the rest is the
 /// header value.

@@ -20,14 +20,12 @@ pub fn check(data: &[u8]) {
     if selector & 0x4 != 0 {
         codings.push(pick(selector >> 3));
     }
-    let limits = DecodeLimits {
-        max_decoded_bytes: CAP,
-        // Small windows keep each run's memory small; the caps are what is under test.
-        zstd_window_log_max: 20,
-        brotli_window_bits_max: 20,
-        chunk_size: 16 * 1024,
-        ..DecodeLimits::default()
-    };
+    // Small windows keep each run's memory small; the caps are what is under test.
+    let limits = DecodeLimits::default()
+        .max_decoded_bytes(CAP)
+        .zstd_window_log_max(20)
+        .brotli_window_bits_max(20)
+        .chunk_size(16 * 1024);
     match Decoder::decode_all(&codings, body, limits) {
         Ok(out) => assert!(out.len() as u64 <= CAP),
         Err(e) => assert!(matches!(e.status().as_u16(), 400 | 413 | 415), "{e}"),

@@ -6,6 +6,7 @@ use http::HeaderValue;
 
 /// A content coding (RFC 9110 section 8.4.1) as used in `Accept-Encoding` and `Content-Encoding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Encoding {
     /// `gzip` (RFC 1952); `x-gzip` is read as the same coding.
     Gzip,

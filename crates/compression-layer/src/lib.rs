@@ -12,7 +12,7 @@
 //!   `brotli` crate with a window fitted to the body. With a
 //!   [`PressureSignal`](memory_probe::PressureSignal), `Warning` switches new responses to the
 //!   fastest levels and small windows, `Critical` stops compressing.
-//! - [`DecompressionLayer`] decodes compressed request bodies under hard caps enforced inside
+//! - [`RequestDecompressionLayer`] decodes compressed request bodies under hard caps enforced inside
 //!   the decoder ([`DecodeLimits`]: decoded bytes, ratio, zstd and brotli windows): a bomb is
 //!   answered 413 having cost at most the cap; corrupt data 400; an unknown coding 415.
 //!
@@ -20,7 +20,7 @@
 //! use std::convert::Infallible;
 //!
 //! use bytes::Bytes;
-//! use compression_layer::{CompressionLayer, DecompressionLayer};
+//! use compression_layer::{CompressionLayer, RequestDecompressionLayer};
 //! use http::{Request, Response, header};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt};
@@ -29,7 +29,7 @@
 //! # async fn main() {
 //! let service = ServiceBuilder::new()
 //!     .layer(CompressionLayer::new().threshold(1024))
-//!     .layer(DecompressionLayer::new().max_decoded_bytes(16 << 20))
+//!     .layer(RequestDecompressionLayer::new().max_decoded_bytes(16 << 20))
 //!     .service_fn(|request: Request<_>| async move {
 //!         // The handler reads the decoded request body...
 //!         let body = BodyExt::collect(request.into_body()).await?.to_bytes();
@@ -78,64 +78,56 @@
 //!
 //! # Metrics
 //!
-//! Counters through the `metrics` facade, named in [`metrics`]:
-//! `http_compression_input_bytes_total` and `http_compression_output_bytes_total` by
-//! `encoding`, `http_compression_skipped_total` by `reason`, and their decompression
-//! counterparts.
+//! Counters through the `metrics` facade, listed (and described to the recorder) by
+//! [`describe_metrics`]: `http_compression_input_bytes_total` and
+//! `http_compression_output_bytes_total` by `encoding`, `http_compression_skipped_total` by
+//! `reason`, and their decompression counterparts.
+//!
+//! # Layout
+//!
+//! In tower-http's shape: [`compression`] and [`decompression`] each hold `layer.rs`,
+//! `service.rs`, `future.rs` and `body.rs`, plus one file per concern; beside them the pieces
+//! both use: `codec/` (one file per codec with its encoder and decoder), `decoder.rs` (the
+//! capped multi-stage [`Decoder`]), `limits.rs`, `encoding.rs`, `negotiation.rs`, `params.rs`
+//! and `metrics.rs`. The codec features are summed up by the cfg aliases of `build.rs`
+//! (`any_codec`, `zlib`).
 
-// With every codec feature off the codec enums are empty and the code around them unreachable.
+#![forbid(unsafe_code)]
+// With every codec feature off the codec types are uninhabited: the code that hands them data
+// is unreachable and its arguments unused (output buffers then look like they could be slices).
+// That build is legal but serves identity only.
 #![cfg_attr(
-    not(any(
-        feature = "gzip",
-        feature = "deflate",
-        feature = "br",
-        feature = "zstd"
-    )),
-    allow(unreachable_code, unused_variables, unused_mut, dead_code)
+    not(any_codec),
+    allow(unused_variables, unreachable_code, clippy::ptr_arg)
 )]
 
-mod body;
 mod codec;
-pub mod decoder;
-mod decompress;
+pub mod compression;
+mod decoder;
+pub mod decompression;
 mod encoding;
-mod flush;
-mod future;
-mod layer;
-pub mod metrics;
-mod negotiate;
+mod limits;
+mod metrics;
+// Public only for the fuzz target and the property test of the parser; not part of the API.
+#[doc(hidden)]
+pub mod negotiation;
 mod params;
-mod service;
-mod skip;
 
-pub use body::CompressionBody;
 pub use codec::CodecError;
-pub use decoder::{DecodeError, DecodeLimits, Decoder};
-pub use decompress::{
-    Decompression, DecompressionBody, DecompressionFuture, DecompressionLayer,
-    DecompressionResponseBody,
+pub use compression::{
+    Compression, CompressionBody, CompressionLayer, FlushPolicy, SkipCompression, SkipReason,
+    SkipRules,
+};
+pub use decoder::{DecodePollError, DecodeSource, Decoder};
+pub use decompression::{
+    RequestDecompression, RequestDecompressionBody, RequestDecompressionLayer,
+    RequestDecompressionResponseBody,
 };
 pub use encoding::Encoding;
-pub use flush::FlushPolicy;
-pub use future::ResponseFuture;
-pub use layer::CompressionLayer;
-pub use negotiate::{AcceptEncoding, Negotiated, QValue};
+pub use limits::{DecodeError, DecodeLimits};
+pub use memory_probe::BoxError;
+pub use metrics::describe_metrics;
 pub use params::{BrotliParams, DeflateParams, ZstdParams};
-pub use service::Compression;
-pub use skip::{SkipReason, SkipRules};
-
-/// The error type of the bodies in this crate.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A response extension that keeps the layer from compressing this response (counted as
-/// skipped with reason `disabled`).
-///
-/// ```
-/// let mut response = http::Response::new(());
-/// response.extensions_mut().insert(compression_layer::SkipCompression);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SkipCompression;
 
 /// Compresses `data` with the default parameters of `encoding` (identity: a copy). Handy for
 /// clients and tests.

@@ -1,26 +1,41 @@
-//! Metric names (emitted through the `metrics` facade) and their descriptions.
+//! Metric names (emitted through the `metrics` facade), spelled once here, their descriptions,
+//! and the helpers that emit them.
 
-use crate::{Encoding, SkipReason};
+use crate::Encoding;
+use crate::compression::SkipReason;
+use crate::limits::DecodeError;
 
 /// Uncompressed bytes fed to an encoder, by `encoding`.
-pub const COMPRESSION_INPUT_BYTES: &str = "http_compression_input_bytes_total";
+pub(crate) const COMPRESSION_INPUT_BYTES: &str = "http_compression_input_bytes_total";
 /// Compressed bytes sent, by `encoding`.
-pub const COMPRESSION_OUTPUT_BYTES: &str = "http_compression_output_bytes_total";
+pub(crate) const COMPRESSION_OUTPUT_BYTES: &str = "http_compression_output_bytes_total";
 /// Responses compressed, by `encoding`.
-pub const COMPRESSED_RESPONSES: &str = "http_compression_responses_total";
+pub(crate) const COMPRESSED_RESPONSES: &str = "http_compression_responses_total";
 /// Responses sent uncompressed, by `reason` (see [`SkipReason::as_str`]).
-pub const SKIPPED_RESPONSES: &str = "http_compression_skipped_total";
+pub(crate) const SKIPPED_RESPONSES: &str = "http_compression_skipped_total";
 /// Requests answered 406 because no acceptable coding remained.
-pub const NOT_ACCEPTABLE: &str = "http_compression_not_acceptable_total";
+pub(crate) const NOT_ACCEPTABLE: &str = "http_compression_not_acceptable_total";
 /// Compressed request bytes read, by `encoding` (the outermost coding).
-pub const DECOMPRESSION_INPUT_BYTES: &str = "http_decompression_input_bytes_total";
+pub(crate) const DECOMPRESSION_INPUT_BYTES: &str = "http_decompression_input_bytes_total";
 /// Decoded request bytes handed to the handler, by `encoding`.
-pub const DECOMPRESSION_OUTPUT_BYTES: &str = "http_decompression_output_bytes_total";
+pub(crate) const DECOMPRESSION_OUTPUT_BYTES: &str = "http_decompression_output_bytes_total";
 /// Request bodies refused, by `reason` (`too_large`, `ratio`, `window`, `corrupt`, `truncated`,
 /// `unsupported`).
-pub const DECOMPRESSION_REJECTED: &str = "http_decompression_rejected_total";
+pub(crate) const DECOMPRESSION_REJECTED: &str = "http_decompression_rejected_total";
 
-/// Registers descriptions and units of every metric above with the installed recorder.
+/// Registers the description and unit of every metric of this crate with the installed
+/// recorder (call it once, after installing the recorder).
+///
+/// | Name | Type | Labels | Meaning |
+/// |---|---|---|---|
+/// | `http_compression_input_bytes_total` | counter, bytes | `encoding` | Uncompressed response bytes fed to an encoder |
+/// | `http_compression_output_bytes_total` | counter, bytes | `encoding` | Compressed response bytes sent |
+/// | `http_compression_responses_total` | counter | `encoding` | Responses compressed |
+/// | `http_compression_skipped_total` | counter | `reason` ([`SkipReason::as_str`]) | Responses sent uncompressed |
+/// | `http_compression_not_acceptable_total` | counter | | Requests answered 406 (identity refused, no coding offered acceptable) |
+/// | `http_decompression_input_bytes_total` | counter, bytes | `encoding` (outermost) | Compressed request bytes read |
+/// | `http_decompression_output_bytes_total` | counter, bytes | `encoding` (outermost) | Decoded request bytes handed to the handler |
+/// | `http_decompression_rejected_total` | counter | `reason` (`too_large`, `ratio`, `window`, `corrupt`, `truncated`, `unsupported`) | Compressed request bodies refused |
 pub fn describe_metrics() {
     use metrics::{Unit, describe_counter};
     describe_counter!(
@@ -92,6 +107,19 @@ pub(crate) fn skipped(reason: SkipReason) {
     if cached != Ok(true) {
         register().increment(1);
     }
+}
+
+/// Counts a request body refused by the decoder.
+pub(crate) fn rejected(error: &DecodeError) {
+    let reason = match error {
+        DecodeError::TooLarge { .. } => "too_large",
+        DecodeError::RatioExceeded { .. } => "ratio",
+        DecodeError::WindowTooLarge { .. } => "window",
+        DecodeError::Corrupt { .. } => "corrupt",
+        DecodeError::Truncated { .. } => "truncated",
+        DecodeError::Unsupported(_) => "unsupported",
+    };
+    metrics::counter!(DECOMPRESSION_REJECTED, "reason" => reason).increment(1);
 }
 
 pub(crate) fn compressed(encoding: Encoding) {

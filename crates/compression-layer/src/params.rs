@@ -1,4 +1,13 @@
 //! Per-algorithm compression parameters, and what memory pressure makes of them.
+//!
+//! (Just over 400 lines: three option structs, each with its builder methods, its pressure
+//! variant and its tests.)
+//!
+//! Each struct is built from `Default` (the defaults are stated on each field) and its builder
+//! methods, e.g. `DeflateParams::default().level(9)`.
+
+#[cfg(any_codec)]
+use memory_probe::Pressure;
 
 /// Parameters of a gzip or deflate (zlib) stream, compressed with zlib-rs.
 ///
@@ -6,6 +15,7 @@
 /// links, literal buffers, and zlib-rs's fixed 64 Ki-entry hash head), about 370 KiB with the
 /// defaults, of which only the pages a stream has reached are resident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeflateParams {
     /// Compression level, 0 (stored) to 9 (best). Default 6.
     pub level: u32,
@@ -25,7 +35,30 @@ impl Default for DeflateParams {
     }
 }
 
-#[cfg_attr(not(any(feature = "gzip", feature = "deflate")), allow(dead_code))]
+impl DeflateParams {
+    /// Sets [`level`](Self::level).
+    #[must_use]
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets [`mem_level`](Self::mem_level).
+    #[must_use]
+    pub fn mem_level(mut self, mem_level: u8) -> Self {
+        self.mem_level = mem_level;
+        self
+    }
+
+    /// Sets [`window_bits`](Self::window_bits).
+    #[must_use]
+    pub fn window_bits(mut self, window_bits: u8) -> Self {
+        self.window_bits = window_bits;
+        self
+    }
+}
+
+#[cfg(zlib)]
 impl DeflateParams {
     /// The values zlib-rs accepts (out-of-range fields are clamped).
     pub(crate) fn clamped(self) -> DeflateParams {
@@ -33,6 +66,15 @@ impl DeflateParams {
             level: self.level.min(9),
             mem_level: self.mem_level.clamp(1, 9),
             window_bits: self.window_bits.clamp(9, 15),
+        }
+    }
+
+    /// These parameters at `pressure`: [`under_pressure`](Self::under_pressure) from `Warning` on.
+    pub(crate) fn at(self, pressure: Pressure) -> DeflateParams {
+        if pressure >= Pressure::Warning {
+            self.under_pressure()
+        } else {
+            self
         }
     }
 
@@ -50,6 +92,7 @@ impl DeflateParams {
 
 /// Parameters of a zstd frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ZstdParams {
     /// Compression level, 1 to 22 (negative levels are the "fast" levels). Default 3.
     pub level: i32,
@@ -99,7 +142,58 @@ impl Default for ZstdParams {
     }
 }
 
-#[cfg_attr(not(feature = "zstd"), allow(dead_code))]
+impl ZstdParams {
+    /// Sets [`level`](Self::level).
+    #[must_use]
+    pub fn level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets [`window_log_max`](Self::window_log_max).
+    #[must_use]
+    pub fn window_log_max(mut self, window_log_max: u32) -> Self {
+        self.window_log_max = window_log_max;
+        self
+    }
+
+    /// Sets [`stream_window_log`](Self::stream_window_log).
+    #[must_use]
+    pub fn stream_window_log(mut self, stream_window_log: Option<u32>) -> Self {
+        self.stream_window_log = stream_window_log;
+        self
+    }
+
+    /// Sets [`stream_hash_log`](Self::stream_hash_log).
+    #[must_use]
+    pub fn stream_hash_log(mut self, stream_hash_log: Option<u32>) -> Self {
+        self.stream_hash_log = stream_hash_log;
+        self
+    }
+
+    /// Sets [`stream_chain_log`](Self::stream_chain_log).
+    #[must_use]
+    pub fn stream_chain_log(mut self, stream_chain_log: Option<u32>) -> Self {
+        self.stream_chain_log = stream_chain_log;
+        self
+    }
+
+    /// Sets [`pool_size`](Self::pool_size).
+    #[must_use]
+    pub fn pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
+        self
+    }
+
+    /// Sets [`checksum`](Self::checksum).
+    #[must_use]
+    pub fn checksum(mut self, checksum: bool) -> Self {
+        self.checksum = checksum;
+        self
+    }
+}
+
+#[cfg(feature = "zstd")]
 impl ZstdParams {
     /// The window log zstd's own tables pick for `level` on large inputs (zstd 1.5 `clevels.h`,
     /// inputs above 256 KiB); used to know when [`window_log_max`](Self::window_log_max) binds.
@@ -133,6 +227,15 @@ impl ZstdParams {
         }
     }
 
+    /// These parameters at `pressure`: [`under_pressure`](Self::under_pressure) from `Warning` on.
+    pub(crate) fn at(self, pressure: Pressure) -> ZstdParams {
+        if pressure >= Pressure::Warning {
+            self.under_pressure()
+        } else {
+            self
+        }
+    }
+
     /// Under `Warning` pressure: level 1 and a window of at most 128 KiB.
     pub(crate) fn under_pressure(self) -> ZstdParams {
         let cap = self.window_log_max.min(17);
@@ -149,6 +252,7 @@ impl ZstdParams {
 
 /// Parameters of a brotli stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BrotliParams {
     /// Quality, 0 to 11. Default 4 (what NGINX and tower-http use for on-the-fly compression).
     pub quality: u32,
@@ -178,7 +282,37 @@ impl Default for BrotliParams {
     }
 }
 
-#[cfg_attr(not(feature = "br"), allow(dead_code))]
+impl BrotliParams {
+    /// Sets [`quality`](Self::quality).
+    #[must_use]
+    pub fn quality(mut self, quality: u32) -> Self {
+        self.quality = quality;
+        self
+    }
+
+    /// Sets [`window_bits`](Self::window_bits).
+    #[must_use]
+    pub fn window_bits(mut self, window_bits: u32) -> Self {
+        self.window_bits = window_bits;
+        self
+    }
+
+    /// Sets [`stream_window_bits`](Self::stream_window_bits).
+    #[must_use]
+    pub fn stream_window_bits(mut self, stream_window_bits: u32) -> Self {
+        self.stream_window_bits = stream_window_bits;
+        self
+    }
+
+    /// Sets [`stream_quality`](Self::stream_quality).
+    #[must_use]
+    pub fn stream_quality(mut self, stream_quality: u32) -> Self {
+        self.stream_quality = stream_quality;
+        self
+    }
+}
+
+#[cfg(feature = "br")]
 impl BrotliParams {
     /// The window for a body of `size` bytes (`None`: unknown), compressed in one shot or as it
     /// streams.
@@ -197,6 +331,15 @@ impl BrotliParams {
         }
     }
 
+    /// These parameters at `pressure`: [`under_pressure`](Self::under_pressure) from `Warning` on.
+    pub(crate) fn at(self, pressure: Pressure) -> BrotliParams {
+        if pressure >= Pressure::Warning {
+            self.under_pressure()
+        } else {
+            self
+        }
+    }
+
     /// Under `Warning` pressure: quality at most 1 and a window of at most 256 KiB.
     pub(crate) fn under_pressure(self) -> BrotliParams {
         BrotliParams {
@@ -208,7 +351,7 @@ impl BrotliParams {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, all_codecs))]
 mod tests {
     use super::*;
 

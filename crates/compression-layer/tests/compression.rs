@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use compression_layer::{
-    CompressionLayer, DecodeLimits, Decoder, DecompressionLayer, Encoding, SkipRules,
+    CompressionLayer, DecodeLimits, Decoder, Encoding, RequestDecompressionLayer, SkipRules,
 };
 use http::Request;
 use http_body_util::Empty;
@@ -28,7 +28,7 @@ async fn start(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
     let counted = calls.clone();
     let service = ServiceBuilder::new()
         .layer(layer)
-        .layer(DecompressionLayer::new())
+        .layer(RequestDecompressionLayer::new())
         .service_fn(move |request| handler(request, counted.clone(), epoch));
     (serve(service).await, calls, epoch)
 }
@@ -405,10 +405,7 @@ async fn frames_are_coalesced() {
             );
         }
         let all = frames.concat();
-        let limits = DecodeLimits {
-            max_ratio: 0,
-            ..DecodeLimits::default()
-        };
+        let limits = DecodeLimits::default().max_ratio(0);
         assert_eq!(
             Decoder::decode_all(&[encoding], &all, limits).unwrap(),
             json_doc(1 << 20)

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use compression_layer::{CompressionLayer, DecodeLimits, Decoder, DecompressionLayer, Encoding};
+use compression_layer::{
+    CompressionLayer, DecodeLimits, Decoder, Encoding, RequestDecompressionLayer,
+};
 use http::Request;
 use http_body::Body;
 use http_body_util::Empty;
@@ -28,7 +30,7 @@ async fn start(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
     let counted = calls.clone();
     let service = ServiceBuilder::new()
         .layer(layer)
-        .layer(DecompressionLayer::new())
+        .layer(RequestDecompressionLayer::new())
         .service_fn(move |request| handler(request, counted.clone(), epoch));
     (serve(service).await, calls, epoch)
 }

@@ -1,4 +1,4 @@
-//! DecompressionLayer end to end: compressed request bodies sent by a real hyper client to a
+//! RequestDecompressionLayer end to end: compressed request bodies sent by a real hyper client to a
 //! real server whose handler reads the decoded body.
 
 mod common;
@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use common::*;
-use compression_layer::{DecompressionLayer, Encoding, compress_to_vec};
+use compression_layer::{Encoding, RequestDecompressionLayer, compress_to_vec};
 use tower::ServiceBuilder;
 
-async fn start(layer: DecompressionLayer) -> (TestServer, Calls) {
+async fn start(layer: RequestDecompressionLayer) -> (TestServer, Calls) {
     let calls = Calls::default();
     let counted = calls.clone();
     let epoch = Instant::now();
@@ -32,7 +32,7 @@ async fn post(server: &TestServer, coding: &str, body: Vec<u8>) -> Raw {
 #[tokio::test]
 async fn every_coding_and_stacks_round_trip() {
     bounded(30, async {
-        let (server, _) = start(DecompressionLayer::new()).await;
+        let (server, _) = start(RequestDecompressionLayer::new()).await;
         let doc = json_doc(300_000);
         for encoding in [
             Encoding::Gzip,
@@ -83,7 +83,7 @@ async fn every_coding_and_stacks_round_trip() {
 #[tokio::test]
 async fn unsupported_codings_get_415_without_calling_the_handler() {
     bounded(30, async {
-        let (server, calls) = start(DecompressionLayer::new()).await;
+        let (server, calls) = start(RequestDecompressionLayer::new()).await;
         for coding in ["compress", "gzip, x-unknown", "gzip, gzip, gzip", "bzip2"] {
             let raw = post(&server, coding, b"whatever".to_vec()).await;
             assert_eq!(raw.status, 415, "{coding}");
@@ -95,7 +95,8 @@ async fn unsupported_codings_get_415_without_calling_the_handler() {
         }
         assert_eq!(calls.get(), 0);
         // A layer that accepts only gzip lists only gzip.
-        let (server, calls) = start(DecompressionLayer::new().accept(&[Encoding::Gzip])).await;
+        let (server, calls) =
+            start(RequestDecompressionLayer::new().accept(&[Encoding::Gzip])).await;
         let raw = post(&server, "br", compress_to_vec(Encoding::Brotli, b"hello")).await;
         assert_eq!(raw.status, 415);
         assert_eq!(raw.header("accept-encoding"), Some("gzip"));
@@ -107,7 +108,7 @@ async fn unsupported_codings_get_415_without_calling_the_handler() {
 #[tokio::test]
 async fn corrupt_and_truncated_bodies_get_400() {
     bounded(30, async {
-        let (server, calls) = start(DecompressionLayer::new()).await;
+        let (server, calls) = start(RequestDecompressionLayer::new()).await;
         let doc = json_doc(50_000);
         for encoding in [
             Encoding::Gzip,
@@ -142,7 +143,7 @@ async fn corrupt_and_truncated_bodies_get_400() {
 #[tokio::test]
 async fn caps_get_413() {
     bounded(30, async {
-        let (server, _) = start(DecompressionLayer::new().max_decoded_bytes(1 << 20)).await;
+        let (server, _) = start(RequestDecompressionLayer::new().max_decoded_bytes(1 << 20)).await;
         // 2 MiB of zeros: over the cap and over 100:1.
         let zeros = vec![0u8; 2 << 20];
         for encoding in [
@@ -160,7 +161,7 @@ async fn caps_get_413() {
             assert_eq!(raw.status, 413, "{encoding}");
         }
         // Over the ratio, under the byte cap.
-        let (server, _) = start(DecompressionLayer::new().max_ratio(10)).await;
+        let (server, _) = start(RequestDecompressionLayer::new().max_ratio(10)).await;
         let raw = post(&server, "gzip", compress_to_vec(Encoding::Gzip, &zeros)).await;
         assert_eq!(raw.status, 413);
         assert!(String::from_utf8_lossy(&raw.body()).contains("ratio"));

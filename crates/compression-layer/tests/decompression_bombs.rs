@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use compression_layer::{DecompressionLayer, Encoding, compress_to_vec};
+use compression_layer::{Encoding, RequestDecompressionLayer, compress_to_vec};
 use tower::ServiceBuilder;
 
 const CHILD_ENV: &str = "COMPRESSION_LAYER_BOMB_SERVER";
@@ -48,14 +48,14 @@ fn bomb_server_child() {
         // Default caps (64 MiB, 100:1 past 1 MiB).
         let default = serve(
             ServiceBuilder::new()
-                .layer(DecompressionLayer::new())
+                .layer(RequestDecompressionLayer::new())
                 .service_fn(move |r| handler(r, c1.clone(), epoch)),
         )
         .await;
         // Ratio check off: only the 64 MiB cap stops a bomb (the worst case for memory).
         let no_ratio = serve(
             ServiceBuilder::new()
-                .layer(DecompressionLayer::new().max_ratio(0))
+                .layer(RequestDecompressionLayer::new().max_ratio(0))
                 .service_fn(move |r| handler(r, c2.clone(), epoch)),
         )
         .await;

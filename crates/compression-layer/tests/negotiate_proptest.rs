@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use compression_layer::{AcceptEncoding, Encoding, Negotiated};
+use compression_layer::Encoding;
+use compression_layer::negotiation::{AcceptEncoding, Negotiated};
 use proptest::prelude::*;
 
 /// One list element as generated: a coding token, an optional q in thousandths, and how the

@@ -21,10 +21,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
-pub type ResBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type ResBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A server that stops when dropped.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -36,12 +36,12 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 }
 
-pub async fn serve<S, B>(service: S) -> TestServer
+pub(crate) async fn serve<S, B>(service: S) -> TestServer
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -72,7 +72,7 @@ where
 }
 
 /// Sends one request on a fresh connection and returns the response as it arrives.
-pub async fn open<B>(addr: SocketAddr, request: Request<B>) -> Response<Incoming>
+pub(crate) async fn open<B>(addr: SocketAddr, request: Request<B>) -> Response<Incoming>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -87,45 +87,42 @@ where
 }
 
 /// A response read to the end, with its data frames as they came.
-pub struct Raw {
+pub(crate) struct Raw {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub frames: Vec<Bytes>,
 }
 
 impl Raw {
-    pub fn body(&self) -> Vec<u8> {
+    pub(crate) fn body(&self) -> Vec<u8> {
         self.frames.concat()
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    pub fn encoding(&self) -> Option<&str> {
+    pub(crate) fn encoding(&self) -> Option<&str> {
         self.header("content-encoding")
     }
 
     /// The body decoded per its `Content-Encoding` (with the crate's own decoder, no caps that
     /// matter here).
-    pub fn decoded(&self) -> Vec<u8> {
+    pub(crate) fn decoded(&self) -> Vec<u8> {
         let codings: Vec<Encoding> = self
             .encoding()
             .map(|e| vec![Encoding::from_token(e).unwrap()])
             .unwrap_or_default();
-        let limits = compression_layer::DecodeLimits {
-            max_ratio: 0,
-            ..Default::default()
-        };
+        let limits = compression_layer::DecodeLimits::default().max_ratio(0);
         compression_layer::Decoder::decode_all(&codings, &self.body(), limits).unwrap()
     }
 }
 
-pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Raw {
+pub(crate) async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Raw {
     request(addr, "GET", path, headers, Bytes::new()).await
 }
 
-pub async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -155,7 +152,7 @@ pub async fn request(
 }
 
 /// A reqwest client that accepts (and decodes) exactly one coding.
-pub fn client_for(encoding: Encoding) -> reqwest::Client {
+pub(crate) fn client_for(encoding: Encoding) -> reqwest::Client {
     let b = reqwest::Client::builder();
     let b = match encoding {
         Encoding::Gzip => b.no_brotli().no_deflate().no_zstd(),
@@ -163,12 +160,13 @@ pub fn client_for(encoding: Encoding) -> reqwest::Client {
         Encoding::Brotli => b.no_gzip().no_deflate().no_zstd(),
         Encoding::Zstd => b.no_brotli().no_deflate().no_gzip(),
         Encoding::Identity => b.no_brotli().no_deflate().no_gzip().no_zstd(),
+        other => panic!("no client for {other}"),
     };
     b.build().unwrap()
 }
 
 /// A JSON document of exactly `size` bytes that compresses like real API output (about 5:1).
-pub fn json_doc(size: usize) -> Bytes {
+pub(crate) fn json_doc(size: usize) -> Bytes {
     const WORDS: &[&str] = &[
         "memory", "tower", "layer", "request", "response", "budget", "stream", "body", "codec",
         "window", "pressure", "health", "metrics", "probe", "limit", "spill", "frame", "zstd",
@@ -224,10 +222,10 @@ fn query_num(request_uri: &http::Uri, key: &str, default: u64) -> u64 {
 
 /// Counts calls of the handler.
 #[derive(Clone, Default)]
-pub struct Calls(pub Arc<AtomicUsize>);
+pub(crate) struct Calls(pub Arc<AtomicUsize>);
 
 impl Calls {
-    pub fn get(&self) -> usize {
+    pub(crate) fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -241,7 +239,7 @@ impl Calls {
 /// - `/encoded` already gzip-encoded; `/range` a 206; `/no-transform`; `/grpc`; `/type?ct=T`
 /// - `/echo` (POST) reads the whole body; answers its length and a checksum, or 422 with the
 ///   body error
-pub async fn handler<B>(
+pub(crate) async fn handler<B>(
     request: Request<B>,
     calls: Calls,
     epoch: Instant,
@@ -398,7 +396,7 @@ where
 }
 
 /// The checksum `/echo` answers for `data`.
-pub fn echo_answer(data: &[u8]) -> String {
+pub(crate) fn echo_answer(data: &[u8]) -> String {
     let sum = data
         .iter()
         .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(*b)));
@@ -406,7 +404,7 @@ pub fn echo_answer(data: &[u8]) -> String {
 }
 
 /// Runs a test body under a time bound.
-pub async fn bounded<F: std::future::Future>(seconds: u64, f: F) -> F::Output {
+pub(crate) async fn bounded<F: std::future::Future>(seconds: u64, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(seconds), f)
         .await
         .expect("test took too long")

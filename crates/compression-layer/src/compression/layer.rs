@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use memory_probe::{Pressure, PressureSignal};
+use memory_probe::PressureSignal;
 use tower_layer::Layer;
 
-use crate::codec::EncoderConfig;
+use super::config::Settings;
+use super::flush::FlushPolicy;
+use super::service::Compression;
+use super::skip::SkipRules;
+use crate::Encoding;
 #[cfg(feature = "zstd")]
 use crate::codec::ZstdPool;
-use crate::{
-    BrotliParams, DeflateParams, Encoding, FlushPolicy, SkipRules, ZstdParams, service::Compression,
-};
+use crate::params::{BrotliParams, DeflateParams, ZstdParams};
 
 /// Compresses response bodies with the best coding the client accepts.
 ///
@@ -25,7 +27,7 @@ use crate::{
 /// let layer = CompressionLayer::new()
 ///     .level(5)                                   // gzip and deflate (COMPRESSION_LEVEL)
 ///     .threshold(2048)                            // COMPRESSION_THRESHOLD
-///     .gzip_params(DeflateParams { mem_level: 9, ..DeflateParams::default() })
+///     .gzip_params(DeflateParams::default().mem_level(9))
 ///     .preference(&[Encoding::Brotli, Encoding::Gzip])   // only these two, br first
 ///     .pressure(memory_probe::PressureSignal::new());
 /// # let _ = layer;
@@ -35,41 +37,9 @@ pub struct CompressionLayer {
     settings: Arc<Settings>,
 }
 
-/// Everything a service needs, shared by every clone.
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) enabled: bool,
-    /// Codings offered, in server preference, compiled ones only.
-    pub(crate) offered: Vec<Encoding>,
-    pub(crate) gzip: DeflateParams,
-    pub(crate) deflate: DeflateParams,
-    pub(crate) brotli: BrotliParams,
-    pub(crate) zstd: ZstdParams,
-    #[cfg(feature = "zstd")]
-    pub(crate) zstd_pool: Arc<ZstdPool>,
-    pub(crate) threshold: u64,
-    pub(crate) skip: SkipRules,
-    pub(crate) flush: FlushPolicy,
-    /// How long a body of unknown size may hold its first bytes below the threshold.
-    pub(crate) hold: Duration,
-    pub(crate) pressure: Option<PressureSignal>,
-}
-
 impl std::fmt::Debug for CompressionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = &self.settings;
-        f.debug_struct("CompressionLayer")
-            .field("enabled", &s.enabled)
-            .field("offered", &s.offered)
-            .field("gzip", &s.gzip)
-            .field("deflate", &s.deflate)
-            .field("brotli", &s.brotli)
-            .field("zstd", &s.zstd)
-            .field("threshold", &s.threshold)
-            .field("skip", &s.skip)
-            .field("flush", &s.flush)
-            .field("pressure", &s.pressure)
-            .finish()
+        self.settings.fmt(f)
     }
 }
 
@@ -81,27 +51,10 @@ impl Default for CompressionLayer {
 
 impl CompressionLayer {
     /// A layer with the defaults.
+    #[must_use]
     pub fn new() -> Self {
-        let zstd = ZstdParams::default();
         CompressionLayer {
-            settings: Arc::new(Settings {
-                enabled: true,
-                offered: Encoding::CODINGS
-                    .into_iter()
-                    .filter(|e| e.is_compiled())
-                    .collect(),
-                gzip: DeflateParams::default(),
-                deflate: DeflateParams::default(),
-                brotli: BrotliParams::default(),
-                #[cfg(feature = "zstd")]
-                zstd_pool: Arc::new(ZstdPool::new(zstd.pool_size, None)),
-                zstd,
-                threshold: 1024,
-                skip: SkipRules::default(),
-                flush: FlushPolicy::default(),
-                hold: Duration::from_millis(25),
-                pressure: None,
-            }),
+            settings: Arc::new(Settings::default()),
         }
     }
 
@@ -125,6 +78,7 @@ impl CompressionLayer {
 
     /// Turns compression off (`COMPRESSION_ENABLED=false`): every response passes through,
     /// counted as skipped with reason `disabled`.
+    #[must_use]
     pub fn enabled(self, enabled: bool) -> Self {
         self.edit(|s| s.enabled = enabled)
     }
@@ -132,6 +86,7 @@ impl CompressionLayer {
     /// The codings to offer, in the order preferred when the client rates several equally.
     /// Codings not compiled in are dropped; `identity` is ignored (it is always possible unless
     /// the client refuses it).
+    #[must_use]
     pub fn preference(self, codings: &[Encoding]) -> Self {
         let mut offered = Vec::new();
         for &e in codings {
@@ -152,26 +107,31 @@ impl CompressionLayer {
     }
 
     /// Offers gzip or not (appended last in preference when turned on again).
+    #[must_use]
     pub fn gzip(self, on: bool) -> Self {
         self.toggle(Encoding::Gzip, on)
     }
 
     /// Offers deflate or not.
+    #[must_use]
     pub fn deflate(self, on: bool) -> Self {
         self.toggle(Encoding::Deflate, on)
     }
 
     /// Offers br or not.
+    #[must_use]
     pub fn br(self, on: bool) -> Self {
         self.toggle(Encoding::Brotli, on)
     }
 
     /// Offers zstd or not.
+    #[must_use]
     pub fn zstd(self, on: bool) -> Self {
         self.toggle(Encoding::Zstd, on)
     }
 
     /// The gzip and deflate level, 0 to 9 (`COMPRESSION_LEVEL`). Default 6.
+    #[must_use]
     pub fn level(self, level: u32) -> Self {
         self.edit(|s| {
             s.gzip.level = level;
@@ -180,21 +140,25 @@ impl CompressionLayer {
     }
 
     /// gzip parameters.
+    #[must_use]
     pub fn gzip_params(self, params: DeflateParams) -> Self {
         self.edit(|s| s.gzip = params)
     }
 
     /// deflate (zlib) parameters.
+    #[must_use]
     pub fn deflate_params(self, params: DeflateParams) -> Self {
         self.edit(|s| s.deflate = params)
     }
 
     /// brotli parameters.
+    #[must_use]
     pub fn brotli_params(self, params: BrotliParams) -> Self {
         self.edit(|s| s.brotli = params)
     }
 
     /// zstd parameters.
+    #[must_use]
     pub fn zstd_params(self, params: ZstdParams) -> Self {
         self.edit(|s| s.zstd = params)
     }
@@ -205,22 +169,26 @@ impl CompressionLayer {
     /// until this many bytes have arrived (then it is compressed) or it ends (then it is sent
     /// as it is). If it pauses for longer than the hold delay first, a streaming type
     /// (`text/event-stream`, NDJSON) is compressed, anything else is sent as it is.
+    #[must_use]
     pub fn threshold(self, bytes: u64) -> Self {
         self.edit(|s| s.threshold = bytes)
     }
 
     /// How long a body of unknown size may pause below the threshold before the decision is
     /// made without it. Default 25 ms.
+    #[must_use]
     pub fn hold_delay(self, delay: Duration) -> Self {
         self.edit(|s| s.hold = delay)
     }
 
     /// Content types that are not compressed.
+    #[must_use]
     pub fn skip_rules(self, rules: SkipRules) -> Self {
         self.edit(|s| s.skip = rules)
     }
 
     /// Framing and flushing of compressed output (overridable per response).
+    #[must_use]
     pub fn flush_policy(self, policy: FlushPolicy) -> Self {
         self.edit(|s| s.flush = policy)
     }
@@ -228,61 +196,9 @@ impl CompressionLayer {
     /// Reacts to memory pressure: under `Warning`, new responses use the fastest level and
     /// smaller windows and idle zstd contexts are released; under `Critical`, new responses
     /// are not compressed. Responses already streaming keep their encoder.
+    #[must_use]
     pub fn pressure(self, signal: PressureSignal) -> Self {
         self.edit(|s| s.pressure = Some(signal))
-    }
-}
-
-impl Settings {
-    pub(crate) fn pressure(&self) -> Pressure {
-        self.pressure
-            .as_ref()
-            .map_or(Pressure::Normal, PressureSignal::current)
-    }
-
-    /// The encoder configuration for `encoding` at the current pressure.
-    pub(crate) fn encoder_config(
-        &self,
-        encoding: Encoding,
-        pressure: Pressure,
-    ) -> Option<EncoderConfig> {
-        let warn = pressure >= Pressure::Warning;
-        let _ = warn;
-        Some(match encoding {
-            #[cfg(feature = "gzip")]
-            Encoding::Gzip => EncoderConfig::Gzip(if warn {
-                self.gzip.under_pressure()
-            } else {
-                self.gzip
-            }),
-            #[cfg(feature = "deflate")]
-            Encoding::Deflate => EncoderConfig::Deflate(if warn {
-                self.deflate.under_pressure()
-            } else {
-                self.deflate
-            }),
-            #[cfg(feature = "br")]
-            Encoding::Brotli => EncoderConfig::Brotli(if warn {
-                self.brotli.under_pressure()
-            } else {
-                self.brotli
-            }),
-            #[cfg(feature = "zstd")]
-            Encoding::Zstd => {
-                if warn {
-                    self.zstd_pool.clear();
-                }
-                EncoderConfig::Zstd(
-                    if warn {
-                        self.zstd.under_pressure()
-                    } else {
-                        self.zstd
-                    },
-                    Arc::clone(&self.zstd_pool),
-                )
-            }
-            _ => return None,
-        })
     }
 }
 

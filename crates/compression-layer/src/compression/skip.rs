@@ -1,4 +1,18 @@
-//! Which responses are not compressed, and why.
+//! Which responses are not compressed, and why: the reasons, the content-type rules, the
+//! per-response opt-out and the header tests the decision (`decision.rs`) makes.
+
+use http::HeaderMap;
+use http::header::CACHE_CONTROL;
+
+/// A response extension that keeps the layer from compressing this response (counted as
+/// skipped with reason `disabled`).
+///
+/// ```
+/// let mut response = http::Response::new(());
+/// response.extensions_mut().insert(compression_layer::SkipCompression);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SkipCompression;
 
 /// Why a response was sent without compression (the `reason` label of
 /// `http_compression_skipped_total`).
@@ -143,6 +157,7 @@ impl Default for SkipRules {
 
 impl SkipRules {
     /// An empty list: every content type is compressed (gRPC still is not).
+    #[must_use]
     pub fn none() -> Self {
         SkipRules {
             exact: Vec::new(),
@@ -152,18 +167,21 @@ impl SkipRules {
     }
 
     /// Also skips this exact media type.
+    #[must_use]
     pub fn skip(mut self, media_type: &str) -> Self {
         self.exact.push(media_type.trim().to_ascii_lowercase());
         self
     }
 
     /// Also skips every media type starting with `prefix` (e.g. `"model/"`).
+    #[must_use]
     pub fn skip_prefix(mut self, prefix: &str) -> Self {
         self.prefixes.push(prefix.trim().to_ascii_lowercase());
         self
     }
 
     /// Compresses this exact media type even if a rule above would skip it.
+    #[must_use]
     pub fn compress(mut self, media_type: &str) -> Self {
         let media_type = media_type.trim().to_ascii_lowercase();
         self.exact.retain(|t| *t != media_type);
@@ -208,6 +226,20 @@ pub(crate) fn is_grpc(essence: &str) -> bool {
         && matches!(e.as_bytes().get(p.len()), None | Some(b'+') | Some(b'-'))
 }
 
+pub(crate) fn has_no_transform(headers: &HeaderMap) -> bool {
+    headers.get_all(CACHE_CONTROL).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|d| {
+                d.split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("no-transform")
+            })
+        })
+    })
+}
+
 /// Media types of streams that trickle: a body of one of these that pauses below the
 /// threshold is compressed anyway (the stream as a whole will cross it), so that its events
 /// are not held back until enough of them have accumulated.
@@ -223,6 +255,8 @@ pub(crate) const STREAMING_TYPES: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -258,6 +292,18 @@ mod tests {
             assert!(!r.skips(t), "{t}");
         }
         assert!(!SkipRules::none().skips("image/png"));
+    }
+
+    #[test]
+    fn no_transform() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, No-Transform"),
+        );
+        assert!(has_no_transform(&h));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=3"));
+        assert!(!has_no_transform(&h));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The request body the handler reads ([`DecompressionBody`]) and the response body
-//! ([`DecompressionResponseBody`]).
+//! The request body the handler reads ([`RequestDecompressionBody`]) and the response body
+//! ([`RequestDecompressionResponseBody`]).
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -10,15 +10,16 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::decoder::PollError;
-use crate::{BoxError, DecodeError, Decoder, Encoding, metrics};
+use crate::decoder::{DecodePollError, Decoder};
+use crate::limits::DecodeError;
+use crate::{BoxError, Encoding, metrics};
 
 pin_project! {
     /// The decoded request body handed to the inner service.
     ///
     /// Its errors are `BoxError`s; a decoding failure is a [`DecodeError`] inside (downcast to
     /// tell a cap from corrupt data).
-    pub struct DecompressionBody<B> {
+    pub struct RequestDecompressionBody<B> {
         #[pin]
         inner: B,
         decoder: Option<Box<Decoder>>,
@@ -29,11 +30,11 @@ pin_project! {
     }
 }
 
-impl<B> DecompressionBody<B> {
+impl<B> RequestDecompressionBody<B> {
     /// `inner` as it is: a body without a coding, typed like a decoded one (so that a service
-    /// behind [`Decompression`](crate::Decompression) can also be called around it).
+    /// behind [`RequestDecompression`](super::RequestDecompression) can also be called around it).
     pub fn plain(inner: B) -> Self {
-        DecompressionBody {
+        RequestDecompressionBody {
             inner,
             decoder: None,
             encoding: Encoding::Identity,
@@ -49,7 +50,7 @@ impl<B> DecompressionBody<B> {
         encoding: Encoding,
         failure: Arc<OnceLock<DecodeError>>,
     ) -> Self {
-        DecompressionBody {
+        RequestDecompressionBody {
             inner,
             decoder: Some(Box::new(decoder)),
             encoding,
@@ -65,27 +66,15 @@ impl<B> DecompressionBody<B> {
     }
 }
 
-impl<B> std::fmt::Debug for DecompressionBody<B> {
+impl<B> std::fmt::Debug for RequestDecompressionBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecompressionBody")
+        f.debug_struct("RequestDecompressionBody")
             .field("decoder", &self.decoder)
             .finish_non_exhaustive()
     }
 }
 
-pub(crate) fn rejected(error: &DecodeError) {
-    let reason = match error {
-        DecodeError::TooLarge { .. } => "too_large",
-        DecodeError::RatioExceeded { .. } => "ratio",
-        DecodeError::WindowTooLarge { .. } => "window",
-        DecodeError::Corrupt { .. } => "corrupt",
-        DecodeError::Truncated { .. } => "truncated",
-        DecodeError::Unsupported(_) => "unsupported",
-    };
-    ::metrics::counter!(metrics::DECOMPRESSION_REJECTED, "reason" => reason).increment(1);
-}
-
-impl<B> Body for DecompressionBody<B>
+impl<B> Body for RequestDecompressionBody<B>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -144,14 +133,14 @@ where
         match result {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
-            Poll::Ready(Some(Err(PollError::Decode(e)))) => {
-                rejected(&e);
+            Poll::Ready(Some(Err(DecodePollError::Decode(e)))) => {
+                metrics::rejected(&e);
                 if let Some(failure) = this.failure.as_ref() {
                     let _ = failure.set(e.clone());
                 }
                 Poll::Ready(Some(Err(Box::new(e))))
             }
-            Poll::Ready(Some(Err(PollError::Source(e)))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Err(DecodePollError::Source(e)))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
         }
     }
@@ -173,9 +162,9 @@ where
 }
 
 pin_project! {
-    /// The response body of [`Decompression`](crate::Decompression): the inner service's, or the
+    /// The response body of [`RequestDecompression`](super::RequestDecompression): the inner service's, or the
     /// layer's own error message.
-    pub struct DecompressionResponseBody<B> {
+    pub struct RequestDecompressionResponseBody<B> {
         #[pin]
         kind: ResponseKind<B>,
     }
@@ -189,15 +178,15 @@ pin_project! {
     }
 }
 
-impl<B> DecompressionResponseBody<B> {
+impl<B> RequestDecompressionResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        DecompressionResponseBody {
+        RequestDecompressionResponseBody {
             kind: ResponseKind::Inner { body },
         }
     }
 
     pub(crate) fn error(message: Bytes) -> Self {
-        DecompressionResponseBody {
+        RequestDecompressionResponseBody {
             kind: ResponseKind::Error {
                 message: Some(message),
             },
@@ -205,19 +194,19 @@ impl<B> DecompressionResponseBody<B> {
     }
 }
 
-impl<B> std::fmt::Debug for DecompressionResponseBody<B> {
+impl<B> std::fmt::Debug for RequestDecompressionResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            ResponseKind::Inner { .. } => f.write_str("DecompressionResponseBody::Inner"),
+            ResponseKind::Inner { .. } => f.write_str("RequestDecompressionResponseBody::Inner"),
             ResponseKind::Error { message } => f
-                .debug_struct("DecompressionResponseBody::Error")
+                .debug_struct("RequestDecompressionResponseBody::Error")
                 .field("message", message)
                 .finish(),
         }
     }
 }
 
-impl<B> Body for DecompressionResponseBody<B>
+impl<B> Body for RequestDecompressionResponseBody<B>
 where
     B: Body,
 {

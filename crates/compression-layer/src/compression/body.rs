@@ -1,4 +1,7 @@
 //! [`CompressionBody`]: the response body of the compression service.
+//!
+//! (Over 400 lines: one body type whose four kinds share `poll_frame`; the streaming
+//! compressor is most of it.)
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -10,15 +13,16 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+use super::flush::FlushPolicy;
 use crate::codec::Encoder;
-use crate::{BoxError, Encoding, FlushPolicy};
+use crate::{BoxError, Encoding};
 
 /// Input is fed to an encoder in slices of at most this size, so that a huge input frame
 /// still produces output frames of bounded size in between.
 const FEED_STEP: usize = 64 * 1024;
 
 pin_project! {
-    /// The response body of [`Compression`](crate::Compression): the inner body compressed,
+    /// The response body of [`Compression`](super::Compression): the inner body compressed,
     /// or passed through.
     pub struct CompressionBody<B> {
         #[pin]

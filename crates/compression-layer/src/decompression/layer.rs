@@ -1,11 +1,13 @@
-//! [`DecompressionLayer`]: configuration and the `tower::Layer`.
+//! [`RequestDecompressionLayer`]: configuration and the `tower::Layer`.
 
 use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::service::Decompression;
-use crate::{DecodeLimits, Encoding};
+use super::config::Config;
+use super::service::RequestDecompression;
+use crate::Encoding;
+use crate::limits::DecodeLimits;
 
 /// Decodes compressed request bodies (`Content-Encoding` gzip, deflate, br, zstd, stacked in
 /// any order), with the caps of [`DecodeLimits`] enforced inside the decoder.
@@ -17,44 +19,31 @@ use crate::{DecodeLimits, Encoding};
 /// - Corrupt or truncated data: `400 Bad Request`.
 ///
 /// ```
-/// use compression_layer::DecompressionLayer;
+/// use compression_layer::RequestDecompressionLayer;
 ///
-/// let layer = DecompressionLayer::new()
+/// let layer = RequestDecompressionLayer::new()
 ///     .max_decoded_bytes(16 * 1024 * 1024)
 ///     .max_ratio(50)
 ///     .zstd_window_log_max(22);
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone)]
-pub struct DecompressionLayer {
-    pub(crate) config: Arc<Config>,
+pub struct RequestDecompressionLayer {
+    config: Arc<Config>,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) limits: DecodeLimits,
-    pub(crate) accepted: Vec<Encoding>,
-    pub(crate) max_codings: usize,
-}
-
-impl Default for DecompressionLayer {
+impl Default for RequestDecompressionLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl DecompressionLayer {
+impl RequestDecompressionLayer {
     /// Accepts every compiled coding, default [`DecodeLimits`], at most 2 stacked codings.
+    #[must_use]
     pub fn new() -> Self {
-        DecompressionLayer {
-            config: Arc::new(Config {
-                limits: DecodeLimits::default(),
-                accepted: Encoding::CODINGS
-                    .into_iter()
-                    .filter(|e| e.is_compiled())
-                    .collect(),
-                max_codings: 2,
-            }),
+        RequestDecompressionLayer {
+            config: Arc::new(Config::default()),
         }
     }
 
@@ -64,38 +53,45 @@ impl DecompressionLayer {
     }
 
     /// All caps at once.
+    #[must_use]
     pub fn limits(self, limits: DecodeLimits) -> Self {
         self.edit(|c| c.limits = limits)
     }
 
     /// Most decoded bytes per request. Default 64 MiB.
+    #[must_use]
     pub fn max_decoded_bytes(self, bytes: u64) -> Self {
         self.edit(|c| c.limits.max_decoded_bytes = bytes)
     }
 
     /// Largest decoded/encoded ratio (enforced past the grace of 1 MiB). Default 100; 0 turns
     /// the check off.
+    #[must_use]
     pub fn max_ratio(self, ratio: u64) -> Self {
         self.edit(|c| c.limits.max_ratio = ratio)
     }
 
     /// Largest zstd window, base-two logarithm. Default 23 (8 MiB).
+    #[must_use]
     pub fn zstd_window_log_max(self, log: u32) -> Self {
         self.edit(|c| c.limits.zstd_window_log_max = log)
     }
 
     /// Largest brotli window, base-two logarithm, 10 to 24. Default 24.
+    #[must_use]
     pub fn brotli_window_bits_max(self, bits: u32) -> Self {
         self.edit(|c| c.limits.brotli_window_bits_max = bits)
     }
 
     /// How many codings may be stacked (`Content-Encoding: gzip, gzip`). Default 2; more is
     /// answered 415.
+    #[must_use]
     pub fn max_codings(self, n: usize) -> Self {
         self.edit(|c| c.max_codings = n)
     }
 
     /// The codings accepted (only compiled ones count).
+    #[must_use]
     pub fn accept(self, codings: &[Encoding]) -> Self {
         let accepted = codings
             .iter()
@@ -106,10 +102,10 @@ impl DecompressionLayer {
     }
 }
 
-impl<S> Layer<S> for DecompressionLayer {
-    type Service = Decompression<S>;
+impl<S> Layer<S> for RequestDecompressionLayer {
+    type Service = RequestDecompression<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Decompression::new(inner, Arc::clone(&self.config))
+        RequestDecompression::new(inner, Arc::clone(&self.config))
     }
 }

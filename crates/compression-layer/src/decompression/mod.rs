@@ -1,4 +1,4 @@
-//! Request-body decompression with hard caps: [`DecompressionLayer`].
+//! Request-body decompression with hard caps: [`RequestDecompressionLayer`].
 //!
 //! The handler sees the decoded body. When decoding fails (a cap crossed, corrupt data), the
 //! error surfaces in the handler as a body error (a [`DecodeError`](crate::DecodeError) inside
@@ -13,11 +13,12 @@
 //! sees the body error and must deal with it itself.
 
 mod body;
+mod config;
 mod future;
 mod layer;
 mod service;
 
-pub use body::{DecompressionBody, DecompressionResponseBody};
-pub use future::DecompressionFuture;
-pub use layer::DecompressionLayer;
-pub use service::Decompression;
+pub use body::{RequestDecompressionBody, RequestDecompressionResponseBody};
+pub use future::ResponseFuture;
+pub use layer::RequestDecompressionLayer;
+pub use service::RequestDecompression;

@@ -1,4 +1,4 @@
-//! [`Decompression`]: the service.
+//! [`RequestDecompression`]: the service.
 
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -8,27 +8,34 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{DecompressionBody, DecompressionResponseBody};
-use super::future::DecompressionFuture;
-use super::layer::Config;
-use crate::{BoxError, DecodeError, Decoder, Encoding};
+use super::body::{RequestDecompressionBody, RequestDecompressionResponseBody};
+use super::config::Config;
+use super::future::ResponseFuture;
+use crate::decoder::Decoder;
+use crate::limits::DecodeError;
+use crate::{BoxError, Encoding, metrics};
 
 /// Decodes the request bodies of `S`; made by
-/// [`DecompressionLayer`](crate::DecompressionLayer).
+/// [`RequestDecompressionLayer`](super::RequestDecompressionLayer).
 #[derive(Debug, Clone)]
-pub struct Decompression<S> {
+pub struct RequestDecompression<S> {
     inner: S,
     config: Arc<Config>,
 }
 
-impl<S> Decompression<S> {
+impl<S> RequestDecompression<S> {
     pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        Decompression { inner, config }
+        RequestDecompression { inner, config }
     }
 
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// Unwraps the service.
@@ -37,15 +44,15 @@ impl<S> Decompression<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Decompression<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestDecompression<S>
 where
-    S: Service<Request<DecompressionBody<ReqBody>>, Response = Response<ResBody>>,
+    S: Service<Request<RequestDecompressionBody<ReqBody>>, Response = Response<ResBody>>,
     ReqBody: Body,
     ReqBody::Error: Into<BoxError>,
 {
-    type Response = Response<DecompressionResponseBody<ResBody>>;
+    type Response = Response<RequestDecompressionResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = DecompressionFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -56,19 +63,19 @@ where
         let codings = match self.codings(request.headers()) {
             Ok(codings) => codings,
             Err(e) => {
-                crate::decompress::body::rejected(&e);
-                return DecompressionFuture::reject(e, &self.config.accepted);
+                metrics::rejected(&e);
+                return ResponseFuture::reject(e, &self.config.accepted);
             }
         };
         if codings.is_empty() {
-            let request = request.map(DecompressionBody::plain);
-            return DecompressionFuture::new(self.inner.call(request), None);
+            let request = request.map(RequestDecompressionBody::plain);
+            return ResponseFuture::new(self.inner.call(request), None);
         }
         let decoder = match Decoder::new(&codings, self.config.limits) {
             Ok(decoder) => decoder,
             Err(e) => {
-                crate::decompress::body::rejected(&e);
-                return DecompressionFuture::reject(e, &self.config.accepted);
+                metrics::rejected(&e);
+                return ResponseFuture::reject(e, &self.config.accepted);
             }
         };
         let failure = Arc::new(OnceLock::new());
@@ -76,18 +83,18 @@ where
         // The handler sees the decoded representation: no coding, length unknown.
         parts.headers.remove(CONTENT_ENCODING);
         parts.headers.remove(CONTENT_LENGTH);
-        let body = DecompressionBody::decoding(
+        let body = RequestDecompressionBody::decoding(
             body,
             decoder,
             codings[codings.len() - 1],
             Arc::clone(&failure),
         );
         let future = self.inner.call(Request::from_parts(parts, body));
-        DecompressionFuture::new(future, Some(failure))
+        ResponseFuture::new(future, Some(failure))
     }
 }
 
-impl<S> Decompression<S> {
+impl<S> RequestDecompression<S> {
     /// The codings of the request, in the order they were applied, without `identity`.
     fn codings(&self, headers: &http::HeaderMap) -> Result<Vec<Encoding>, DecodeError> {
         let mut codings = Vec::new();

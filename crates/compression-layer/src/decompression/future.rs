@@ -1,4 +1,4 @@
-//! [`DecompressionFuture`]: the inner response, or the decoder's verdict.
+//! [`ResponseFuture`]: the inner response, or the decoder's verdict.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,12 +10,13 @@ use http::header::{ACCEPT_ENCODING, CONTENT_TYPE};
 use http::{HeaderValue, Response};
 use pin_project_lite::pin_project;
 
-use super::body::DecompressionResponseBody;
-use crate::{DecodeError, Encoding, encoding::compiled_list};
+use super::body::RequestDecompressionResponseBody;
+use crate::limits::DecodeError;
+use crate::{Encoding, encoding::compiled_list};
 
 pin_project! {
-    /// The response future of [`Decompression`](crate::Decompression).
-    pub struct DecompressionFuture<F> {
+    /// The response future of [`RequestDecompression`](super::RequestDecompression).
+    pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
         failure: Option<Arc<OnceLock<DecodeError>>>,
@@ -23,10 +24,10 @@ pin_project! {
     }
 }
 
-impl<F> DecompressionFuture<F> {
+impl<F> ResponseFuture<F> {
     #[inline]
     pub(crate) fn new(inner: F, failure: Option<Arc<OnceLock<DecodeError>>>) -> Self {
-        DecompressionFuture {
+        ResponseFuture {
             inner: Some(inner),
             failure,
             reject: None,
@@ -34,7 +35,7 @@ impl<F> DecompressionFuture<F> {
     }
 
     pub(crate) fn reject(error: DecodeError, accepted: &[Encoding]) -> Self {
-        DecompressionFuture {
+        ResponseFuture {
             inner: None,
             failure: None,
             reject: Some((error, compiled_list(accepted))),
@@ -42,11 +43,11 @@ impl<F> DecompressionFuture<F> {
     }
 }
 
-impl<F, B, E> Future for DecompressionFuture<F>
+impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<DecompressionResponseBody<B>>, E>;
+    type Output = Result<Response<RequestDecompressionResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -54,7 +55,7 @@ where
             let (error, accepted) = this
                 .reject
                 .take()
-                .expect("DecompressionFuture polled after completion");
+                .expect("ResponseFuture polled after completion");
             return Poll::Ready(Ok(error_response(&error, &accepted)));
         };
         let response = ready!(inner.poll(cx))?;
@@ -64,16 +65,18 @@ where
         if let Some(error) = this.failure.take().and_then(|f| f.get().cloned()) {
             return Poll::Ready(Ok(error_response(&error, "")));
         }
-        Poll::Ready(Ok(response.map(DecompressionResponseBody::inner)))
+        Poll::Ready(Ok(response.map(RequestDecompressionResponseBody::inner)))
     }
 }
 
 fn error_response<B>(
     error: &DecodeError,
     accepted: &str,
-) -> Response<DecompressionResponseBody<B>> {
+) -> Response<RequestDecompressionResponseBody<B>> {
     let message = format!("{}: {error}\n", error.status());
-    let mut response = Response::new(DecompressionResponseBody::error(Bytes::from(message)));
+    let mut response = Response::new(RequestDecompressionResponseBody::error(Bytes::from(
+        message,
+    )));
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(

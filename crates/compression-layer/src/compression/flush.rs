@@ -24,6 +24,7 @@ use std::time::Duration;
 /// assert_eq!(FlushPolicy::immediate().idle, Some(Duration::ZERO));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FlushPolicy {
     /// Smallest output frame sent before the end of the body. Default 16 KiB.
     pub frame_size: usize,
@@ -47,6 +48,7 @@ impl Default for FlushPolicy {
 
 impl FlushPolicy {
     /// Flush as soon as the body has nothing ready (interactive streams).
+    #[must_use]
     pub fn immediate() -> Self {
         FlushPolicy {
             idle: Some(Duration::ZERO),
@@ -57,6 +59,7 @@ impl FlushPolicy {
 
     /// Never flush on time: output goes out in frames of `frame_size` and at the end (large
     /// downloads, where latency does not matter and every flush costs a few bytes).
+    #[must_use]
     pub fn never() -> Self {
         FlushPolicy {
             idle: None,
@@ -66,6 +69,7 @@ impl FlushPolicy {
     }
 
     /// The same policy with another idle delay.
+    #[must_use]
     pub fn with_idle(self, idle: Duration) -> Self {
         FlushPolicy {
             idle: Some(idle),
@@ -74,11 +78,13 @@ impl FlushPolicy {
     }
 
     /// The same policy with another frame size.
+    #[must_use]
     pub fn with_frame_size(self, frame_size: usize) -> Self {
         FlushPolicy { frame_size, ..self }
     }
 
     /// The same policy with another latency bound.
+    #[must_use]
     pub fn with_max_latency(self, max_latency: Option<Duration>) -> Self {
         FlushPolicy {
             max_latency,

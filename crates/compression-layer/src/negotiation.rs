@@ -15,7 +15,8 @@ pub type QValue = u16;
 /// The parsed `Accept-Encoding` request header(s).
 ///
 /// ```
-/// use compression_layer::{AcceptEncoding, Encoding};
+/// use compression_layer::Encoding;
+/// use compression_layer::negotiation::AcceptEncoding;
 ///
 /// let accept = AcceptEncoding::parse("GZIP;q=0.5, br, *;q=0, identity;q=0.1, bogus;q=x");
 /// assert_eq!(accept.q(Encoding::Gzip), Some(500));

@@ -7,10 +7,12 @@ use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::future::{RequestInfo, ResponseFuture};
-use crate::layer::Settings;
-use crate::negotiate::{AcceptEncoding, Negotiated};
-use crate::{BoxError, CompressionBody};
+use super::body::CompressionBody;
+use super::config::Settings;
+use super::decision::RequestInfo;
+use super::future::ResponseFuture;
+use crate::BoxError;
+use crate::negotiation::{AcceptEncoding, Negotiated};
 
 /// Compresses the responses of `S`; made by [`CompressionLayer`](crate::CompressionLayer).
 #[derive(Clone)]
