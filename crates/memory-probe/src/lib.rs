@@ -69,6 +69,7 @@ mod process;
 mod profiling;
 mod reclaim;
 mod stats;
+mod statfs;
 
 pub use budget::{
     Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_MAX_QUEUE, MemoryBudget,
@@ -92,6 +93,7 @@ pub use reclaim::{
     ReclaimerBuilder, TriggerStats, decay_allocator, purge_allocator,
 };
 pub use stats::{AllocatorStats, allocator_stats};
+pub use statfs::{FilesystemSpace, filesystem_space};
 
 /// The error type the layers' bodies and services box: `Box<dyn Error + Send + Sync>`, defined
 /// once for the workspace (the same as tower's and tower-http's `BoxError`).
