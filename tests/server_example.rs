@@ -79,7 +79,7 @@ fn documents_post_and_uploads_stream_to_disk() {
     let server = Server::start(
         "server",
         &[
-            ("STREAM_FILE_THRESHOLD", "1048576"),
+            ("STREAM_BUFFER_THRESHOLD", "1048576"),
             ("MAX_BODY_SIZE", "33554432"),
         ],
     );

@@ -1,4 +1,7 @@
-//! `MemoryConfig`: the environment variables of the memory settings.
+//! `MemoryConfig`: the `MEMORY_*` and `HEAP_PROFILE_*` environment variables, this crate's own
+//! (the monitor's, the reclaim schedule's, the governor's). The `STREAM_*` variables belong to
+//! stream-body-layer (`StreamBodyConfig::from_env`), the `COMPRESSION_*` ones to the umbrella
+//! crate's stack configuration (`tower_memory::config`), which reads all of them in one call.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,33 +18,27 @@ use crate::monitor::MemoryMonitorBuilder;
 /// Longest accepted `MEMORY_CHECK_INTERVAL`: an hour (a monitor that samples less often cannot
 /// protect anything).
 const MAX_CHECK_INTERVAL_MS: u64 = 3_600_000;
-/// Longest accepted `MEMORY_CLEANUP_INTERVAL`: a day.
-const MAX_CLEANUP_INTERVAL_MS: u64 = 86_400_000;
-/// Largest accepted `STREAM_CHUNK_SIZE`: 16 MiB (a larger frame defeats streaming).
-const MAX_CHUNK_SIZE: u64 = 16 << 20;
-/// The cleanup interval of the `MEMORY_CLEANUP_AGGRESSIVE` preset, unless
-/// `MEMORY_CLEANUP_INTERVAL` says otherwise: one minute.
-pub const AGGRESSIVE_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest accepted `MEMORY_RECLAIM_INTERVAL`: a day.
+const MAX_RECLAIM_INTERVAL_MS: u64 = 86_400_000;
+/// The reclaim interval of the `MEMORY_RECLAIM_AGGRESSIVE` preset, unless
+/// `MEMORY_RECLAIM_INTERVAL` says otherwise: one minute.
+pub const AGGRESSIVE_RECLAIM_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Every variable [`MemoryConfig`] reads, in the order of the README table.
+/// Every variable [`MemoryConfig`] reads, in the order of the README table, followed by the
+/// deprecated names it still reads ([`DEPRECATED_VARIABLES`]).
 pub const VARIABLES: &[&str] = &[
     "MEMORY_MONITORING_ENABLED",
     "MEMORY_WARNING_THRESHOLD",
     "MEMORY_CRITICAL_THRESHOLD",
     "MEMORY_CHECK_INTERVAL",
-    "MEMORY_CLEANUP_ENABLED",
-    "MEMORY_CLEANUP_INTERVAL",
-    "MEMORY_CLEANUP_AGGRESSIVE",
+    "MEMORY_RECLAIM_ENABLED",
+    "MEMORY_RECLAIM_INTERVAL",
+    "MEMORY_RECLAIM_AGGRESSIVE",
     "MEMORY_LIMIT_BYTES",
     "MEMORY_ALLOCATOR_PROFILE",
     "HEAP_PROFILE_TOKEN",
     "HEAP_PROFILE_DIR",
     "HEAP_PROFILE_ON_EXIT",
-    "STREAM_FILE_THRESHOLD",
-    "STREAM_CHUNK_SIZE",
-    "COMPRESSION_ENABLED",
-    "COMPRESSION_LEVEL",
-    "COMPRESSION_THRESHOLD",
     "MEMORY_GOVERNOR_ENABLED",
     "MEMORY_REQUEST_BUDGET",
     "MEMORY_ADMISSION_QUEUE",
@@ -49,16 +46,24 @@ pub const VARIABLES: &[&str] = &[
     "MEMORY_ADMISSION_FLOOR",
     "MEMORY_PARK_TIMEOUT",
     "MEMORY_LOG_QUERY",
+    "MEMORY_CLEANUP_ENABLED",
+    "MEMORY_CLEANUP_INTERVAL",
+    "MEMORY_CLEANUP_AGGRESSIVE",
 ];
 
-/// Memory settings read from the environment (the variable names of the original guide, plus
-/// three of this crate's own). Values are plain: sizes in bytes, intervals in milliseconds,
+/// Old names still read, each with the name that replaced it (the settings are the monitor
+/// builder's `reclaim_*`; a warning is logged when an old name is used).
+pub const DEPRECATED_VARIABLES: &[(&str, &str)] = &[
+    ("MEMORY_CLEANUP_ENABLED", "MEMORY_RECLAIM_ENABLED"),
+    ("MEMORY_CLEANUP_INTERVAL", "MEMORY_RECLAIM_INTERVAL"),
+    ("MEMORY_CLEANUP_AGGRESSIVE", "MEMORY_RECLAIM_AGGRESSIVE"),
+];
+
+/// Memory settings read from the environment (the `MEMORY_*` and `HEAP_PROFILE_*` variables).
+/// Values are plain: sizes in bytes, intervals in milliseconds,
 /// thresholds as fractions of the limit, booleans as `true`/`false` (also `1`/`0`, `yes`/`no`,
 /// `on`/`off`). An unset variable takes its default; a set one that does not parse is an error
 /// naming the variable and the value, never silently replaced by the default.
-///
-/// The stream and compression values are carried as plain numbers: this crate does not depend on
-/// the layers that use them; the program hands them over.
 ///
 /// ```
 /// use std::time::Duration;
@@ -78,6 +83,7 @@ pub const VARIABLES: &[&str] = &[
 /// assert!(err.to_string().contains("\"5s\""));
 /// ```
 #[derive(Clone, PartialEq)]
+#[non_exhaustive]
 pub struct MemoryConfig {
     /// `MEMORY_MONITORING_ENABLED` (default true): run the monitor task.
     pub monitoring_enabled: bool,
@@ -87,16 +93,18 @@ pub struct MemoryConfig {
     pub critical_threshold: f64,
     /// `MEMORY_CHECK_INTERVAL` in ms (default 30 000).
     pub check_interval: Duration,
-    /// `MEMORY_CLEANUP_ENABLED` (default true): run the reclaim schedule.
-    pub cleanup_enabled: bool,
-    /// `MEMORY_CLEANUP_INTERVAL` in ms (default 300 000; 60 000 with the aggressive preset).
-    pub cleanup_interval: Duration,
-    /// `MEMORY_CLEANUP_AGGRESSIVE` (default false): the preset for memory-constrained services:
-    /// the `memory-first` allocator profile, a reclaim also on entering warning pressure, and a
-    /// cleanup interval of [`AGGRESSIVE_CLEANUP_INTERVAL`] unless `MEMORY_CLEANUP_INTERVAL` is
-    /// set. Contradicting it (`MEMORY_CLEANUP_ENABLED=false`,
-    /// `MEMORY_ALLOCATOR_PROFILE=throughput`) is an error.
-    pub cleanup_aggressive: bool,
+    /// `MEMORY_RECLAIM_ENABLED` (formerly `MEMORY_CLEANUP_ENABLED`; default true): run the
+    /// reclaim schedule.
+    pub reclaim_enabled: bool,
+    /// `MEMORY_RECLAIM_INTERVAL` (formerly `MEMORY_CLEANUP_INTERVAL`) in ms (default 300 000;
+    /// 60 000 with the aggressive preset).
+    pub reclaim_interval: Duration,
+    /// `MEMORY_RECLAIM_AGGRESSIVE` (formerly `MEMORY_CLEANUP_AGGRESSIVE`; default false): the
+    /// preset for memory-constrained services: the `memory-first` allocator profile, a reclaim
+    /// also on entering warning pressure, and a reclaim interval of
+    /// [`AGGRESSIVE_RECLAIM_INTERVAL`] unless `MEMORY_RECLAIM_INTERVAL` is set. Contradicting it
+    /// (`MEMORY_RECLAIM_ENABLED=false`, `MEMORY_ALLOCATOR_PROFILE=throughput`) is an error.
+    pub reclaim_aggressive: bool,
     /// Reclaim also when pressure rises to warning (set by the aggressive preset).
     pub reclaim_on_warning: bool,
     /// `MEMORY_LIMIT_BYTES` (default unset: the cgroup limit, else physical memory).
@@ -112,16 +120,6 @@ pub struct MemoryConfig {
     /// `HEAP_PROFILE_ON_EXIT`: a path the heap profile is written to when the program exits
     /// cleanly (default unset: none).
     pub heap_profile_on_exit: Option<PathBuf>,
-    /// `STREAM_FILE_THRESHOLD` in bytes (default 10 MiB): bodies above it stream or spill to disk.
-    pub stream_file_threshold: u64,
-    /// `STREAM_CHUNK_SIZE` in bytes (default 64 KiB): largest streamed frame.
-    pub stream_chunk_size: u64,
-    /// `COMPRESSION_ENABLED` (default true).
-    pub compression_enabled: bool,
-    /// `COMPRESSION_LEVEL`, 0-9 on the zlib scale (default unset: each codec's own default).
-    pub compression_level: Option<u32>,
-    /// `COMPRESSION_THRESHOLD` in bytes (default 1024): smaller responses are not compressed.
-    pub compression_threshold: u64,
     /// `MEMORY_GOVERNOR_ENABLED` (default true): admission by predicted cost and growth charged
     /// against one process-wide budget.
     pub governor_enabled: bool,
@@ -151,9 +149,9 @@ impl fmt::Debug for MemoryConfig {
             .field("warning_threshold", &self.warning_threshold)
             .field("critical_threshold", &self.critical_threshold)
             .field("check_interval", &self.check_interval)
-            .field("cleanup_enabled", &self.cleanup_enabled)
-            .field("cleanup_interval", &self.cleanup_interval)
-            .field("cleanup_aggressive", &self.cleanup_aggressive)
+            .field("reclaim_enabled", &self.reclaim_enabled)
+            .field("reclaim_interval", &self.reclaim_interval)
+            .field("reclaim_aggressive", &self.reclaim_aggressive)
             .field("reclaim_on_warning", &self.reclaim_on_warning)
             .field("limit_bytes", &self.limit_bytes)
             .field("allocator_profile", &self.allocator_profile)
@@ -164,11 +162,6 @@ impl fmt::Debug for MemoryConfig {
             )
             .field("heap_profile_dir", &self.heap_profile_dir)
             .field("heap_profile_on_exit", &self.heap_profile_on_exit)
-            .field("stream_file_threshold", &self.stream_file_threshold)
-            .field("stream_chunk_size", &self.stream_chunk_size)
-            .field("compression_enabled", &self.compression_enabled)
-            .field("compression_level", &self.compression_level)
-            .field("compression_threshold", &self.compression_threshold)
             .field("governor_enabled", &self.governor_enabled)
             .field("request_budget", &self.request_budget)
             .field("admission_queue", &self.admission_queue)
@@ -187,20 +180,15 @@ impl Default for MemoryConfig {
             warning_threshold: 0.75,
             critical_threshold: 0.85,
             check_interval: Duration::from_secs(30),
-            cleanup_enabled: true,
-            cleanup_interval: Duration::from_secs(300),
-            cleanup_aggressive: false,
+            reclaim_enabled: true,
+            reclaim_interval: Duration::from_secs(300),
+            reclaim_aggressive: false,
             reclaim_on_warning: false,
             limit_bytes: None,
             allocator_profile: None,
             profile_token: None,
             heap_profile_dir: None,
             heap_profile_on_exit: None,
-            stream_file_threshold: 10 << 20,
-            stream_chunk_size: 64 << 10,
-            compression_enabled: true,
-            compression_level: None,
-            compression_threshold: 1024,
             governor_enabled: true,
             request_budget: BudgetCapacity::Auto,
             admission_queue: memory_probe::DEFAULT_MAX_QUEUE,
@@ -313,18 +301,18 @@ impl MemoryConfig {
                 .map(|v| parse_millis(v, MAX_CHECK_INTERVAL_MS, "milliseconds, 1 to 3600000"))
                 .transpose()?
                 .unwrap_or(d.check_interval),
-            cleanup_enabled: get("MEMORY_CLEANUP_ENABLED")
+            reclaim_enabled: renamed(&lookup, "MEMORY_RECLAIM_ENABLED")
                 .map(parse_bool)
                 .transpose()?
-                .unwrap_or(d.cleanup_enabled),
-            cleanup_interval: get("MEMORY_CLEANUP_INTERVAL")
-                .map(|v| parse_millis(v, MAX_CLEANUP_INTERVAL_MS, "milliseconds, 1 to 86400000"))
+                .unwrap_or(d.reclaim_enabled),
+            reclaim_interval: renamed(&lookup, "MEMORY_RECLAIM_INTERVAL")
+                .map(|v| parse_millis(v, MAX_RECLAIM_INTERVAL_MS, "milliseconds, 1 to 86400000"))
                 .transpose()?
-                .unwrap_or(d.cleanup_interval),
-            cleanup_aggressive: get("MEMORY_CLEANUP_AGGRESSIVE")
+                .unwrap_or(d.reclaim_interval),
+            reclaim_aggressive: renamed(&lookup, "MEMORY_RECLAIM_AGGRESSIVE")
                 .map(parse_bool)
                 .transpose()?
-                .unwrap_or(d.cleanup_aggressive),
+                .unwrap_or(d.reclaim_aggressive),
             reclaim_on_warning: d.reclaim_on_warning,
             limit_bytes: get("MEMORY_LIMIT_BYTES")
                 .map(|v| parse_u64(v, 1, u64::MAX, "a number of bytes greater than zero"))
@@ -360,25 +348,6 @@ impl MemoryConfig {
                 .transpose()?,
             heap_profile_dir: get("HEAP_PROFILE_DIR").map(parse_path).transpose()?,
             heap_profile_on_exit: get("HEAP_PROFILE_ON_EXIT").map(parse_path).transpose()?,
-            stream_file_threshold: get("STREAM_FILE_THRESHOLD")
-                .map(|v| parse_u64(v, 0, u64::MAX, "a number of bytes"))
-                .transpose()?
-                .unwrap_or(d.stream_file_threshold),
-            stream_chunk_size: get("STREAM_CHUNK_SIZE")
-                .map(|v| parse_u64(v, 1, MAX_CHUNK_SIZE, "a number of bytes, 1 to 16777216"))
-                .transpose()?
-                .unwrap_or(d.stream_chunk_size),
-            compression_enabled: get("COMPRESSION_ENABLED")
-                .map(parse_bool)
-                .transpose()?
-                .unwrap_or(d.compression_enabled),
-            compression_level: get("COMPRESSION_LEVEL")
-                .map(|v| parse_u64(v, 0, 9, "an integer from 0 to 9").map(|l| l as u32))
-                .transpose()?,
-            compression_threshold: get("COMPRESSION_THRESHOLD")
-                .map(|v| parse_u64(v, 0, u64::MAX, "a number of bytes"))
-                .transpose()?
-                .unwrap_or(d.compression_threshold),
             governor_enabled: get("MEMORY_GOVERNOR_ENABLED")
                 .map(parse_bool)
                 .transpose()?
@@ -408,7 +377,7 @@ impl MemoryConfig {
                 .transpose()?
                 .unwrap_or(d.log_query_strings),
         };
-        if config.cleanup_aggressive {
+        if config.reclaim_aggressive {
             config.apply_aggressive_preset(&lookup)?;
         }
         if config.warning_threshold >= config.critical_threshold {
@@ -439,36 +408,38 @@ impl MemoryConfig {
         Ok(config)
     }
 
-    /// The `MEMORY_CLEANUP_AGGRESSIVE` preset over what the variables set: refuses what contradicts
-    /// it, fills in what was left unset.
+    /// The `MEMORY_RECLAIM_AGGRESSIVE` preset over what the variables set: refuses what
+    /// contradicts it, fills in what was left unset.
     fn apply_aggressive_preset<F>(&mut self, lookup: &F) -> Result<(), ConfigError>
     where
         F: Fn(&str) -> Option<String>,
     {
+        // The variables as they were set (a deprecated name when that is the one in use).
+        let set = |name: &'static str| set_name(lookup, name);
         let conflict = |second: &'static str, reason: &'static str| ConfigError::Conflict {
-            first: "MEMORY_CLEANUP_AGGRESSIVE",
-            first_value: "true".into(),
+            first: set("MEMORY_RECLAIM_AGGRESSIVE"),
+            first_value: lookup(set("MEMORY_RECLAIM_AGGRESSIVE")).unwrap_or_default(),
             second,
             second_value: lookup(second).unwrap_or_default(),
             reason,
         };
-        if !self.cleanup_enabled {
+        if !self.reclaim_enabled {
             return Err(conflict(
-                "MEMORY_CLEANUP_ENABLED",
-                "aggressive cleanup reclaims memory: cleanup must stay enabled",
+                set("MEMORY_RECLAIM_ENABLED"),
+                "aggressive reclaim returns memory: reclaim must stay enabled",
             ));
         }
         match self.allocator_profile {
             Some(AllocatorProfile::Throughput) => {
                 return Err(conflict(
                     "MEMORY_ALLOCATOR_PROFILE",
-                    "aggressive cleanup uses the memory-first allocator profile",
+                    "aggressive reclaim uses the memory-first allocator profile",
                 ));
             }
             _ => self.allocator_profile = Some(AllocatorProfile::MemoryFirst),
         }
-        if lookup("MEMORY_CLEANUP_INTERVAL").is_none() {
-            self.cleanup_interval = AGGRESSIVE_CLEANUP_INTERVAL;
+        if renamed_quiet(lookup, "MEMORY_RECLAIM_INTERVAL").is_none() {
+            self.reclaim_interval = AGGRESSIVE_RECLAIM_INTERVAL;
         }
         self.reclaim_on_warning = true;
         Ok(())
@@ -493,9 +464,9 @@ impl MemoryConfig {
             .interval(self.check_interval)
             .warning(self.warning_threshold)
             .critical(self.critical_threshold)
-            .reclaim_enabled(self.cleanup_enabled)
+            .reclaim_enabled(self.reclaim_enabled)
             .reclaim_on_warning(self.reclaim_on_warning)
-            .reclaim_interval(self.cleanup_interval);
+            .reclaim_interval(self.reclaim_interval);
         if let Some(limit) = self.limit_bytes {
             builder = builder.limit(limit);
         }
@@ -531,6 +502,49 @@ impl MemoryConfig {
             .queue_timeout(self.admission_timeout)
             .park_timeout(self.park_timeout)
     }
+}
+
+/// The name of the deprecated variable `name` replaced, if any.
+fn deprecated_name(name: &str) -> Option<&'static str> {
+    DEPRECATED_VARIABLES
+        .iter()
+        .find(|(_, new)| *new == name)
+        .map(|(old, _)| *old)
+}
+
+/// The value of `name`, else of the deprecated name it replaced, with the variable it came from.
+fn renamed_quiet<F>(lookup: &F, name: &'static str) -> Option<(&'static str, String)>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    lookup(name)
+        .map(|value| (name, value))
+        .or_else(|| deprecated_name(name).and_then(|old| Some((old, lookup(old)?))))
+}
+
+/// The name under which `name`'s setting is set: `name`, or the deprecated name when only that is.
+fn set_name<F>(lookup: &F, name: &'static str) -> &'static str
+where
+    F: Fn(&str) -> Option<String>,
+{
+    renamed_quiet(lookup, name).map_or(name, |(set, _)| set)
+}
+
+/// As [`renamed_quiet`], logging a warning when a deprecated name is used or ignored; an error
+/// then names the variable that was set.
+fn renamed<F>(lookup: &F, name: &'static str) -> Option<(&'static str, String)>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    let found = renamed_quiet(lookup, name);
+    if let Some(old) = deprecated_name(name).filter(|old| lookup(old).is_some()) {
+        if found.as_ref().is_some_and(|(set, _)| *set == name) {
+            tracing::warn!(target: "memory_health", variable = old, "{old} is deprecated and ignored: {name} is set");
+        } else {
+            tracing::warn!(target: "memory_health", variable = old, "{old} is deprecated: use {name}");
+        }
+    }
+    found
 }
 
 fn parse_budget((variable, value): (&'static str, String)) -> Result<BudgetCapacity, ConfigError> {

@@ -11,7 +11,7 @@
 //!   `heap-profile`) `/debug/pprof/heap` under a prefix in any Tower stack.
 //! - [`PressureShedLayer`] refuses work with 503 and `Retry-After` under pressure, before it
 //!   allocates; the health paths are exempt.
-//! - [`MemoryConfig::from_env`] reads the `MEMORY_*`, `STREAM_*` and `COMPRESSION_*` variables;
+//! - [`MemoryConfig::from_env`] reads the `MEMORY_*` and `HEAP_PROFILE_*` variables;
 //!   [`AllocatorProfile`] trades throughput for a small resident set (jemalloc);
 //!   [`warn_unrecognized_env`] names the counterpart of every variable meant for it that it does
 //!   not read (the Node.js guide's `NODE_*` settings, misspellings).
@@ -89,7 +89,9 @@ pub use allocator::{
 };
 pub use body::ResponseBody;
 pub use budget::BudgetCapacity;
-pub use config::{AGGRESSIVE_CLEANUP_INTERVAL, ConfigError, MemoryConfig, VARIABLES};
+pub use config::{
+    AGGRESSIVE_RECLAIM_INTERVAL, ConfigError, DEPRECATED_VARIABLES, MemoryConfig, VARIABLES,
+};
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
 pub use future::ResponseFuture;
@@ -101,7 +103,8 @@ pub use inner::InnerFuture;
 pub use layer::{DEFAULT_MAX_SAMPLE_AGE, HealthLayer};
 pub use limit::{LimitSource, MemoryLimit, resolve_limit, usage_bytes};
 pub use migration::{
-    Counterpart, UnrecognizedVariable, unrecognized_variables, warn_unrecognized_env,
+    Counterpart, UnrecognizedVariable, unrecognized_variables, unrecognized_variables_among,
+    warn_unrecognized_env, warn_unrecognized_env_among,
 };
 pub use monitor::{
     DEFAULT_RESAMPLE_GAP, LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder,

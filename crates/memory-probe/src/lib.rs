@@ -68,8 +68,8 @@ mod process;
 #[cfg(feature = "jemalloc")]
 mod profiling;
 mod reclaim;
-mod stats;
 mod statfs;
+mod stats;
 
 pub use budget::{
     Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_MAX_QUEUE, MemoryBudget,
@@ -92,8 +92,8 @@ pub use reclaim::{
     RECLAIM_DURATION_METRIC, ReclaimError, ReclaimReport, ReclaimStats, ReclaimTrigger, Reclaimer,
     ReclaimerBuilder, TriggerStats, decay_allocator, purge_allocator,
 };
-pub use stats::{AllocatorStats, allocator_stats};
 pub use statfs::{FilesystemSpace, filesystem_space};
+pub use stats::{AllocatorStats, allocator_stats};
 
 /// The error type the layers' bodies and services box: `Box<dyn Error + Send + Sync>`, defined
 /// once for the workspace (the same as tower's and tower-http's `BoxError`).

@@ -110,7 +110,10 @@ mod tests {
         let shm = Path::new("/dev/shm");
         if shm.is_dir() {
             let space = filesystem_space(shm).unwrap();
-            assert_eq!(space.is_memory_backed(), space.kind == TMPFS_MAGIC || space.kind == RAMFS_MAGIC);
+            assert_eq!(
+                space.is_memory_backed(),
+                space.kind == TMPFS_MAGIC || space.kind == RAMFS_MAGIC
+            );
         }
     }
 }

@@ -161,7 +161,11 @@ pub(crate) struct Prefix {
 
 impl StreamState {
     /// A body that streams from its first byte, with its declared length if known.
-    pub(crate) fn new(config: &StreamBodyConfig, declared: Option<u64>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        config: &StreamBodyConfig,
+        declared: Option<u64>,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self::after(
             config,
             Prefix {
@@ -305,4 +309,3 @@ impl StreamState {
         hint
     }
 }
-

@@ -80,12 +80,15 @@ where
 {
     let reservation = match reservation {
         Some(r) => r,
-        None => reserve(
-            &config,
-            &Source::of(config.budget.as_ref(), &parts.extensions),
-            len,
-            0,
-        ).await?,
+        None => {
+            reserve(
+                &config,
+                &Source::of(config.budget.as_ref(), &parts.extensions),
+                len,
+                0,
+            )
+            .await?
+        }
     };
     let mut guard = SlowGuard::new(config.slow);
     let mut body = pin!(body);

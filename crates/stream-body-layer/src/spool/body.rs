@@ -270,4 +270,3 @@ impl Spill {
         Ok(self.path)
     }
 }
-

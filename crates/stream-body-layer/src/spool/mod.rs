@@ -10,6 +10,8 @@ mod reader;
 mod tests;
 
 pub use body::SpooledBody;
-pub use config::{DEFAULT_SPOOL_MEMORY_THRESHOLD, SpoolConfig, SpoolConfigBuilder, is_memory_backed};
+pub use config::{
+    DEFAULT_SPOOL_MEMORY_THRESHOLD, SpoolConfig, SpoolConfigBuilder, is_memory_backed,
+};
 pub use error::SpoolError;
 pub use reader::SpooledReader;

@@ -33,10 +33,9 @@ async fn small_bodies_stay_in_memory_large_ones_spill() {
     let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = (0..100u8)
         .map(|i| Ok(http_body::Frame::data(Bytes::from(vec![i; 10_000]))))
         .collect();
-    let big =
-        SpooledBody::from_body(StreamBody::new(futures_util::stream::iter(frames)), &config)
-            .await
-            .unwrap();
+    let big = SpooledBody::from_body(StreamBody::new(futures_util::stream::iter(frames)), &config)
+        .await
+        .unwrap();
     assert!(big.is_spilled());
     assert_eq!(big.len(), 1_000_000);
     let path = big.path().unwrap().to_owned();
@@ -71,10 +70,9 @@ async fn a_failing_body_leaves_no_file() {
         Ok(http_body::Frame::data(Bytes::from(vec![1u8; 300_000]))),
         Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone")),
     ];
-    let err =
-        SpooledBody::from_body(StreamBody::new(futures_util::stream::iter(frames)), &config)
-            .await
-            .unwrap_err();
+    let err = SpooledBody::from_body(StreamBody::new(futures_util::stream::iter(frames)), &config)
+        .await
+        .unwrap_err();
     assert!(matches!(err, SpoolError::Body(_)));
     assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     assert_eq!(files_in(dir.path()), 0);
@@ -192,10 +190,9 @@ async fn buf_read_over_memory() {
         Ok(http_body::Frame::data(Bytes::from("line one\nline "))),
         Ok(http_body::Frame::data(Bytes::from("two\n"))),
     ];
-    let body =
-        SpooledBody::from_body(StreamBody::new(futures_util::stream::iter(frames)), &config)
-            .await
-            .unwrap();
+    let body = SpooledBody::from_body(StreamBody::new(futures_util::stream::iter(frames)), &config)
+        .await
+        .unwrap();
     let mut lines = body.reader().await.unwrap().lines();
     assert_eq!(lines.next_line().await.unwrap().unwrap(), "line one");
     assert_eq!(lines.next_line().await.unwrap().unwrap(), "line two");
