@@ -8,43 +8,43 @@ use std::time::Duration;
 use tower_memory::config::Config;
 
 /// Everything the server reads at start.
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// `BIND` (default 127.0.0.1).
-    pub bind: IpAddr,
+    pub(crate) bind: IpAddr,
     /// `PORT` (default 5000; 0 picks a free port).
-    pub port: u16,
+    pub(crate) port: u16,
     /// `ADMIN_BIND` and `ADMIN_PORT` (default unset: no admin listener): where `/metrics` and
     /// `/debug/pprof/heap` are served instead of the public port (`ADMIN_BIND` defaults to
     /// 127.0.0.1; `ADMIN_PORT` 0 picks a free port).
-    pub admin: Option<SocketAddr>,
+    pub(crate) admin: Option<SocketAddr>,
     /// `LOG_FORMAT`: `text` (default) or `json` (one JSON object per line).
-    pub json_logs: bool,
+    pub(crate) json_logs: bool,
     /// `UPLOAD_DIR` (default `<temp>/tower-memory-uploads`, created; `/var/tmp` when the temp dir
     /// is a tmpfs).
-    pub upload_dir: PathBuf,
+    pub(crate) upload_dir: PathBuf,
     /// `UPLOAD_DIR_ALLOW_TMPFS` (default false): accept an `UPLOAD_DIR` on a tmpfs, whose files
     /// count as memory (small test filesystems; never the default).
-    pub upload_dir_allow_tmpfs: bool,
+    pub(crate) upload_dir_allow_tmpfs: bool,
     /// `FAULT_ROUTES` (default false): serve `GET /api/faults/panic`, a handler that panics, for
     /// fault-injection tests.
-    pub fault_routes: bool,
+    pub(crate) fault_routes: bool,
     /// `HEADER_READ_TIMEOUT_MS` (default 30000), `MAX_HEADER_BYTES` (default 65536) and
     /// `WRITE_TIMEOUT_MS` (default 60000): what each connection may take (serve.rs).
-    pub connection_limits: crate::serve::Limits,
+    pub(crate) connection_limits: crate::serve::Limits,
     /// `DRAIN_DELAY_MS` (default 0): after SIGTERM, readiness answers 503 this long while the
     /// server still accepts connections (a load balancer without a preStop hook notices).
-    pub drain_delay: Duration,
+    pub(crate) drain_delay: Duration,
     /// `DRAIN_TIMEOUT_MS` (default 20000): how long in-flight requests may take to finish after
     /// the listener closes.
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
     /// The stack's variables, every layer's (`MEMORY_*`, `HEAP_PROFILE_*`, `STREAM_*`,
     /// `COMPRESSION_*`, `MAX_BODY_SIZE`, `MAX_REQUEST_MEMORY`).
-    pub stack: Config,
+    pub(crate) stack: Config,
 }
 
 /// A variable with a value the server cannot use.
 #[derive(Debug)]
-pub struct ConfigError(String);
+pub(crate) struct ConfigError(String);
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,7 +100,7 @@ fn default_upload_dir() -> PathBuf {
 
 impl ServerConfig {
     /// Reads every variable; the first bad value is an error naming it.
-    pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+    pub(crate) fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
         let log_format: String = var("LOG_FORMAT", "text".to_string(), "text or json")?;
         let json_logs = match log_format.as_str() {
             "text" => false,
@@ -178,7 +178,7 @@ impl ServerConfig {
     }
 
     /// The effective configuration as JSON, for the start-up line (the token is never shown).
-    pub fn summary(&self) -> serde_json::Value {
+    pub(crate) fn summary(&self) -> serde_json::Value {
         let m = &self.stack.memory;
         let body = &self.stack.stream_body;
         let compression = &self.stack.compression;
