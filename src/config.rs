@@ -222,9 +222,25 @@ impl Config {
     }
 }
 
-/// Logs one warning per variable of the process environment that looks meant for the stack but
-/// is not read by it (memory-health's check, against every variable of [`VARIABLES`]).
+/// Every deprecated variable the stack still reads, with the name that replaced it.
+pub fn deprecated_variables() -> impl Iterator<Item = (&'static str, &'static str)> {
+    memory_health::DEPRECATED_VARIABLES
+        .iter()
+        .chain(stream_body_layer::DEPRECATED_VARIABLES)
+        .copied()
+}
+
+/// Logs one warning per variable of the process environment that needs attention: a deprecated
+/// name still in use (the parsers warn too, but a program usually parses its configuration
+/// before it installs a logger), and a name that looks meant for the stack but is not read by it
+/// (memory-health's check, against every variable of [`VARIABLES`]). Call it once at start-up,
+/// after the logger is installed; it returns the unread ones.
 pub fn warn_unrecognized_env() -> Vec<memory_health::UnrecognizedVariable> {
+    for (old, new) in deprecated_variables() {
+        if std::env::var_os(old).is_some() {
+            tracing::warn!(target: "tower_memory", variable = old, "{old} is deprecated: use {new}");
+        }
+    }
     memory_health::warn_unrecognized_env_among(&VARIABLES)
 }
 
