@@ -85,14 +85,14 @@ fn interceptor(p: &Parts) -> MemoryInterceptorLayer {
 
 fn compression(p: &Parts) -> CompressionLayer {
     CompressionLayer::new()
-        .threshold(p.config.compression_threshold)
+        .threshold(tower_memory::config::CompressionConfig::default().threshold)
         .pressure(p.monitor.signal())
 }
 
 fn body_limits(p: &Parts) -> StreamBodyLayer {
     StreamBodyLayer::new()
         .max_body_size(1 << 30)
-        .buffer_threshold(p.config.stream_file_threshold)
+        .buffer_threshold(tower_memory::stream_body::DEFAULT_BUFFER_THRESHOLD)
         .memory_budget(p.budget.clone())
 }
 

@@ -65,7 +65,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 static GLOBAL: Jemalloc = Jemalloc;
 
 /// The JSON body limit of `POST /api/documents`: the example server lets its `Json` extractor
-/// take what its body layer buffers, `STREAM_FILE_THRESHOLD`, 10 MiB by default. The same limit
+/// take what its body layer buffers, `STREAM_BUFFER_THRESHOLD`, 10 MiB by default. The same limit
 /// here gives the same request the same answer.
 const JSON_LIMIT: usize = 10 << 20;
 

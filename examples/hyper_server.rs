@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use memory_health::{MemoryConfig, PrometheusMetrics};
+use memory_health::PrometheusMetrics;
 use sha2::{Digest, Sha256};
 use stream_body_layer::BoxError;
 use tower::ServiceBuilder;
@@ -89,15 +89,16 @@ where
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = match MemoryConfig::from_env() {
-        Ok(config) => config,
+    // Every layer's variables (README, "Configuration"), read once.
+    let stack = match MemoryStack::from_env() {
+        Ok(stack) => stack,
         Err(e) => {
             eprintln!("configuration error: {e}");
             std::process::exit(2);
         }
     };
     // The whole stack from the configuration in one call (`MemoryStack`), as in the main job.
-    let stack = MemoryStack::builder(config)
+    let stack = stack
         .route_classifier(route)
         .ledger_routes(64)
         .metrics(PrometheusMetrics::install()?)

@@ -16,7 +16,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::{Method, Uri};
-use memory_health::{MemoryConfig, PrometheusMetrics};
+use memory_health::PrometheusMetrics;
 use memory_probe::Pressure;
 use tonic_health::ServingStatus;
 use tower_memory::stack::MemoryStack;
@@ -36,8 +36,9 @@ fn grpc_route(_: &Method, uri: &Uri) -> Option<&'static str> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = match MemoryConfig::from_env() {
-        Ok(config) => config,
+    // Every layer's variables (README, "Configuration"), read once.
+    let stack = match MemoryStack::from_env() {
+        Ok(stack) => stack,
         Err(e) => {
             eprintln!("configuration error: {e}");
             std::process::exit(2);
@@ -46,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The whole stack from the configuration in one call, as in the main job. Compression and
     // request decompression pass gRPC through: gRPC compresses messages itself
     // (`grpc-encoding`), and compression-layer skips `application/grpc`.
-    let stack = MemoryStack::builder(config)
+    let stack = stack
         .route_classifier(grpc_route)
         .ledger_routes(64)
         .max_body_size(64 << 20)

@@ -14,7 +14,8 @@
 //! - [`health`] (feature `health`): the memory monitor, pressure, reclaim schedule, health,
 //!   readiness, metrics and heap-profile endpoints, load shedding.
 //! - [`stack`] (feature `stack`): all of them as one layer, built from the configuration in one
-//!   call ([`stack::MemoryStack`]).
+//!   call ([`stack::MemoryStack`]); [`config`] reads every crate's variables from the environment
+//!   ([`config::Config::from_env`]).
 //!
 //! The layers go in one `ServiceBuilder`, outermost first: health, shedding, interceptor,
 //! compression and decompression, body limits, then the handler.
@@ -72,6 +73,8 @@ pub use compression_layer as compression;
 #[cfg(feature = "health")]
 pub use memory_health as health;
 
+#[cfg(feature = "stack")]
+pub mod config;
 #[cfg(feature = "stack")]
 pub mod stack;
 

@@ -1,9 +1,11 @@
+// Over 400 lines: the builder, the composed layer and its service share one list of layers; to be split once the other branches' renames in it have landed.
 //! The whole stack as one layer, built from the configuration in one call.
 //!
 //! Applying six layers one `Router::layer` at a time makes axum box the route's service and the
 //! response body again for each of them (and clone the boxed service for every request);
 //! [`MemoryStackLayer`] composes them into one service type that axum boxes once. It also holds the
-//! one mapping of [`MemoryConfig`] to the layers, so that no program writes it by hand.
+//! one mapping of the configuration ([`Config`], every crate's variables) to the layers, so that
+//! no program writes it by hand: [`MemoryStack::from_env`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,23 +20,20 @@ use compression_layer::{
 };
 use http::{Method, Request, Response, Uri};
 use memory_health::{
-    BuildError, Drain, Health, HealthLayer, MemoryConfig, MemoryMonitor, PressureShed,
-    PressureShedLayer, StartError,
+    BuildError, Drain, Health, HealthLayer, MemoryMonitor, PressureShed, PressureShedLayer,
+    StartError,
 };
 use memory_interceptor_layer::{InFlight, Ledger, MemoryInterceptor, MemoryInterceptorLayer};
 use memory_probe::{MemoryBudget, PressureSignal, Reclaimer};
 use pin_project_lite::pin_project;
-use stream_body_layer::{SpoolConfig, StreamBodyLayer, StreamBodyService};
+use stream_body_layer::{SpoolConfig, StreamBodyLayer, StreamBodyLimit};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::config::{Config, ConfigError};
+pub use crate::config::{DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_REQUEST_MEMORY};
 /// The boxed error of [`StackBody`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Default largest request body: 1 GiB.
-pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 30;
-/// Default per-request memory quota: 1 GiB.
-pub const DEFAULT_MAX_REQUEST_MEMORY: u64 = 1 << 30;
+pub use memory_probe::BoxError;
 /// Routes the ledger keeps by default: 256.
 pub const DEFAULT_LEDGER_ROUTES: usize = 256;
 /// Routes `/health` lists by default: 10.
@@ -45,10 +44,7 @@ type RouteFn = dyn Fn(&Method, &Uri) -> Option<&'static str> + Send + Sync;
 /// Builds a [`MemoryStack`]; every setting has a default (stated on each method).
 #[must_use]
 pub struct MemoryStackBuilder {
-    config: MemoryConfig,
-    max_body_size: u64,
-    max_request_memory: u64,
-    spool: Option<SpoolConfig>,
+    config: Config,
     #[cfg(feature = "prometheus")]
     metrics: Option<memory_health::PrometheusMetrics>,
     ledger_routes: usize,
@@ -62,8 +58,6 @@ impl std::fmt::Debug for MemoryStackBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStackBuilder")
             .field("config", &self.config)
-            .field("max_body_size", &self.max_body_size)
-            .field("max_request_memory", &self.max_request_memory)
             .field("ledger_routes", &self.ledger_routes)
             .field("top_routes", &self.top_routes)
             .field("admin_endpoints", &self.admin)
@@ -101,22 +95,24 @@ impl StackError {
 }
 
 impl MemoryStackBuilder {
-    /// Requests with a larger body get 413 (default [`DEFAULT_MAX_BODY_SIZE`], 1 GiB).
+    /// Requests with a larger body get 413 (`MAX_BODY_SIZE`; default [`DEFAULT_MAX_BODY_SIZE`],
+    /// 1 GiB).
     pub fn max_body_size(mut self, bytes: u64) -> Self {
-        self.max_body_size = bytes;
+        self.config.stream_body.max_body_size = bytes;
         self
     }
 
-    /// The interceptor's per-request quota (default [`DEFAULT_MAX_REQUEST_MEMORY`], 1 GiB).
+    /// The interceptor's per-request quota (`MAX_REQUEST_MEMORY`; default
+    /// [`DEFAULT_MAX_REQUEST_MEMORY`], 1 GiB).
     pub fn max_request_memory(mut self, bytes: u64) -> Self {
-        self.max_request_memory = bytes;
+        self.config.max_request_memory = bytes;
         self
     }
 
     /// Where spooled request bodies go (default: the system temporary directory, refused if it
     /// is a tmpfs).
     pub fn spool(mut self, spool: SpoolConfig) -> Self {
-        self.spool = Some(spool);
+        self.config.stream_body = self.config.stream_body.spool(spool);
         self
     }
 
@@ -168,7 +164,13 @@ impl MemoryStackBuilder {
     /// [`MemoryStack::start`]), and applies the configured allocator profile now, whether or not
     /// the monitor will run.
     pub fn build(self) -> Result<MemoryStack, StackError> {
-        let c = &self.config;
+        let Config {
+            memory: c,
+            stream_body,
+            compression: compression_config,
+            max_request_memory,
+        } = self.config;
+        let c = &c;
         c.apply_allocator_profile();
         // One reclaimer for the monitor's schedule and the interceptor's heavy requests: their
         // runs coalesce, share one rate limit and are counted together. One budget for what
@@ -182,7 +184,7 @@ impl MemoryStackBuilder {
         let mut interceptor = MemoryInterceptorLayer::new()
             .ledger(ledger.clone())
             .reclaimer(reclaimer.clone())
-            .max_request_memory(self.max_request_memory)
+            .max_request_memory(max_request_memory)
             .abort_under_pressure(signal.clone())
             .log_query_strings(c.log_query_strings);
         if c.governor_enabled {
@@ -230,7 +232,7 @@ impl MemoryStackBuilder {
         if let Some(metrics) = self.metrics {
             *private = private.clone().metrics(metrics);
             // Descriptions go to the recorder installed now.
-            stream_body_layer::metrics::describe();
+            stream_body_layer::describe_metrics();
             compression_layer::describe_metrics();
         }
         #[cfg(feature = "heap-profile")]
@@ -260,21 +262,14 @@ impl MemoryStackBuilder {
         }
 
         let mut compression = CompressionLayer::new()
-            .enabled(c.compression_enabled)
-            .threshold(c.compression_threshold)
+            .enabled(compression_config.enabled)
+            .threshold(compression_config.threshold)
             .pressure(signal);
-        if let Some(level) = c.compression_level {
+        if let Some(level) = compression_config.level {
             compression = compression.level(level);
         }
 
-        let mut body = StreamBodyLayer::new()
-            .max_body_size(self.max_body_size)
-            .buffer_threshold(c.stream_file_threshold)
-            .chunk_size(c.stream_chunk_size as usize)
-            .memory_budget(budget.clone());
-        if let Some(spool) = self.spool {
-            body = body.spool(spool);
-        }
+        let body = StreamBodyLayer::from_config(stream_body.memory_budget(budget.clone()));
 
         Ok(MemoryStack {
             layer: MemoryStackLayer {
@@ -298,19 +293,20 @@ impl MemoryStackBuilder {
     }
 }
 
-/// The whole memory-aware stack, built from a [`MemoryConfig`] in one call: the monitor, the
+/// The whole memory-aware stack, built from a [`Config`] in one call: the monitor, the
 /// process-wide budget, the ledger and the layers, outermost first
 /// `HealthLayer -> PressureShedLayer -> MemoryInterceptorLayer -> CompressionLayer ->
 /// RequestDecompressionLayer -> StreamBodyLayer`, applied as one [`MemoryStackLayer`].
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use tower_memory::health::MemoryConfig;
+/// use tower_memory::config::Config;
 /// use tower_memory::stack::MemoryStack;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = MemoryConfig::from_vars([("MEMORY_CHECK_INTERVAL", "5000")])?;
+/// // In a program: `MemoryStack::from_env()?.build()?`, every variable of every layer.
+/// let config = Config::from_vars([("MEMORY_CHECK_INTERVAL", "5000")])?;
 /// let stack = MemoryStack::builder(config).max_body_size(64 << 20).build()?;
 /// stack.start()?;
 /// let app: Router = Router::new()
@@ -347,13 +343,11 @@ impl std::fmt::Debug for MemoryStack {
 }
 
 impl MemoryStack {
-    /// A builder from `config` (the variables of [`MemoryConfig::from_env`]).
-    pub fn builder(config: MemoryConfig) -> MemoryStackBuilder {
+    /// A builder from `config` ([`Config::from_env`]'s variables; a
+    /// [`MemoryConfig`](memory_health::MemoryConfig) alone takes the other layers' defaults).
+    pub fn builder(config: impl Into<Config>) -> MemoryStackBuilder {
         MemoryStackBuilder {
-            config,
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
-            max_request_memory: DEFAULT_MAX_REQUEST_MEMORY,
-            spool: None,
+            config: config.into(),
             #[cfg(feature = "prometheus")]
             metrics: None,
             ledger_routes: DEFAULT_LEDGER_ROUTES,
@@ -362,6 +356,14 @@ impl MemoryStack {
             route_classifier: None,
             admin: false,
         }
+    }
+
+    /// A builder from every variable of the stack in the process environment
+    /// ([`Config::from_env`]): the one call a program makes, then the builder's settings that
+    /// are code (metrics recorder, route classifier, spool directory) and
+    /// [`build`](MemoryStackBuilder::build).
+    pub fn from_env() -> Result<MemoryStackBuilder, ConfigError> {
+        Ok(Self::builder(Config::from_env()?))
     }
 
     /// Starts the monitor's sampling task on the current Tokio runtime, unless
@@ -468,14 +470,13 @@ impl std::fmt::Debug for MemoryStackLayer {
 
 /// Every layer, outermost first: health, shedding, interceptor, compression, decompression,
 /// body limits.
-pub type FullService<S> = Health<
-    PressureShed<MemoryInterceptor<Compression<RequestDecompression<StreamBodyService<S>>>>>,
->;
+pub type FullService<S> =
+    Health<PressureShed<MemoryInterceptor<Compression<RequestDecompression<StreamBodyLimit<S>>>>>>;
 
 /// The layers that act on a request no outer layer acts on: interceptor, compression, body
 /// limits. See [`MemoryStackService`]; it is called with the request body typed as behind the
 /// decompression layer ([`RequestDecompressionBody::plain`]), so the inner service sees one type.
-pub type LightService<S> = MemoryInterceptor<Compression<StreamBodyService<S>>>;
+pub type LightService<S> = MemoryInterceptor<Compression<StreamBodyLimit<S>>>;
 
 impl<S: Clone> Layer<S> for MemoryStackLayer {
     type Service = MemoryStackService<S>;

@@ -193,7 +193,7 @@ proptest! {
     #[test]
     fn config_parser_holds_for_any_variables(
         pairs in prop::collection::vec(
-            (prop::sample::select(tower_memory::health::VARIABLES.to_vec()), config_value()),
+            (prop::sample::select(tower_memory::config::VARIABLES.to_vec()), config_value()),
             0..8,
         )
     ) {

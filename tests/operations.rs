@@ -81,7 +81,7 @@ fn every_reclaim_is_counted_with_its_trigger() {
         "server",
         &[
             ("MEMORY_CHECK_INTERVAL", "200"),
-            ("MEMORY_CLEANUP_INTERVAL", "1500"),
+            ("MEMORY_RECLAIM_INTERVAL", "1500"),
         ],
     );
     assert_eq!(curl(&[&server.url("/api/reports/heavy?mib=60")]).0, 200);
@@ -287,7 +287,7 @@ fn variables_this_server_does_not_read_get_one_warning_each() {
             ("MEMORY_CHECK_INTERVALL", "5000"),
             ("NODE_MAX_OLD_SPACE_SIZE", "2048"),
             ("NODE_ENV", "production"),
-            ("MEMORY_CLEANUP_ENABLED", "true"),
+            ("MEMORY_RECLAIM_ENABLED", "true"),
         ],
     );
     let lines = server.lines();
@@ -307,7 +307,7 @@ fn variables_this_server_does_not_read_get_one_warning_each() {
         assert_eq!(found.len(), 1, "{variable}: {lines:?}");
         assert!(found[0].contains(counterpart), "{}", found[0]);
     }
-    assert!(warnings("MEMORY_CLEANUP_ENABLED").is_empty());
+    assert!(warnings("MEMORY_RECLAIM_ENABLED").is_empty());
 }
 
 /// The allocator profile `/api/metrics` reports as applied.
@@ -344,7 +344,7 @@ fn memory_first_applies_without_the_monitor_and_the_aggressive_preset_is_real() 
     drop(server);
 
     // The aggressive preset: memory-first, a shorter cleanup interval, reclaim on warning.
-    let server = Server::start("server", &[("MEMORY_CLEANUP_AGGRESSIVE", "true")]);
+    let server = Server::start("server", &[("MEMORY_RECLAIM_AGGRESSIVE", "true")]);
     assert_eq!(applied_profile(&server), "memory-first");
     let config = server
         .lines()
@@ -352,7 +352,7 @@ fn memory_first_applies_without_the_monitor_and_the_aggressive_preset_is_real() 
         .find(|l| l.starts_with("configuration "))
         .unwrap();
     let config: Value = serde_json::from_str(config.trim_start_matches("configuration ")).unwrap();
-    assert_eq!(config["memory_cleanup_interval_ms"], 60_000);
+    assert_eq!(config["memory_reclaim_interval_ms"], 60_000);
     assert_eq!(config["memory_reclaim_on_warning"], true);
     drop(server);
 
@@ -364,7 +364,7 @@ fn memory_first_applies_without_the_monitor_and_the_aggressive_preset_is_real() 
             &cgroup,
             "server",
             &[
-                ("MEMORY_CLEANUP_AGGRESSIVE", "true"),
+                ("MEMORY_RECLAIM_AGGRESSIVE", "true"),
                 ("MEMORY_WARNING_THRESHOLD", "0.02"),
                 ("MEMORY_CRITICAL_THRESHOLD", "0.99"),
                 ("MEMORY_CHECK_INTERVAL", "100"),
@@ -380,14 +380,14 @@ fn memory_first_applies_without_the_monitor_and_the_aggressive_preset_is_real() 
     // Contradicting the preset is refused with both variables named, never ignored.
     let out = std::process::Command::new(support::example_path("server"))
         .env("PORT", "0")
-        .env("MEMORY_CLEANUP_AGGRESSIVE", "true")
+        .env("MEMORY_RECLAIM_AGGRESSIVE", "true")
         .env("MEMORY_ALLOCATOR_PROFILE", "throughput")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("MEMORY_CLEANUP_AGGRESSIVE") && stderr.contains("MEMORY_ALLOCATOR_PROFILE"),
+        stderr.contains("MEMORY_RECLAIM_AGGRESSIVE") && stderr.contains("MEMORY_ALLOCATOR_PROFILE"),
         "{stderr}"
     );
 }

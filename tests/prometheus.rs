@@ -64,8 +64,8 @@ fn post_file(server: &Server, path: &str, bytes: usize) -> u16 {
 /// The settings under which [`exercise`] reaches every path that records a metric.
 const EXERCISED: &[(&str, &str)] = &[
     ("MEMORY_CHECK_INTERVAL", "100"),
-    ("MEMORY_CLEANUP_INTERVAL", "300"),
-    ("STREAM_FILE_THRESHOLD", "1048576"),
+    ("MEMORY_RECLAIM_INTERVAL", "300"),
+    ("STREAM_BUFFER_THRESHOLD", "1048576"),
     ("MAX_BODY_SIZE", "8388608"),
     ("MAX_REQUEST_MEMORY", "67108864"),
 ];

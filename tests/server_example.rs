@@ -79,7 +79,7 @@ fn documents_post_and_uploads_stream_to_disk() {
     let server = Server::start(
         "server",
         &[
-            ("STREAM_FILE_THRESHOLD", "1048576"),
+            ("STREAM_BUFFER_THRESHOLD", "1048576"),
             ("MAX_BODY_SIZE", "33554432"),
         ],
     );
@@ -344,4 +344,36 @@ fn uploads_of_unknown_length_and_slow_clients_get_their_statuses() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
     let (status, _) = curl(&[&server.url("/api/hello")]);
     assert_eq!(status, 200);
+}
+
+#[test]
+fn deprecated_variable_names_still_work_with_a_warning() {
+    let server = Server::start(
+        "server",
+        &[
+            ("STREAM_FILE_THRESHOLD", "1048576"),
+            ("MEMORY_CLEANUP_INTERVAL", "60000"),
+        ],
+    );
+    // Printed after the address Server::start waits for.
+    let config = server.wait_for_line(Duration::from_secs(10), "the configuration line", |l| {
+        l.starts_with("configuration ")
+    });
+    let lines = server.lines();
+    let config: serde_json::Value =
+        serde_json::from_str(config.trim_start_matches("configuration ")).unwrap();
+    assert_eq!(config["stream_buffer_threshold"], 1_048_576, "{config}");
+    assert_eq!(config["memory_reclaim_interval_ms"], 60_000, "{config}");
+    for (old, new) in [
+        ("STREAM_FILE_THRESHOLD", "STREAM_BUFFER_THRESHOLD"),
+        ("MEMORY_CLEANUP_INTERVAL", "MEMORY_RECLAIM_INTERVAL"),
+    ] {
+        let warned = lines
+            .iter()
+            .filter(|l| {
+                l.contains("WARN") && l.contains(&format!("{old} is deprecated: use {new}"))
+            })
+            .count();
+        assert_eq!(warned, 1, "{old}: {lines:?}");
+    }
 }

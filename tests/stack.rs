@@ -41,9 +41,10 @@ fn app(stack: &MemoryStack) -> Router {
         .route(
             "/api/echo",
             post(|mode: BodyMode, body: Bytes| async move {
-                let kind = match mode {
-                    BodyMode::Buffered { .. } => "buffered",
-                    BodyMode::Streaming { .. } => "streaming",
+                let kind = if mode.is_buffered() {
+                    "buffered"
+                } else {
+                    "streaming"
                 };
                 format!(
                     "{kind} {} {}",

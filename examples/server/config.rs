@@ -1,54 +1,50 @@
-//! The server's own settings, from the environment, next to memory-health's `MemoryConfig`.
+//! The server's own settings, from the environment, next to the stack's (`tower_memory::config`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use memory_health::MemoryConfig;
+use tower_memory::config::Config;
 
 /// Everything the server reads at start.
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// `BIND` (default 127.0.0.1).
-    pub bind: IpAddr,
+    pub(crate) bind: IpAddr,
     /// `PORT` (default 5000; 0 picks a free port).
-    pub port: u16,
+    pub(crate) port: u16,
     /// `ADMIN_BIND` and `ADMIN_PORT` (default unset: no admin listener): where `/metrics` and
     /// `/debug/pprof/heap` are served instead of the public port (`ADMIN_BIND` defaults to
     /// 127.0.0.1; `ADMIN_PORT` 0 picks a free port).
-    pub admin: Option<SocketAddr>,
+    pub(crate) admin: Option<SocketAddr>,
     /// `LOG_FORMAT`: `text` (default) or `json` (one JSON object per line).
-    pub json_logs: bool,
-    /// `MAX_BODY_SIZE` (default 1 GiB): larger request bodies get 413.
-    pub max_body_size: u64,
-    /// `MAX_REQUEST_MEMORY` (default 1 GiB): the interceptor's per-request quota.
-    pub max_request_memory: u64,
+    pub(crate) json_logs: bool,
     /// `UPLOAD_DIR` (default `<temp>/tower-memory-uploads`, created; `/var/tmp` when the temp dir
     /// is a tmpfs).
-    pub upload_dir: PathBuf,
+    pub(crate) upload_dir: PathBuf,
     /// `UPLOAD_DIR_ALLOW_TMPFS` (default false): accept an `UPLOAD_DIR` on a tmpfs, whose files
     /// count as memory (small test filesystems; never the default).
-    pub upload_dir_allow_tmpfs: bool,
+    pub(crate) upload_dir_allow_tmpfs: bool,
     /// `FAULT_ROUTES` (default false): serve `GET /api/faults/panic`, a handler that panics, for
     /// fault-injection tests.
-    pub fault_routes: bool,
+    pub(crate) fault_routes: bool,
     /// `HEADER_READ_TIMEOUT_MS` (default 30000), `MAX_HEADER_BYTES` (default 65536) and
     /// `WRITE_TIMEOUT_MS` (default 60000): what each connection may take (serve.rs).
-    pub connection_limits: crate::serve::Limits,
+    pub(crate) connection_limits: crate::serve::Limits,
     /// `DRAIN_DELAY_MS` (default 0): after SIGTERM, readiness answers 503 this long while the
     /// server still accepts connections (a load balancer without a preStop hook notices).
-    pub drain_delay: Duration,
+    pub(crate) drain_delay: Duration,
     /// `DRAIN_TIMEOUT_MS` (default 20000): how long in-flight requests may take to finish after
     /// the listener closes.
-    pub drain_timeout: Duration,
-    /// The variables memory-health reads (thresholds, intervals, stream and compression settings,
-    /// `HEAP_PROFILE_TOKEN`).
-    pub memory: MemoryConfig,
+    pub(crate) drain_timeout: Duration,
+    /// The stack's variables, every layer's (`MEMORY_*`, `HEAP_PROFILE_*`, `STREAM_*`,
+    /// `COMPRESSION_*`, `MAX_BODY_SIZE`, `MAX_REQUEST_MEMORY`).
+    pub(crate) stack: Config,
 }
 
 /// A variable with a value the server cannot use.
 #[derive(Debug)]
-pub struct ConfigError(String);
+pub(crate) struct ConfigError(String);
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,7 +100,7 @@ fn default_upload_dir() -> PathBuf {
 
 impl ServerConfig {
     /// Reads every variable; the first bad value is an error naming it.
-    pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+    pub(crate) fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
         let log_format: String = var("LOG_FORMAT", "text".to_string(), "text or json")?;
         let json_logs = match log_format.as_str() {
             "text" => false,
@@ -121,7 +117,7 @@ impl ServerConfig {
             Some(_) => return Err(ConfigError("UPLOAD_DIR is empty".into()).into()),
             None => default_upload_dir(),
         };
-        let memory = MemoryConfig::from_env()?;
+        let stack = Config::from_env()?;
         let admin_bind: Option<IpAddr> = optional_var("ADMIN_BIND", "an IP address")?;
         let admin_port: Option<u16> = optional_var("ADMIN_PORT", "a port number")?;
         let admin = match (admin_bind, admin_port) {
@@ -143,8 +139,6 @@ impl ServerConfig {
             port: var("PORT", 5000, "a port number")?,
             admin,
             json_logs,
-            max_body_size: var("MAX_BODY_SIZE", 1 << 30, "bytes")?,
-            max_request_memory: var("MAX_REQUEST_MEMORY", 1 << 30, "bytes")?,
             upload_dir,
             upload_dir_allow_tmpfs: flag("UPLOAD_DIR_ALLOW_TMPFS")?,
             fault_routes: flag("FAULT_ROUTES")?,
@@ -163,7 +157,7 @@ impl ServerConfig {
             },
             drain_delay: Duration::from_millis(var("DRAIN_DELAY_MS", 0, "milliseconds")?),
             drain_timeout: Duration::from_millis(var("DRAIN_TIMEOUT_MS", 20_000, "milliseconds")?),
-            memory,
+            stack,
         };
         let limits = &config.connection_limits;
         if limits.max_header_bytes < 8192 {
@@ -180,24 +174,21 @@ impl ServerConfig {
             )
             .into());
         }
-        if config.max_body_size == 0 || config.max_request_memory == 0 {
-            return Err(
-                ConfigError("MAX_BODY_SIZE and MAX_REQUEST_MEMORY must be above 0".into()).into(),
-            );
-        }
         Ok(config)
     }
 
     /// The effective configuration as JSON, for the start-up line (the token is never shown).
-    pub fn summary(&self) -> serde_json::Value {
-        let m = &self.memory;
+    pub(crate) fn summary(&self) -> serde_json::Value {
+        let m = &self.stack.memory;
+        let body = &self.stack.stream_body;
+        let compression = &self.stack.compression;
         serde_json::json!({
             "bind": self.bind.to_string(),
             "port": self.port,
             "admin": self.admin.map(|a| a.to_string()),
             "log_format": if self.json_logs { "json" } else { "text" },
-            "max_body_size": self.max_body_size,
-            "max_request_memory": self.max_request_memory,
+            "max_body_size": body.max_body_size,
+            "max_request_memory": self.stack.max_request_memory,
             "upload_dir": self.upload_dir.display().to_string(),
             "upload_dir_allow_tmpfs": self.upload_dir_allow_tmpfs,
             "fault_routes": self.fault_routes,
@@ -210,17 +201,17 @@ impl ServerConfig {
             "memory_warning_threshold": m.warning_threshold,
             "memory_critical_threshold": m.critical_threshold,
             "memory_check_interval_ms": m.check_interval.as_millis() as u64,
-            "memory_cleanup_enabled": m.cleanup_enabled,
-            "memory_cleanup_interval_ms": m.cleanup_interval.as_millis() as u64,
-            "memory_cleanup_aggressive": m.cleanup_aggressive,
+            "memory_reclaim_enabled": m.reclaim_enabled,
+            "memory_reclaim_interval_ms": m.reclaim_interval.as_millis() as u64,
+            "memory_reclaim_aggressive": m.reclaim_aggressive,
             "memory_reclaim_on_warning": m.reclaim_on_warning,
             "memory_limit_bytes": m.limit_bytes,
             "memory_allocator_profile": m.allocator_profile.map(|p| p.to_string()),
-            "stream_file_threshold": m.stream_file_threshold,
-            "stream_chunk_size": m.stream_chunk_size,
-            "compression_enabled": m.compression_enabled,
-            "compression_level": m.compression_level,
-            "compression_threshold": m.compression_threshold,
+            "stream_buffer_threshold": body.buffer_threshold,
+            "stream_chunk_size": body.chunk_size,
+            "compression_enabled": compression.enabled,
+            "compression_level": compression.level,
+            "compression_threshold": compression.threshold,
             "heap_profile": m.profile_token.is_some(),
             "heap_profile_dir": m.profile_dir().display().to_string(),
             "heap_profile_on_exit": m.heap_profile_on_exit.as_ref().map(|p| p.display().to_string()),

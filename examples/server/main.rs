@@ -74,7 +74,7 @@ fn main() {
     init_logging(config.json_logs);
     // One warning per variable meant for this server that it does not read (the Node.js
     // guide's NODE_* settings, misspelt MEMORY_* names), naming what to use instead.
-    memory_health::warn_unrecognized_env();
+    tower_memory::config::warn_unrecognized_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,15 +107,13 @@ fn init_logging(json: bool) {
 
 async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     let check = memory_probe::self_check();
-    let threshold = config.memory.stream_file_threshold;
+    let threshold = config.stack.stream_body.buffer_threshold;
 
     std::fs::create_dir_all(&config.upload_dir)?;
     // The whole stack from the configuration, in one call (README, "Configuration"). Uploads
     // spool into the upload directory itself: keeping one is then a rename. Refused at start-up
     // if the directory is a tmpfs (its files would count as memory).
-    let stack = MemoryStack::builder(config.memory.clone())
-        .max_body_size(config.max_body_size)
-        .max_request_memory(config.max_request_memory)
+    let stack = MemoryStack::builder(config.stack.clone())
         .spool(
             SpoolConfig::builder(&config.upload_dir)
                 .allow_tmpfs(config.upload_dir_allow_tmpfs)

@@ -1,4 +1,4 @@
-//! The configuration parser, MemoryConfig (harness/config.rs).
+//! The configuration parser, the stack's Config with every crate's variables (harness/config.rs).
 //! The same check runs over the committed seeds and under proptest in the normal test run
 //! (tests/fuzz_harnesses.rs).
 #![no_main]

@@ -2,12 +2,12 @@
 //! consistent and builds a whole stack; one it refuses names a variable that was set, with its
 //! value.
 
-use tower_memory::health::{MemoryConfig, VARIABLES};
+use tower_memory::config::{Config, VARIABLES};
 use tower_memory::stack::MemoryStack;
 
 /// Pairs from the bytes: a byte picks the variable (or an unknown name), the value runs to the
 /// next 0xff byte, as lossy UTF-8.
-pub fn pairs(data: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn pairs(data: &[u8]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = data;
     while let Some((&pick, tail)) = rest.split_first() {
@@ -24,25 +24,27 @@ pub fn pairs(data: &[u8]) -> Vec<(String, String)> {
     out
 }
 
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     check_pairs(&pairs(data));
 }
 
-pub fn check_pairs(pairs: &[(String, String)]) {
-    match MemoryConfig::from_vars(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ok(c) => {
+pub(crate) fn check_pairs(pairs: &[(String, String)]) {
+    match Config::from_vars(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(config) => {
+            let c = &config.memory;
             assert!(0.0 < c.warning_threshold && c.warning_threshold < c.critical_threshold);
             assert!(c.critical_threshold <= 1.0);
-            assert!(!c.check_interval.is_zero() && !c.cleanup_interval.is_zero());
-            assert!((1..=16 << 20).contains(&c.stream_chunk_size));
-            assert!(c.compression_level.is_none_or(|l| l <= 9));
+            assert!(!c.check_interval.is_zero() && !c.reclaim_interval.is_zero());
+            assert!((1..=16 << 20).contains(&config.stream_body.chunk_size));
+            assert!(config.compression.level.is_none_or(|l| l <= 9));
+            assert!(config.stream_body.max_body_size > 0 && config.max_request_memory > 0);
             // Whatever parses must build: the monitor, the budget and every layer. The one
             // refusal that depends on the machine, not on the values: a heap-profile directory
             // that does not exist or cannot be written here.
-            match MemoryStack::builder(c.clone()).build() {
+            match MemoryStack::builder(config.clone()).build() {
                 Ok(_) => {}
                 Err(e) if e.is_environmental() => {}
-                Err(e) => panic!("{c:?} parsed but does not build: {e}"),
+                Err(e) => panic!("{config:?} parsed but does not build: {e}"),
             }
         }
         Err(e) => {

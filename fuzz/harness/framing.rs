@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_memory::health::MemoryConfig;
+use tower_memory::config::Config;
 use tower_memory::probe::MemoryBudget;
 use tower_memory::stack::MemoryStack;
 
@@ -36,9 +36,9 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         // Small limits, so that short inputs reach them: bodies over 16 KiB stream, over 64 KiB
         // are refused, one 8 MiB budget (a route's first request reserves 1 MiB by itself).
-        let config = MemoryConfig::from_vars([
+        let config = Config::from_vars([
             ("MEMORY_REQUEST_BUDGET", "8388608"),
-            ("STREAM_FILE_THRESHOLD", "16384"),
+            ("STREAM_BUFFER_THRESHOLD", "16384"),
             ("STREAM_CHUNK_SIZE", "4096"),
             ("MEMORY_MONITORING_ENABLED", "false"),
         ])

@@ -15,7 +15,7 @@ const T: Duration = Duration::from_secs(10);
 fn limits() {
     // Bodies up to 8 MiB are buffered, so one of 7 MiB is buffered against a budget of 6 MiB.
     let server = matrix_server(&[
-        ("STREAM_FILE_THRESHOLD", "8388608"),
+        ("STREAM_BUFFER_THRESHOLD", "8388608"),
         ("MEMORY_REQUEST_BUDGET", "6291456"),
     ]);
     let watch = Watch::of(&server);

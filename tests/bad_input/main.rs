@@ -27,7 +27,7 @@ use support::Server;
 /// share a 64 MiB budget.
 pub const MATRIX_ENV: &[(&str, &str)] = &[
     ("MAX_BODY_SIZE", "16777216"),
-    ("STREAM_FILE_THRESHOLD", "4194304"),
+    ("STREAM_BUFFER_THRESHOLD", "4194304"),
     ("MEMORY_REQUEST_BUDGET", "67108864"),
 ];
 

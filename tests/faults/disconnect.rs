@@ -15,7 +15,7 @@ fn clients_that_go_away_leave_nothing_behind() {
     let env: Vec<(&str, &str)> = REPORT_LOGS
         .iter()
         .copied()
-        .chain([("STREAM_FILE_THRESHOLD", "1048576")])
+        .chain([("STREAM_BUFFER_THRESHOLD", "1048576")])
         .collect();
     let server = Server::start("server", &env);
     let watch = Watch::of(&server);

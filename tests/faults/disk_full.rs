@@ -47,7 +47,7 @@ fn a_full_disk_is_507_and_leaves_nothing() {
         &[
             ("UPLOAD_DIR", &dir),
             ("UPLOAD_DIR_ALLOW_TMPFS", "true"),
-            ("STREAM_FILE_THRESHOLD", "1048576"),
+            ("STREAM_BUFFER_THRESHOLD", "1048576"),
         ],
     );
     let watch = Watch::of(&server).with_upload_dir(fs.path());

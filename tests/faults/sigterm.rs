@@ -26,7 +26,7 @@ fn sigterm_under_load_keeps_whole_files_only() {
         "server",
         &[
             ("DRAIN_TIMEOUT_MS", "3000"),
-            ("STREAM_FILE_THRESHOLD", "1048576"),
+            ("STREAM_BUFFER_THRESHOLD", "1048576"),
         ],
     );
     let addr = server.addr.clone();

@@ -14,7 +14,7 @@
 //!   pressure, before it allocates; the health paths are exempt. The 503 is the workspace's one
 //!   memory 503 ([`memory_probe::overload_body`]).
 //! - [`describe_metrics`] describes every metric this crate emits (its doc is the table).
-//! - [`MemoryConfig::from_env`] reads the `MEMORY_*`, `STREAM_*` and `COMPRESSION_*` variables;
+//! - [`MemoryConfig::from_env`] reads the `MEMORY_*` and `HEAP_PROFILE_*` variables;
 //!   [`AllocatorProfile`] trades throughput for a small resident set (jemalloc);
 //!   [`warn_unrecognized_env`] names the counterpart of every variable meant for it that it does
 //!   not read (the Node.js guide's `NODE_*` settings, misspellings).
@@ -94,14 +94,17 @@ pub use allocator::{
 };
 pub use body::ResponseBody;
 pub use budget::BudgetCapacity;
-pub use config::{AGGRESSIVE_CLEANUP_INTERVAL, ConfigError, MemoryConfig, VARIABLES};
+pub use config::{
+    AGGRESSIVE_RECLAIM_INTERVAL, ConfigError, DEPRECATED_VARIABLES, MemoryConfig, VARIABLES,
+};
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
 pub use gauges::{record_metrics, record_request_metrics};
 pub use health::{Health, HealthLayer};
 pub use limit::{LimitSource, MemoryLimit, usage_bytes};
 pub use migration::{
-    Counterpart, UnrecognizedVariable, unrecognized_variables, warn_unrecognized_env,
+    Counterpart, UnrecognizedVariable, unrecognized_variables, unrecognized_variables_among,
+    warn_unrecognized_env, warn_unrecognized_env_among,
 };
 pub use monitor::{LeakThreshold, Liveness, MemoryMonitor, MemoryMonitorBuilder, MemorySnapshot};
 #[cfg(feature = "heap-profile")]

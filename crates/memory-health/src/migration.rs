@@ -19,7 +19,7 @@ const GUIDE: &[(&str, Counterpart)] = &[
     (
         "MEMORY_GC_AFTER_THRESHOLD",
         Counterpart::Use(
-            "MEMORY_CLEANUP_ENABLED",
+            "MEMORY_RECLAIM_ENABLED",
             "memory is returned to the OS on entering critical pressure while cleanup is on",
         ),
     ),
@@ -40,7 +40,7 @@ const GUIDE: &[(&str, Counterpart)] = &[
     (
         "NODE_EXPOSE_GC",
         Counterpart::Use(
-            "MEMORY_CLEANUP_ENABLED",
+            "MEMORY_RECLAIM_ENABLED",
             "there is no collector to call; the reclaimer returns freed memory to the OS",
         ),
     ),
@@ -66,7 +66,7 @@ const GUIDE: &[(&str, Counterpart)] = &[
     (
         "NODE_OPTIONS",
         Counterpart::None(
-            "flags of the node binary; --max-old-space-size is MEMORY_LIMIT_BYTES, --expose-gc is MEMORY_CLEANUP_ENABLED, --optimize-for-size is MEMORY_ALLOCATOR_PROFILE=memory-first (README, migration table)",
+            "flags of the node binary; --max-old-space-size is MEMORY_LIMIT_BYTES, --expose-gc is MEMORY_RECLAIM_ENABLED, --optimize-for-size is MEMORY_ALLOCATOR_PROFILE=memory-first (README, migration table)",
         ),
     ),
     (
@@ -144,11 +144,25 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
+    unrecognized_variables_among(names, VARIABLES)
+}
+
+/// As [`unrecognized_variables`], with `known` the variables the program reads (this crate's
+/// [`VARIABLES`] and those of the other layers it configures from the environment, e.g.
+/// `tower_memory::config::VARIABLES`).
+pub fn unrecognized_variables_among<I, S>(
+    names: I,
+    known: &[&'static str],
+) -> Vec<UnrecognizedVariable>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
     names
         .into_iter()
         .filter_map(|name| {
             let name = name.as_ref();
-            counterpart(name).map(|counterpart| UnrecognizedVariable {
+            counterpart(name, known).map(|counterpart| UnrecognizedVariable {
                 variable: name.to_string(),
                 counterpart,
             })
@@ -159,19 +173,24 @@ where
 /// Logs one warning per variable of the process environment that [`unrecognized_variables`]
 /// finds, and returns them. Call it once at start-up, after the logger is installed.
 pub fn warn_unrecognized_env() -> Vec<UnrecognizedVariable> {
+    warn_unrecognized_env_among(VARIABLES)
+}
+
+/// As [`warn_unrecognized_env`], with `known` as in [`unrecognized_variables_among`].
+pub fn warn_unrecognized_env_among(known: &[&'static str]) -> Vec<UnrecognizedVariable> {
     let mut names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
     names.sort();
-    let found = unrecognized_variables(&names);
+    let found = unrecognized_variables_among(&names, known);
     for v in &found {
         tracing::warn!(target: "memory_health", variable = %v.variable, "{v}");
     }
     found
 }
 
-fn counterpart(name: &str) -> Option<Counterpart> {
-    if VARIABLES.contains(&name) {
+fn counterpart(name: &str, known: &[&'static str]) -> Option<Counterpart> {
+    if known.contains(&name) {
         return None;
     }
     if let Some((_, c)) = GUIDE.iter().find(|(n, _)| *n == name) {
@@ -185,7 +204,7 @@ fn counterpart(name: &str) -> Option<Counterpart> {
     if !OWNED_PREFIXES.iter().any(|p| name.starts_with(p)) {
         return None;
     }
-    let nearest = VARIABLES
+    let nearest = known
         .iter()
         .map(|v| (edit_distance(name, v), *v))
         .min()
@@ -230,7 +249,12 @@ mod tests {
         for (name, c) in GUIDE {
             assert!(!VARIABLES.contains(name), "{name} is read after all");
             if let Counterpart::Use(v, _) = c {
-                assert!(VARIABLES.contains(v), "{name}: {v} is not a variable");
+                // The other layers' variables, read by stream-body-layer and the umbrella crate.
+                let elsewhere = v.starts_with("STREAM_") || v.starts_with("COMPRESSION_");
+                assert!(
+                    VARIABLES.contains(v) || elsewhere,
+                    "{name}: {v} is not a variable"
+                );
             }
         }
     }

@@ -22,16 +22,11 @@ fn defaults_when_nothing_is_set() {
     assert_eq!(c.warning_threshold, 0.75);
     assert_eq!(c.critical_threshold, 0.85);
     assert_eq!(c.check_interval, Duration::from_secs(30));
-    assert!(c.cleanup_enabled);
-    assert_eq!(c.cleanup_interval, Duration::from_secs(300));
+    assert!(c.reclaim_enabled);
+    assert_eq!(c.reclaim_interval, Duration::from_secs(300));
     assert_eq!(c.limit_bytes, None);
     assert_eq!(c.allocator_profile, None);
     assert_eq!(c.profile_token, None);
-    assert_eq!(c.stream_file_threshold, 10 << 20);
-    assert_eq!(c.stream_chunk_size, 64 << 10);
-    assert!(c.compression_enabled);
-    assert_eq!(c.compression_level, None);
-    assert_eq!(c.compression_threshold, 1024);
 }
 
 #[test]
@@ -41,16 +36,11 @@ fn every_variable_is_read() {
         ("MEMORY_WARNING_THRESHOLD", "0.6"),
         ("MEMORY_CRITICAL_THRESHOLD", "0.9"),
         ("MEMORY_CHECK_INTERVAL", "5000"),
-        ("MEMORY_CLEANUP_ENABLED", "no"),
-        ("MEMORY_CLEANUP_INTERVAL", "60000"),
+        ("MEMORY_RECLAIM_ENABLED", "no"),
+        ("MEMORY_RECLAIM_INTERVAL", "60000"),
         ("MEMORY_LIMIT_BYTES", "536870912"),
         ("MEMORY_ALLOCATOR_PROFILE", "memory-first"),
         ("HEAP_PROFILE_TOKEN", "0123456789abcdef0123"),
-        ("STREAM_FILE_THRESHOLD", "1048576"),
-        ("STREAM_CHUNK_SIZE", "16384"),
-        ("COMPRESSION_ENABLED", "0"),
-        ("COMPRESSION_LEVEL", "9"),
-        ("COMPRESSION_THRESHOLD", "0"),
         ("MEMORY_GOVERNOR_ENABLED", "off"),
         ("MEMORY_REQUEST_BUDGET", "0.6"),
         ("MEMORY_ADMISSION_QUEUE", "16"),
@@ -59,7 +49,7 @@ fn every_variable_is_read() {
         ("MEMORY_PARK_TIMEOUT", "100"),
         ("HEAP_PROFILE_DIR", "/var/lib/profiles"),
         ("HEAP_PROFILE_ON_EXIT", "/var/lib/profiles/exit.pb.gz"),
-        ("MEMORY_CLEANUP_AGGRESSIVE", "false"),
+        ("MEMORY_RECLAIM_AGGRESSIVE", "false"),
         ("MEMORY_LOG_QUERY", "yes"),
         ("UNRELATED_VARIABLE", "whatever"),
     ])
@@ -68,16 +58,11 @@ fn every_variable_is_read() {
     assert_eq!(c.warning_threshold, 0.6);
     assert_eq!(c.critical_threshold, 0.9);
     assert_eq!(c.check_interval, Duration::from_secs(5));
-    assert!(!c.cleanup_enabled);
-    assert_eq!(c.cleanup_interval, Duration::from_secs(60));
+    assert!(!c.reclaim_enabled);
+    assert_eq!(c.reclaim_interval, Duration::from_secs(60));
     assert_eq!(c.limit_bytes, Some(512 << 20));
     assert_eq!(c.allocator_profile, Some(AllocatorProfile::MemoryFirst));
     assert_eq!(c.profile_token.as_deref(), Some("0123456789abcdef0123"));
-    assert_eq!(c.stream_file_threshold, 1 << 20);
-    assert_eq!(c.stream_chunk_size, 16 << 10);
-    assert!(!c.compression_enabled);
-    assert_eq!(c.compression_level, Some(9));
-    assert_eq!(c.compression_threshold, 0);
     assert!(!c.governor_enabled);
     assert_eq!(c.request_budget, BudgetCapacity::RatioOfLimit(0.6));
     assert_eq!(c.admission_queue, 16);
@@ -97,50 +82,78 @@ fn every_variable_is_read() {
         c.heap_profile_on_exit.as_deref(),
         Some(std::path::Path::new("/var/lib/profiles/exit.pb.gz"))
     );
-    assert!(!c.cleanup_aggressive && !c.reclaim_on_warning);
+    assert!(!c.reclaim_aggressive && !c.reclaim_on_warning);
     assert!(c.log_query_strings);
     // The token never shows in Debug output.
     assert!(!format!("{c:?}").contains("0123456789abcdef"));
-    assert_eq!(VARIABLES.len(), 24);
+    // 19 names, and the 3 deprecated ones; the STREAM_* and COMPRESSION_* variables moved to
+    // stream-body-layer and the umbrella crate.
+    assert_eq!(VARIABLES.len(), 22);
 }
 
 #[test]
-fn the_aggressive_cleanup_preset_sets_what_is_unset_and_refuses_contradictions() {
+fn the_deprecated_cleanup_names_are_still_read() {
+    let c = MemoryConfig::from_vars([
+        ("MEMORY_CLEANUP_ENABLED", "false"),
+        ("MEMORY_CLEANUP_INTERVAL", "60000"),
+    ])
+    .unwrap();
+    assert!(!c.reclaim_enabled);
+    assert_eq!(c.reclaim_interval, Duration::from_secs(60));
+    // The new name wins over the old one.
+    let c = MemoryConfig::from_vars([
+        ("MEMORY_CLEANUP_INTERVAL", "60000"),
+        ("MEMORY_RECLAIM_INTERVAL", "5000"),
+    ])
+    .unwrap();
+    assert_eq!(c.reclaim_interval, Duration::from_secs(5));
+    // An error names the variable that was set.
+    invalid("MEMORY_CLEANUP_INTERVAL", "5s");
+    invalid("MEMORY_RECLAIM_INTERVAL", "5s");
+    for (old, new) in memory_health::DEPRECATED_VARIABLES {
+        assert!(VARIABLES.contains(old) && VARIABLES.contains(new));
+    }
     let c = MemoryConfig::from_vars([("MEMORY_CLEANUP_AGGRESSIVE", "true")]).unwrap();
-    assert!(c.cleanup_aggressive && c.cleanup_enabled && c.reclaim_on_warning);
+    assert!(c.reclaim_aggressive && c.reclaim_on_warning);
+}
+
+#[test]
+fn the_aggressive_reclaim_preset_sets_what_is_unset_and_refuses_contradictions() {
+    let c = MemoryConfig::from_vars([("MEMORY_RECLAIM_AGGRESSIVE", "true")]).unwrap();
+    assert!(c.reclaim_aggressive && c.reclaim_enabled && c.reclaim_on_warning);
     assert_eq!(c.allocator_profile, Some(AllocatorProfile::MemoryFirst));
     assert_eq!(
-        c.cleanup_interval,
-        memory_health::AGGRESSIVE_CLEANUP_INTERVAL
+        c.reclaim_interval,
+        memory_health::AGGRESSIVE_RECLAIM_INTERVAL
     );
     // An explicit interval wins over the preset's; an explicit memory-first agrees with it.
     let c = MemoryConfig::from_vars([
-        ("MEMORY_CLEANUP_AGGRESSIVE", "on"),
-        ("MEMORY_CLEANUP_INTERVAL", "15000"),
+        ("MEMORY_RECLAIM_AGGRESSIVE", "on"),
+        ("MEMORY_RECLAIM_INTERVAL", "15000"),
         ("MEMORY_ALLOCATOR_PROFILE", "memory-first"),
     ])
     .unwrap();
-    assert_eq!(c.cleanup_interval, Duration::from_secs(15));
+    assert_eq!(c.reclaim_interval, Duration::from_secs(15));
     // Contradictions are errors naming both variables, never silently resolved.
     for (second, value) in [
-        ("MEMORY_CLEANUP_ENABLED", "false"),
+        ("MEMORY_RECLAIM_ENABLED", "false"),
         ("MEMORY_ALLOCATOR_PROFILE", "throughput"),
     ] {
-        let err = MemoryConfig::from_vars([("MEMORY_CLEANUP_AGGRESSIVE", "true"), (second, value)])
+        let err = MemoryConfig::from_vars([("MEMORY_RECLAIM_AGGRESSIVE", "true"), (second, value)])
             .unwrap_err();
-        assert_eq!(err.variable(), Some("MEMORY_CLEANUP_AGGRESSIVE"));
+        assert_eq!(err.variable(), Some("MEMORY_RECLAIM_AGGRESSIVE"));
         let text = err.to_string();
         assert!(text.contains(second) && text.contains(value), "{text}");
     }
     // The monitor gets the preset's reclaim on warning.
-    let monitor = MemoryConfig::from_vars([("MEMORY_CLEANUP_AGGRESSIVE", "1")])
+    let monitor = MemoryConfig::from_vars([("MEMORY_RECLAIM_AGGRESSIVE", "1")])
         .unwrap()
         .monitor_builder();
     assert!(
         format!("{monitor:?}").contains("reclaim_interval: 60s"),
         "{monitor:?}"
     );
-    invalid("MEMORY_CLEANUP_AGGRESSIVE", "very");
+    invalid("MEMORY_RECLAIM_AGGRESSIVE", "very");
     invalid("MEMORY_LOG_QUERY", "maybe");
     invalid("HEAP_PROFILE_DIR", " ");
 }
@@ -186,14 +199,11 @@ fn booleans_accept_the_usual_spellings() {
         ("No", false),
         ("off", false),
     ] {
-        let c = MemoryConfig::from_vars([("MEMORY_CLEANUP_ENABLED", v)]).unwrap();
-        assert_eq!(c.cleanup_enabled, expected, "{v:?}");
+        let c = MemoryConfig::from_vars([("MEMORY_RECLAIM_ENABLED", v)]).unwrap();
+        assert_eq!(c.reclaim_enabled, expected, "{v:?}");
     }
-    for var in [
-        "MEMORY_MONITORING_ENABLED",
-        "MEMORY_CLEANUP_ENABLED",
-        "COMPRESSION_ENABLED",
-    ] {
+    // COMPRESSION_ENABLED: the umbrella crate's stack configuration (src/config.rs).
+    for var in ["MEMORY_MONITORING_ENABLED", "MEMORY_RECLAIM_ENABLED"] {
         for bad in ["", "maybe", "2", "tru", "enabled"] {
             let err = invalid(var, bad);
             assert!(err.to_string().contains("true or false"), "{err}");
@@ -252,7 +262,7 @@ fn warning_must_be_below_critical() {
 fn intervals_are_positive_bounded_milliseconds() {
     for (var, max) in [
         ("MEMORY_CHECK_INTERVAL", 3_600_000u64),
-        ("MEMORY_CLEANUP_INTERVAL", 86_400_000),
+        ("MEMORY_RECLAIM_INTERVAL", 86_400_000),
     ] {
         for bad in [
             "",
@@ -271,7 +281,7 @@ fn intervals_are_positive_bounded_milliseconds() {
         let got = if var == "MEMORY_CHECK_INTERVAL" {
             c.check_interval
         } else {
-            c.cleanup_interval
+            c.reclaim_interval
         };
         assert_eq!(got, Duration::from_millis(max));
     }
@@ -279,34 +289,12 @@ fn intervals_are_positive_bounded_milliseconds() {
 
 #[test]
 fn sizes_are_plain_byte_counts() {
+    // STREAM_* (stream-body-layer's env.rs) and COMPRESSION_* (the umbrella's src/config.rs)
+    // are tested where they are parsed now.
     for bad in ["", "-1", "10MB", "1.5", "0x10", "18446744073709551616"] {
-        invalid("STREAM_FILE_THRESHOLD", bad);
-        invalid("COMPRESSION_THRESHOLD", bad);
         invalid("MEMORY_LIMIT_BYTES", bad);
-        invalid("STREAM_CHUNK_SIZE", bad);
     }
-    // Zero is meaningful for the thresholds (always spill, always compress), not for the rest.
-    invalid("STREAM_CHUNK_SIZE", "0");
-    invalid("STREAM_CHUNK_SIZE", "16777217");
     invalid("MEMORY_LIMIT_BYTES", "0");
-    let c = MemoryConfig::from_vars([
-        ("STREAM_FILE_THRESHOLD", "0"),
-        ("STREAM_CHUNK_SIZE", "16777216"),
-    ])
-    .unwrap();
-    assert_eq!(c.stream_file_threshold, 0);
-    assert_eq!(c.stream_chunk_size, 16 << 20);
-}
-
-#[test]
-fn compression_level_is_zero_to_nine() {
-    for level in 0..=9u32 {
-        let c = MemoryConfig::from_vars([("COMPRESSION_LEVEL", level.to_string())]).unwrap();
-        assert_eq!(c.compression_level, Some(level));
-    }
-    for bad in ["", "10", "-1", "6.5", "best", "99999999999999999999"] {
-        invalid("COMPRESSION_LEVEL", bad);
-    }
 }
 
 #[test]
@@ -342,10 +330,10 @@ fn the_last_pair_wins_and_lookup_works() {
     .unwrap();
     assert_eq!(c.check_interval, Duration::from_secs(2));
     let c = MemoryConfig::from_lookup(|name| {
-        (name == "COMPRESSION_THRESHOLD").then(|| "2048".to_string())
+        (name == "MEMORY_ADMISSION_FLOOR").then(|| "2048".to_string())
     })
     .unwrap();
-    assert_eq!(c.compression_threshold, 2048);
+    assert_eq!(c.admission_floor, 2048);
 }
 
 #[test]

@@ -70,6 +70,7 @@ mod process;
 #[cfg(feature = "jemalloc")]
 mod profiling;
 mod reclaim;
+mod statfs;
 mod stats;
 
 pub use budget::{
@@ -93,6 +94,7 @@ pub use reclaim::{
     RECLAIM_DURATION_METRIC, ReclaimError, ReclaimReport, ReclaimStats, ReclaimTrigger, Reclaimer,
     ReclaimerBuilder, TriggerStats, decay_allocator, purge_allocator,
 };
+pub use statfs::{FilesystemSpace, filesystem_space};
 pub use stats::{AllocatorStats, allocator_stats};
 
 /// The error type the layers' bodies and services box: `Box<dyn Error + Send + Sync>`, defined

@@ -1,95 +1,22 @@
-//! The request body the handler reads, and the response body the layer returns.
+//! [`LimitedBody`]: the request body the handler reads behind the layer.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use memory_probe::BoxError;
 use pin_project_lite::pin_project;
 
 use crate::budget::Held as Reservation;
+use crate::config::StreamBodyConfig;
+use crate::error::BodyError;
 use crate::reject::{Rejection, Shared};
-use crate::slow::{GuardError, Slow, SlowGuard};
-
-/// A boxed error, as tower and hyper use them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What went wrong with a request body the handler was reading.
-///
-/// When the handler sees one of these, [`StreamBodyLayer`](crate::StreamBodyLayer) answers the
-/// client itself with [`BodyError::status`], whatever response the handler makes of it.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BodyError {
-    /// The body grew past `max_body_size`.
-    #[error("request body exceeds the limit of {limit} bytes")]
-    TooLarge {
-        /// The configured limit.
-        limit: u64,
-    },
-    /// No data arrived within `idle_timeout`.
-    #[error("no request body data for {0:?}")]
-    IdleTimeout(Duration),
-    /// The client sent slower than `min_rate` once the grace period had passed.
-    #[error(
-        "request body too slow: {received} bytes in {waited:?} of waiting, under {min_rate} B/s"
-    )]
-    TooSlow {
-        /// Bytes received.
-        received: u64,
-        /// Time spent waiting on the client.
-        waited: Duration,
-        /// The configured minimum in bytes per second.
-        min_rate: u64,
-    },
-    /// The underlying body failed: the client disconnected or sent fewer bytes than declared.
-    #[error("reading the request body failed: {0}")]
-    Read(#[source] BoxError),
-    /// The body ended before, or ran past, its declared `Content-Length` (hyper enforces the
-    /// length itself; a body type that does not is checked here).
-    #[error(
-        "request body of {received} bytes does not match its declared length of {declared} bytes"
-    )]
-    LengthMismatch {
-        /// The declared length.
-        declared: u64,
-        /// Bytes received (when running past the length: at least this many).
-        received: u64,
-    },
-}
-
-impl BodyError {
-    /// The status the layer answers with: 413, 408 or 400.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::IdleTimeout(_) | BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
-            BodyError::Read(_) | BodyError::LengthMismatch { .. } => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn from_slow(slow: Slow) -> Self {
-        match slow {
-            Slow::Idle(d) => BodyError::IdleTimeout(d),
-            Slow::TooSlow {
-                received,
-                waited,
-                min_rate,
-            } => BodyError::TooSlow {
-                received,
-                waited,
-                min_rate,
-            },
-        }
-    }
-}
+use crate::slow::{GuardError, SlowGuard};
 
 pin_project! {
     /// The request body behind [`StreamBodyLayer`](crate::StreamBodyLayer).
@@ -220,27 +147,54 @@ pub(crate) struct StreamState {
     done: bool,
 }
 
+/// What a body of unknown length brought before it crossed the threshold and started to stream.
+pub(crate) struct Prefix {
+    /// The frames read so far, handed to the handler first.
+    pub(crate) frames: VecDeque<Bytes>,
+    /// Budget held for `frames`.
+    pub(crate) reservation: Option<Reservation>,
+    /// The slow-body guard that read them, carried on.
+    pub(crate) guard: SlowGuard,
+    /// Bytes in `frames`.
+    pub(crate) received: u64,
+}
+
 impl StreamState {
-    #[allow(clippy::too_many_arguments)]
+    /// A body that streams from its first byte, with its declared length if known.
     pub(crate) fn new(
-        prefix: VecDeque<Bytes>,
-        reservation: Option<Reservation>,
-        guard: SlowGuard,
-        received: u64,
-        max: u64,
+        config: &StreamBodyConfig,
         declared: Option<u64>,
-        chunk: usize,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self::after(
+            config,
+            Prefix {
+                frames: VecDeque::new(),
+                reservation: None,
+                guard: SlowGuard::new(config.slow),
+                received: 0,
+            },
+            declared,
+            shared,
+        )
+    }
+
+    /// A body that streams on after `prefix`.
+    pub(crate) fn after(
+        config: &StreamBodyConfig,
+        prefix: Prefix,
+        declared: Option<u64>,
         shared: Arc<Shared>,
     ) -> Self {
         Self {
-            prefix,
-            reservation,
+            prefix: prefix.frames,
+            reservation: prefix.reservation,
             current: Bytes::new(),
-            guard,
-            received,
-            max,
+            guard: prefix.guard,
+            received: prefix.received,
+            max: config.max_body_size,
             declared,
-            chunk: chunk.max(1),
+            chunk: config.chunk_size.max(1),
             shared,
             done: false,
         }
@@ -301,7 +255,7 @@ impl StreamState {
                     return Poll::Ready(None);
                 }
                 Some(Ok(frame)) => frame,
-                Some(Err(GuardError::Slow(slow))) => return self.fail(BodyError::from_slow(slow)),
+                Some(Err(GuardError::Slow(slow))) => return self.fail(slow.into()),
                 Some(Err(GuardError::Body(e))) => return self.fail(BodyError::Read(e.into())),
             };
             match frame.into_data() {
@@ -353,82 +307,5 @@ impl StreamState {
             hint.set_upper(upper.saturating_add(held));
         }
         hint
-    }
-}
-
-pin_project! {
-    /// The response body of [`StreamBodyService`](crate::StreamBodyService): the handler's, or
-    /// the short text of a response the layer gave itself.
-    pub struct ResponseBody<B> {
-        #[pin]
-        kind: ResponseKind<B>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseKindProj]
-    enum ResponseKind<B> {
-        Inner { #[pin] body: B },
-        Rejected { #[pin] body: Full<Bytes> },
-    }
-}
-
-impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B) -> Self {
-        Self {
-            kind: ResponseKind::Inner { body },
-        }
-    }
-
-    pub(crate) fn rejected(text: Bytes) -> Self {
-        Self {
-            kind: ResponseKind::Rejected {
-                body: Full::new(text),
-            },
-        }
-    }
-}
-
-impl<B> fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            ResponseKind::Inner { .. } => "Inner",
-            ResponseKind::Rejected { .. } => "Rejected",
-        };
-        f.debug_struct("ResponseBody").field("kind", &kind).finish()
-    }
-}
-
-impl<B> Body for ResponseBody<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            ResponseKindProj::Inner { body } => body.poll_frame(cx),
-            ResponseKindProj::Rejected { body } => body
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map_err(|never: Infallible| match never {}))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            ResponseKind::Inner { body } => body.is_end_stream(),
-            ResponseKind::Rejected { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            ResponseKind::Inner { body } => body.size_hint(),
-            ResponseKind::Rejected { body } => body.size_hint(),
-        }
     }
 }

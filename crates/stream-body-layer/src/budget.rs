@@ -4,12 +4,8 @@
 use std::time::Duration;
 
 use http::Extensions;
-use memory_probe::RequestBudget;
-pub use memory_probe::{
-    BudgetError, DEFAULT_BUDGET_CAPACITY as DEFAULT_MEMORY_BUDGET, MemoryBudget, Reservation,
-};
+use memory_probe::{BudgetError, MemoryBudget, RequestBudget, Reservation};
 
-use crate::layer::Config;
 use crate::metrics::BUFFERED_BYTES;
 
 /// Where a request's body reservations come from: the request's own handle on the budget (put
@@ -21,11 +17,11 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// The layer's budget, through the request's handle when the handle is on the same budget
-    /// (or when the layer was given none).
-    pub(crate) fn of(config: &Config, extensions: &Extensions) -> Source {
+    /// The layer's budget (`None`: none given), through the request's handle when the handle is
+    /// on the same budget (or when the layer was given none).
+    pub(crate) fn of(budget: Option<&MemoryBudget>, extensions: &Extensions) -> Source {
         let request = extensions.get::<RequestBudget>();
-        match (&config.budget, request) {
+        match (budget, request) {
             (None, Some(r)) => Source::Request(r.clone()),
             (Some(b), Some(r)) if b.same_as(r.budget()) => Source::Request(r.clone()),
             (Some(b), _) => Source::Budget(b.clone()),

@@ -12,9 +12,11 @@ use http::{HeaderMap, Request};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::body::{BoxError, LimitedBody, StreamState};
+use memory_probe::{BoxError, BudgetError};
+
+use crate::body::{LimitedBody, Prefix, StreamState};
 use crate::budget::{Held as Reservation, Source};
-use crate::layer::Config;
+use crate::config::StreamBodyConfig as Config;
 use crate::mode::BodyMode;
 use crate::reject::{Rejection, Shared};
 use crate::slow::{GuardError, SlowGuard};
@@ -49,11 +51,11 @@ async fn reserve(
     let total = source.total();
     let result = if held.saturating_add(bytes) > total {
         // Waiting cannot help: what this request would hold exceeds the whole budget.
-        Err(crate::BudgetError::LargerThanBudget {
+        Err(BudgetError::LargerThanBudget {
             requested: held.saturating_add(bytes),
             total,
         })
-    } else if matches!(err, crate::BudgetError::LargerThanBudget { .. }) {
+    } else if matches!(err, BudgetError::LargerThanBudget { .. }) {
         Err(err)
     } else {
         source.reserve(bytes, config.budget_wait).await
@@ -78,7 +80,15 @@ where
 {
     let reservation = match reservation {
         Some(r) => r,
-        None => reserve(&config, &Source::of(&config, &parts.extensions), len, 0).await?,
+        None => {
+            reserve(
+                &config,
+                &Source::of(config.budget.as_ref(), &parts.extensions),
+                len,
+                0,
+            )
+            .await?
+        }
     };
     let mut guard = SlowGuard::new(config.slow);
     let mut body = pin!(body);
@@ -161,7 +171,7 @@ where
     let mut total = 0u64;
     let mut reservation: Option<Reservation> = None;
     let mut trailers: Option<HeaderMap> = None;
-    let source = Source::of(&config, &parts.extensions);
+    let source = Source::of(config.budget.as_ref(), &parts.extensions);
     loop {
         // Matched at once so that no `B::Error` lives across the awaits below.
         let frame = match poll_fn(|cx| guard.poll_frame(body.as_mut(), cx)).await {
@@ -200,16 +210,13 @@ where
         frames.push_back(data);
         if total > config.buffer_threshold {
             let shared = Arc::new(Shared::default());
-            let state = StreamState::new(
+            let prefix = Prefix {
                 frames,
                 reservation,
                 guard,
-                total,
-                config.max_body_size,
-                None,
-                config.chunk_size,
-                shared.clone(),
-            );
+                received: total,
+            };
+            let state = StreamState::after(&config, prefix, None, shared.clone());
             parts.extensions.insert(BodyMode::Streaming {
                 content_length: None,
             });

@@ -12,10 +12,10 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use crate::body::ResponseBody;
 use crate::budget::Held as Reservation;
 use crate::buffer::Called;
 use crate::reject::{Rejection, Shared};
+use crate::response::ResponseBody;
 
 /// Buffering before the handler runs. Boxed: it is an `async fn` (waiting for budget, reading
 /// frames under the slow-body guard) and only bodies the layer buffers take this path, so
@@ -23,13 +23,22 @@ use crate::reject::{Rejection, Shared};
 type Prepare<F> = Pin<Box<dyn Future<Output = Result<Called<F>, Rejection>> + Send>>;
 
 pin_project! {
-    /// Response future of [`StreamBodyService`](crate::StreamBodyService).
+    /// Response future of [`StreamBodyLimit`](crate::StreamBodyLimit).
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
         http1: bool,
         handler_grace: Duration,
     }
+}
+
+/// What the layer's own answers to a request depend on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer {
+    /// HTTP/1 (its rejections close the connection).
+    pub(crate) http1: bool,
+    /// How long the handler may run on after its body failed.
+    pub(crate) handler_grace: Duration,
 }
 
 pin_project! {
@@ -69,42 +78,40 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn reject(rejection: Rejection, http1: bool, handler_grace: Duration) -> Self {
+    pub(crate) fn reject(rejection: Rejection, answer: Answer) -> Self {
         rejection.count();
-        Self {
-            state: State::Reject {
+        Self::with(
+            State::Reject {
                 rejection: Some(rejection),
             },
-            http1,
-            handler_grace,
-        }
+            answer,
+        )
     }
 
-    pub(crate) fn prepare(prepare: Prepare<F>, http1: bool, handler_grace: Duration) -> Self {
-        Self {
-            state: State::Prepare { prepare },
-            http1,
-            handler_grace,
-        }
+    pub(crate) fn prepare(prepare: Prepare<F>, answer: Answer) -> Self {
+        Self::with(State::Prepare { prepare }, answer)
+    }
+
+    /// The handler's future, already called.
+    #[inline]
+    pub(crate) fn called(called: Called<F>, answer: Answer) -> Self {
+        Self::with(
+            State::Inner {
+                fut: called.fut,
+                reservation: called.reservation,
+                shared: called.shared,
+                grace: None,
+            },
+            answer,
+        )
     }
 
     #[inline]
-    pub(crate) fn inner(
-        fut: F,
-        reservation: Option<Reservation>,
-        shared: Option<Arc<Shared>>,
-        http1: bool,
-        handler_grace: Duration,
-    ) -> Self {
+    fn with(state: State<F>, answer: Answer) -> Self {
         Self {
-            state: State::Inner {
-                fut,
-                reservation,
-                shared,
-                grace: None,
-            },
-            http1,
-            handler_grace,
+            state,
+            http1: answer.http1,
+            handler_grace: answer.handler_grace,
         }
     }
 }

@@ -1,76 +1,24 @@
-//! [`StreamBodyLayer`] and its settings.
+//! [`StreamBodyLayer`] and its builder methods.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use memory_probe::MemoryBudget;
 use tower_layer::Layer;
 
-use crate::budget::MemoryBudget;
-use crate::service::StreamBodyService;
-use crate::slow::SlowConfig;
+use crate::config::StreamBodyConfig;
+use crate::service::StreamBodyLimit;
 use crate::spool::SpoolConfig;
-
-/// Default `max_body_size`: 1 GiB.
-pub const DEFAULT_MAX_BODY_SIZE: u64 = 1024 * 1024 * 1024;
-/// Default `buffer_threshold`: 10 MiB (the `STREAM_FILE_THRESHOLD` of the original guide).
-pub const DEFAULT_BUFFER_THRESHOLD: u64 = 10 * 1024 * 1024;
-/// Default `chunk_size`: 64 KiB (the `STREAM_CHUNK_SIZE` of the original guide).
-pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
-/// Default `idle_timeout` between body frames: 30 s.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default `min_rate`: 240 bytes per second (Kestrel's default minimum request body data rate).
-pub const DEFAULT_MIN_RATE: u64 = 240;
-/// Default grace period before `min_rate` applies: 5 s.
-pub const DEFAULT_MIN_RATE_GRACE: Duration = Duration::from_secs(5);
-/// Default `budget_wait`: how long a request waits for budget before its 503.
-pub const DEFAULT_BUDGET_WAIT: Duration = Duration::from_secs(1);
-/// Default `Retry-After` of the 503 for an exhausted budget.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// Default `handler_grace`: how long a handler may keep running after its body failed.
-pub const DEFAULT_HANDLER_GRACE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) max_body_size: u64,
-    pub(crate) buffer_threshold: u64,
-    pub(crate) chunk_size: usize,
-    /// `None`: the request's own handle on the budget when the interceptor's governor put one
-    /// in its extensions, else [`MemoryBudget::global`].
-    pub(crate) budget: Option<MemoryBudget>,
-    pub(crate) budget_wait: Duration,
-    pub(crate) retry_after: Duration,
-    pub(crate) slow: SlowConfig,
-    pub(crate) handler_grace: Duration,
-    pub(crate) spool: Option<SpoolConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
-            buffer_threshold: DEFAULT_BUFFER_THRESHOLD,
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            budget: None,
-            budget_wait: DEFAULT_BUDGET_WAIT,
-            retry_after: DEFAULT_RETRY_AFTER,
-            slow: SlowConfig {
-                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
-                min_rate: DEFAULT_MIN_RATE,
-                grace: DEFAULT_MIN_RATE_GRACE,
-            },
-            handler_grace: DEFAULT_HANDLER_GRACE,
-            spool: None,
-        }
-    }
-}
 
 /// Bounds the memory request bodies take: size limit, memory budget, chunked streaming, and a
 /// slow-body guard. See the [crate docs](crate) for the behaviour.
 ///
-/// Every setter has a sensible default; `StreamBodyLayer::new()` is ready to use.
+/// Every setter has a sensible default; `StreamBodyLayer::new()` is ready to use. The setters
+/// are those of [`StreamBodyConfig`]; [`from_config`](Self::from_config) takes a whole one (for
+/// instance read from the `STREAM_*` variables with [`StreamBodyConfig::from_env`]).
 #[derive(Debug, Clone, Default)]
 pub struct StreamBodyLayer {
-    config: Config,
+    config: StreamBodyConfig,
 }
 
 impl StreamBodyLayer {
@@ -82,97 +30,104 @@ impl StreamBodyLayer {
         Self::default()
     }
 
-    /// Largest body accepted. A larger `Content-Length` gets 413 before a byte is read; a body
-    /// of unknown length that grows past it gets 413 too.
+    /// A layer with `config`'s settings.
+    pub fn from_config(config: StreamBodyConfig) -> Self {
+        Self { config }
+    }
+
+    /// The layer's settings.
+    pub fn config(&self) -> &StreamBodyConfig {
+        &self.config
+    }
+
+    /// See [`StreamBodyConfig::max_body_size`](StreamBodyConfig::max_body_size()).
+    #[must_use]
     pub fn max_body_size(mut self, bytes: u64) -> Self {
-        self.config.max_body_size = bytes;
+        self.config = self.config.max_body_size(bytes);
         self
     }
 
-    /// Bodies of known length up to this size are buffered by the layer (under the memory
-    /// budget) and handed over as one frame; larger ones, and unknown-length ones that grow past
-    /// it, stream.
+    /// See [`StreamBodyConfig::buffer_threshold`](StreamBodyConfig::buffer_threshold()).
+    #[must_use]
     pub fn buffer_threshold(mut self, bytes: u64) -> Self {
-        self.config.buffer_threshold = bytes;
+        self.config = self.config.buffer_threshold(bytes);
         self
     }
 
-    /// Largest frame a streaming body yields (at least 1 byte).
+    /// See [`StreamBodyConfig::chunk_size`](StreamBodyConfig::chunk_size()).
+    #[must_use]
     pub fn chunk_size(mut self, bytes: usize) -> Self {
-        self.config.chunk_size = bytes.max(1);
+        self.config = self.config.chunk_size(bytes);
         self
     }
 
-    /// The memory budget buffered bodies are charged to. Give every layer of the process a clone
-    /// of one budget to bound them together (the interceptor's governor too: bytes reserved for
-    /// a buffered body are then counted once). The default is the budget of the governor that
-    /// admitted the request, when there is one, else [`MemoryBudget::global`].
+    /// See [`StreamBodyConfig::memory_budget`].
+    #[must_use]
     pub fn memory_budget(mut self, budget: MemoryBudget) -> Self {
-        self.config.budget = Some(budget);
+        self.config = self.config.memory_budget(budget);
         self
     }
 
-    /// How long a request waits for budget before the layer answers 503 (default 1 s).
+    /// See [`StreamBodyConfig::budget_wait`](StreamBodyConfig::budget_wait()).
+    #[must_use]
     pub fn budget_wait(mut self, wait: Duration) -> Self {
-        self.config.budget_wait = wait;
+        self.config = self.config.budget_wait(wait);
         self
     }
 
-    /// The `Retry-After` of that 503, rounded up to whole seconds (default 1 s).
+    /// See [`StreamBodyConfig::retry_after`](StreamBodyConfig::retry_after()).
+    #[must_use]
     pub fn retry_after(mut self, after: Duration) -> Self {
-        self.config.retry_after = after;
+        self.config = self.config.retry_after(after);
         self
     }
 
-    /// Longest wait for the next piece of body: past it, 408 and the connection closes.
+    /// See [`StreamBodyConfig::idle_timeout`].
+    #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.slow.idle_timeout = Some(timeout);
+        self.config = self.config.idle_timeout(timeout);
         self
     }
 
-    /// No idle timeout.
+    /// See [`StreamBodyConfig::disable_idle_timeout`].
+    #[must_use]
     pub fn disable_idle_timeout(mut self) -> Self {
-        self.config.slow.idle_timeout = None;
+        self.config = self.config.disable_idle_timeout();
         self
     }
 
-    /// Minimum average data rate in bytes per second, measured over the time spent waiting on
-    /// the client once `grace` of such time has passed; under it, 408. `0` disables the check.
+    /// See [`StreamBodyConfig::min_rate`].
+    #[must_use]
     pub fn min_rate(mut self, bytes_per_second: u64, grace: Duration) -> Self {
-        self.config.slow.min_rate = bytes_per_second;
-        self.config.slow.grace = grace;
+        self.config = self.config.min_rate(bytes_per_second, grace);
         self
     }
 
-    /// How long a handler may keep running after its streaming body failed (too large, too
-    /// slow, broken off) before the layer drops it and answers anyway (default 5 s). A handler
-    /// that returns earlier has its response replaced by the layer's.
+    /// See [`StreamBodyConfig::handler_grace`](StreamBodyConfig::handler_grace()).
+    #[must_use]
     pub fn handler_grace(mut self, grace: Duration) -> Self {
-        self.config.handler_grace = grace;
+        self.config = self.config.handler_grace(grace);
         self
     }
 
-    /// Where a [`SpooledBody`](crate::SpooledBody) extracted behind this layer spills; without
-    /// it the extractor uses the system temporary directory (refused if that is a tmpfs).
+    /// See [`StreamBodyConfig::spool`].
+    #[must_use]
     pub fn spool(mut self, spool: SpoolConfig) -> Self {
-        self.config.spool = Some(spool);
+        self.config = self.config.spool(spool);
         self
     }
 
     /// The memory budget given with [`memory_budget`](Self::memory_budget), else
     /// [`MemoryBudget::global`] (what requests without a governor's handle draw on).
     pub fn budget(&self) -> MemoryBudget {
-        self.config
-            .budget
-            .clone()
-            .unwrap_or_else(MemoryBudget::global)
+        self.config.budget()
     }
 }
 
 impl<S> Layer<S> for StreamBodyLayer {
-    type Service = StreamBodyService<S>;
+    type Service = StreamBodyLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        StreamBodyService::new(inner, Arc::new(self.config.clone()))
+        StreamBodyLimit::new(inner, Arc::new(self.config.clone()))
     }
 }

@@ -31,7 +31,16 @@
 //! `axum` feature it is an extractor that follows the layer's [`BodyMode`].
 //!
 //! Metrics (through the `metrics` facade): `http_body_buffered_bytes` (gauge, bytes held under
-//! budgets), `http_body_spilled_total`, `http_body_rejected_total{reason}`; see [`metrics`].
+//! budgets), `http_body_spilled_total`, `http_body_rejected_total{reason}`; see
+//! [`describe_metrics`].
+//!
+//! The 503 for an exhausted budget follows the workspace's one convention for memory 503s:
+//! `Retry-After` in whole seconds and the JSON body of [`memory_probe::overload_body`] with the
+//! reason `budget_exhausted`. The other answers (413, 408, 400) are one line of plain text.
+//!
+//! Configuration: [`StreamBodyConfig`] holds the settings (the layer's builder methods set the
+//! same ones); [`StreamBodyConfig::from_env`] reads the `STREAM_*` variables, each named after
+//! its builder method (`STREAM_BUFFER_THRESHOLD`, `STREAM_CHUNK_SIZE`).
 //!
 //! # Example
 //!
@@ -87,33 +96,45 @@
 //!
 //! - `axum`: `FromRequest` for [`SpooledBody`], `FromRequestParts` for [`BodyMode`].
 
+#![forbid(unsafe_code)]
+
 mod body;
 mod budget;
 mod buffer;
+mod config;
+mod env;
+mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
 mod layer;
-pub mod metrics;
+mod metrics;
 mod mode;
 mod reject;
+mod response;
 mod service;
 mod slow;
 mod spool;
 
-pub use body::{BodyError, BoxError, LimitedBody, ResponseBody};
-pub use budget::{BudgetError, DEFAULT_MEMORY_BUDGET, MemoryBudget, Reservation};
-#[cfg(feature = "axum")]
-pub use extract::MissingBodyMode;
-pub use future::ResponseFuture;
-pub use layer::{
+pub use body::LimitedBody;
+pub use config::{
     DEFAULT_BUDGET_WAIT, DEFAULT_BUFFER_THRESHOLD, DEFAULT_CHUNK_SIZE, DEFAULT_HANDLER_GRACE,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_SIZE, DEFAULT_MIN_RATE, DEFAULT_MIN_RATE_GRACE,
-    DEFAULT_RETRY_AFTER, StreamBodyLayer,
+    StreamBodyConfig,
 };
-pub use memory_probe::RequestBudget;
+pub use env::{ConfigError, DEPRECATED_VARIABLES, VARIABLES};
+pub use error::BodyError;
+#[cfg(feature = "axum")]
+pub use extract::MissingBodyMode;
+// The crate is one middleware, so its root is the middleware's module (as tower-http's
+// `limit` module): the response future is reached here.
+pub use future::ResponseFuture;
+pub use layer::StreamBodyLayer;
+pub use memory_probe::{BoxError, MemoryBudget};
+pub use metrics::describe_metrics;
 pub use mode::BodyMode;
-pub use service::StreamBodyService;
+pub use response::ResponseBody;
+pub use service::StreamBodyLimit;
 pub use spool::{
     DEFAULT_SPOOL_MEMORY_THRESHOLD, SpoolConfig, SpoolConfigBuilder, SpoolError, SpooledBody,
     SpooledReader, is_memory_backed,

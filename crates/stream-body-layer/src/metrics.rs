@@ -1,25 +1,22 @@
-//! Metric names, emitted through the [`metrics`](https://docs.rs/metrics) facade.
-//!
-//! Nothing is recorded unless the program installs a recorder (for example
-//! `metrics-exporter-prometheus`); without one every call is a no-op.
+//! The crate's metrics: every name spelled once, and [`describe_metrics`].
 
-/// Gauge: bytes of request bodies held in memory under a [`MemoryBudget`](crate::MemoryBudget)
-/// right now, summed over all budgets.
-pub const BUFFERED_BYTES: &str = "http_body_buffered_bytes";
-
-/// Counter: request bodies that a [`SpooledBody`](crate::SpooledBody) continued into a temporary
-/// file.
-pub const SPILLED_TOTAL: &str = "http_body_spilled_total";
-
+/// Gauge: bytes of request bodies held in memory under a memory budget right now.
+pub(crate) const BUFFERED_BYTES: &str = "http_body_buffered_bytes";
+/// Counter: request bodies a spooled body continued into a temporary file.
+pub(crate) const SPILLED_TOTAL: &str = "http_body_spilled_total";
 /// Counter with a `reason` label: requests the layer answered itself because of their body.
-///
-/// Reasons: `too_large` (413, over `max_body_size`), `over_budget` (413, larger than the whole
-/// memory budget), `budget_exhausted` (503), `idle_timeout` and `too_slow` (408), `bad_length`
-/// (400, unreadable or wrong `Content-Length`), `incomplete` (400, the body broke off).
-pub const REJECTED_TOTAL: &str = "http_body_rejected_total";
+pub(crate) const REJECTED_TOTAL: &str = "http_body_rejected_total";
 
-/// Registers units and help texts for the three metrics with the installed recorder.
-pub fn describe() {
+/// Registers units and help texts of the crate's metrics with the installed recorder (call it
+/// once the recorder is installed). Nothing is recorded unless the program installs a recorder
+/// (for example `metrics-exporter-prometheus`); without one every call is a no-op.
+///
+/// | Name | Type | Labels | Meaning |
+/// |---|---|---|---|
+/// | `http_body_buffered_bytes` | gauge | | Bytes of request bodies held in memory under a [`MemoryBudget`](crate::MemoryBudget) right now, summed over all budgets. |
+/// | `http_body_spilled_total` | counter | | Request bodies a [`SpooledBody`](crate::SpooledBody) continued into a temporary file. |
+/// | `http_body_rejected_total` | counter | `reason` | Requests the layer answered itself because of their body: `too_large` (413, over `max_body_size`), `over_budget` (413, larger than the whole memory budget), `budget_exhausted` (503), `idle_timeout` and `too_slow` (408), `bad_length` (400, unreadable or wrong `Content-Length`), `incomplete` (400, the body broke off). |
+pub fn describe_metrics() {
     metrics::describe_gauge!(
         BUFFERED_BYTES,
         metrics::Unit::Bytes,

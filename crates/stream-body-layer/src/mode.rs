@@ -5,6 +5,7 @@
 ///
 /// With the `axum` feature it is also an extractor (`BodyMode` or `Option<BodyMode>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BodyMode {
     /// The layer read the whole body into memory (under the memory budget) before calling the
     /// handler, which gets it as a single frame of `len` bytes (none when `len` is 0).

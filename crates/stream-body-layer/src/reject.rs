@@ -8,10 +8,11 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
+use memory_probe::{BudgetError, OVERLOAD_CONTENT_TYPE, overload_body, retry_after_seconds};
 
-use crate::body::{BodyError, ResponseBody};
-use crate::budget::BudgetError;
+use crate::error::BodyError;
 use crate::metrics::REJECTED_TOTAL;
+use crate::response::ResponseBody;
 use crate::slow::Slow;
 
 /// Why the layer answered a request itself; the `reason` label of `http_body_rejected_total`.
@@ -49,7 +50,9 @@ impl Reason {
     }
 }
 
-/// A response the layer owns: the status, a one-line text body, `Retry-After` for 503.
+/// A response the layer owns: the status and a one-line text body; the 503 for an exhausted
+/// budget follows the workspace's one convention for memory 503s (memory-probe's
+/// [`overload_body`], `Retry-After` in whole seconds).
 #[derive(Debug, Clone)]
 pub(crate) struct Rejection {
     reason: Reason,
@@ -97,7 +100,7 @@ impl Rejection {
             // Queue full or the wait ran out (and whatever a later version adds): try again.
             _ => Self {
                 reason: Reason::BudgetExhausted,
-                message: "memory budget for request bodies exhausted, retry later".to_string(),
+                message: "memory budget for request bodies exhausted".to_string(),
                 retry_after: Some(retry_after),
             },
         }
@@ -155,21 +158,27 @@ impl Rejection {
     /// The response. Every rejection leaves request bytes unread, so HTTP/1 connections close
     /// (HTTP/2 has no `Connection` header; hyper resets the stream instead).
     pub(crate) fn to_response<B>(&self, http1: bool) -> Response<ResponseBody<B>> {
-        let mut body = self.message.clone().into_bytes();
-        body.push(b'\n');
+        let (body, content_type, retry_after) = match self.retry_after {
+            Some(after) => {
+                let secs = retry_after_seconds(after);
+                let body = overload_body(&self.message, self.reason.as_str(), secs);
+                (body.into_bytes(), OVERLOAD_CONTENT_TYPE, Some(secs))
+            }
+            None => {
+                let mut body = self.message.clone().into_bytes();
+                body.push(b'\n');
+                (body, "text/plain; charset=utf-8", None)
+            }
+        };
         let mut response = Response::new(ResponseBody::rejected(Bytes::from(body)));
         *response.status_mut() = self.reason.status();
         let headers = response.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if http1 {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some(after) = self.retry_after {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        if let Some(secs) = retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -1,4 +1,4 @@
-//! [`StreamBodyService`]: classifies each request body and hands it on.
+//! [`StreamBodyLimit`]: classifies each request body and hands it on.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,24 +9,29 @@ use http::{Request, Response, Version};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::body::{BoxError, LimitedBody, ResponseBody, StreamState};
+use memory_probe::{BoxError, BudgetError};
+
+use crate::body::{LimitedBody, StreamState};
 use crate::budget::Source;
-use crate::buffer;
-use crate::future::ResponseFuture;
-use crate::layer::Config;
+use crate::buffer::{self, Called};
+use crate::config::StreamBodyConfig;
+use crate::future::{Answer, ResponseFuture};
 use crate::mode::BodyMode;
 use crate::reject::{Rejection, Shared};
-use crate::slow::SlowGuard;
+use crate::response::ResponseBody;
 
 /// The service [`StreamBodyLayer`](crate::StreamBodyLayer) wraps around a handler.
+///
+/// Named `StreamBodyLimit` rather than tower-http's bare `StreamBody`: `http_body_util::StreamBody`
+/// is a well-known body type (a body from a `Stream`), imported in the same files as this layer.
 #[derive(Debug, Clone)]
-pub struct StreamBodyService<S> {
+pub struct StreamBodyLimit<S> {
     inner: S,
-    config: Arc<Config>,
+    config: Arc<StreamBodyConfig>,
 }
 
-impl<S> StreamBodyService<S> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+impl<S> StreamBodyLimit<S> {
+    pub(crate) fn new(inner: S, config: Arc<StreamBodyConfig>) -> Self {
         Self { inner, config }
     }
 
@@ -36,7 +41,7 @@ impl<S> StreamBodyService<S> {
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for StreamBodyService<S>
+impl<S, B, ResBody> Service<Request<B>> for StreamBodyLimit<S>
 where
     S: Service<Request<LimitedBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -56,15 +61,17 @@ where
     #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let config = &self.config;
-        let http1 = req.version() <= Version::HTTP_11;
-        let grace = config.handler_grace;
+        let answer = Answer {
+            http1: req.version() <= Version::HTTP_11,
+            handler_grace: config.handler_grace,
+        };
         let declared = match declared_length(&req) {
             Ok(declared) => declared,
-            Err(rejection) => return ResponseFuture::reject(rejection, http1, grace),
+            Err(rejection) => return ResponseFuture::reject(rejection, answer),
         };
         match declared {
             Some(len) if len > config.max_body_size => {
-                ResponseFuture::reject(Rejection::too_large(config.max_body_size), http1, grace)
+                ResponseFuture::reject(Rejection::too_large(config.max_body_size), answer)
             }
             // Nothing to read (a GET, most often): no budget, no guard, no allocation, and no
             // spool directory (nothing can spill). A body that says it has more (possible only for body types that do not enforce their
@@ -73,19 +80,23 @@ where
                 let (mut parts, _) = req.into_parts();
                 parts.extensions.insert(BodyMode::Buffered { len: 0 });
                 let req = Request::from_parts(parts, LimitedBody::buffered(Bytes::new(), None));
-                ResponseFuture::inner(self.inner.call(req), None, None, http1, grace)
+                let called = Called {
+                    fut: self.inner.call(req),
+                    reservation: None,
+                    shared: None,
+                };
+                ResponseFuture::called(called, answer)
             }
             Some(len) if len <= config.buffer_threshold => {
                 // Fail at once when the body can never fit; otherwise take the budget now if it
                 // is free, and wait for it in the buffering future if not.
-                let source = Source::of(config, req.extensions());
+                let source = Source::of(config.budget.as_ref(), req.extensions());
                 let reservation = match source.try_reserve(len) {
                     Ok(r) => Some(r),
-                    Err(e @ crate::BudgetError::LargerThanBudget { .. }) => {
+                    Err(e @ BudgetError::LargerThanBudget { .. }) => {
                         return ResponseFuture::reject(
                             Rejection::budget(e, config.retry_after),
-                            http1,
-                            grace,
+                            answer,
                         );
                     }
                     Err(_) => None,
@@ -102,8 +113,7 @@ where
                         reservation,
                         self.config.clone(),
                     )),
-                    http1,
-                    grace,
+                    answer,
                 )
             }
             Some(len) => {
@@ -113,18 +123,14 @@ where
                 });
                 self.insert_spool(&mut parts.extensions);
                 let shared = Arc::new(Shared::default());
-                let state = StreamState::new(
-                    Default::default(),
-                    None,
-                    SlowGuard::new(config.slow),
-                    0,
-                    config.max_body_size,
-                    Some(len),
-                    config.chunk_size,
-                    shared.clone(),
-                );
+                let state = StreamState::new(config, Some(len), shared.clone());
                 let req = Request::from_parts(parts, LimitedBody::streaming(body, state));
-                ResponseFuture::inner(self.inner.call(req), None, Some(shared), http1, grace)
+                let called = Called {
+                    fut: self.inner.call(req),
+                    reservation: None,
+                    shared: Some(shared),
+                };
+                ResponseFuture::called(called, answer)
             }
             None => {
                 let (mut parts, body) = req.into_parts();
@@ -137,15 +143,14 @@ where
                         body,
                         self.config.clone(),
                     )),
-                    http1,
-                    grace,
+                    answer,
                 )
             }
         }
     }
 }
 
-impl<S: Clone> StreamBodyService<S> {
+impl<S: Clone> StreamBodyLimit<S> {
     /// The service `poll_ready` was called on, leaving a fresh clone in its place (the usual
     /// tower move for services called later from a future).
     fn take_ready(&mut self) -> S {

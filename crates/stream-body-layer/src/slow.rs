@@ -13,16 +13,8 @@ use bytes::Buf;
 use http_body::{Body, Frame};
 use tokio::time::{Instant, Sleep};
 
-/// The guard's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SlowConfig {
-    /// Longest wait for the next frame.
-    pub idle_timeout: Option<Duration>,
-    /// Minimum average bytes per second of waiting time (0: no minimum).
-    pub min_rate: u64,
-    /// Waiting time before the minimum rate applies.
-    pub grace: Duration,
-}
+pub(crate) use crate::config::SlowConfig;
+use crate::error::BodyError;
 
 /// Which bound the client broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +30,23 @@ pub(crate) enum Slow {
         /// The configured minimum, bytes per second.
         min_rate: u64,
     },
+}
+
+impl From<Slow> for BodyError {
+    fn from(slow: Slow) -> Self {
+        match slow {
+            Slow::Idle(d) => BodyError::IdleTimeout(d),
+            Slow::TooSlow {
+                received,
+                waited,
+                min_rate,
+            } => BodyError::TooSlow {
+                received,
+                waited,
+                min_rate,
+            },
+        }
+    }
 }
 
 /// An error from a guarded body: the body's own, or a slow client.

@@ -237,6 +237,12 @@ async fn exhausted_budget_gives_503_with_retry_after_and_every_byte_comes_back()
     assert_eq!(response.status, 503, "{}", response.text());
     assert_eq!(response.header("retry-after"), Some("3"));
     assert_eq!(response.header("connection"), Some("close"));
+    // The workspace's one format for memory 503s.
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(json["reason"], "budget_exhausted", "{json}");
+    assert_eq!(json["retry_after_seconds"], 3, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("budget"), "{json}");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(990), "{waited:?}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");

@@ -12,7 +12,10 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::Full;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use stream_body_layer::metrics::{BUFFERED_BYTES, REJECTED_TOTAL, SPILLED_TOTAL};
+// The names spelled out: dashboards and alerts depend on them.
+const BUFFERED_BYTES: &str = "http_body_buffered_bytes";
+const SPILLED_TOTAL: &str = "http_body_spilled_total";
+const REJECTED_TOTAL: &str = "http_body_rejected_total";
 use stream_body_layer::{MemoryBudget, SpoolConfig, SpooledBody, StreamBodyLayer};
 use tokio::io::AsyncWriteExt;
 
@@ -59,7 +62,7 @@ fn buffered_bytes_spills_and_rejections_are_recorded() {
         .unwrap();
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
-            stream_body_layer::metrics::describe();
+            stream_body_layer::describe_metrics();
             let budget = MemoryBudget::new(100_000);
             let layer = StreamBodyLayer::new()
                 .max_body_size(1_000_000)
