@@ -65,7 +65,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn monitor_at(rt: &tokio::runtime::Runtime, usage: u64) -> MemoryMonitor {
     let monitor = MemoryMonitor::builder()
         .source(Fixed(usage))
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaim_enabled(false)
         .build()
         .unwrap();

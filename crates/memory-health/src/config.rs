@@ -180,14 +180,14 @@ impl MemoryConfig {
     /// allocator profile). Whether to start it is [`monitoring_enabled`](Self::monitoring_enabled).
     pub fn monitor_builder(&self) -> MemoryMonitorBuilder {
         let mut builder = MemoryMonitorBuilder::default()
-            .interval(self.check_interval)
-            .warning(self.warning_threshold)
-            .critical(self.critical_threshold)
+            .check_interval(self.check_interval)
+            .warning_threshold(self.warning_threshold)
+            .critical_threshold(self.critical_threshold)
             .reclaim_enabled(self.reclaim_enabled)
             .reclaim_on_warning(self.reclaim_on_warning)
             .reclaim_interval(self.reclaim_interval);
         if let Some(limit) = self.limit_bytes {
-            builder = builder.limit(limit);
+            builder = builder.limit_bytes(limit);
         }
         if let Some(profile) = self.allocator_profile {
             builder = builder.allocator_profile(profile);
@@ -217,8 +217,8 @@ impl MemoryConfig {
     /// park timeout; the rest at their defaults).
     pub fn governor(&self, budget: MemoryBudget) -> GovernorConfig {
         GovernorConfig::new(budget)
-            .floor(self.admission_floor)
-            .queue_timeout(self.admission_timeout)
+            .admission_floor(self.admission_floor)
+            .admission_timeout(self.admission_timeout)
             .park_timeout(self.park_timeout)
     }
 }

@@ -8,7 +8,7 @@ use memory_probe::{CgroupMemory, ProcessMemory};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LimitSource {
-    /// Set explicitly ([`MemoryMonitorBuilder::limit`](crate::MemoryMonitorBuilder::limit)).
+    /// Set explicitly ([`MemoryMonitorBuilder::limit_bytes`](crate::MemoryMonitorBuilder::limit_bytes)).
     Configured,
     /// The cgroup's hard limit (`memory.max`, v1 `memory.limit_in_bytes`), smallest up the chain.
     CgroupMax,

@@ -77,7 +77,7 @@ fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
 fn steered_monitor(source: &Steered) -> MemoryMonitor {
     MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaim_enabled(false)
         .build()
         .unwrap()
@@ -251,7 +251,7 @@ async fn health_report_has_the_documented_shape() {
 async fn health_shows_the_governor_budget_and_queue() {
     let budget = memory_probe::MemoryBudget::with_max_queue(1, 7);
     let monitor = MemoryMonitor::builder()
-        .limit(1 << 40)
+        .limit_bytes(1 << 40)
         .budget(
             budget.clone(),
             memory_health::BudgetCapacity::Bytes(64 << 20),
@@ -301,9 +301,9 @@ async fn health_is_at_most_a_second_old_and_samples_at_most_once_a_second() {
     // A running monitor that samples once an hour: only /health's own freshness rule resamples.
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaim_enabled(false)
-        .interval(Duration::from_secs(3600))
+        .check_interval(Duration::from_secs(3600))
         .build()
         .unwrap();
     monitor.start().unwrap();
@@ -443,9 +443,9 @@ async fn liveness_reports_a_stalled_monitor() {
     let source = Steered::new(100);
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaim_enabled(false)
-        .interval(Duration::from_millis(20))
+        .check_interval(Duration::from_millis(20))
         .stall_after(Duration::from_millis(250))
         .build()
         .unwrap();
@@ -700,7 +700,7 @@ async fn metrics_scrape_passes_promtool() {
     let source = Steered::new(100);
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaimer(
             memory_probe::Reclaimer::builder()
                 .min_interval(Duration::ZERO)

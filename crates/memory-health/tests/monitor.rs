@@ -24,7 +24,7 @@ async fn sample_of(root: &Path, configured: Option<u64>) -> Arc<memory_health::M
         .source(ProbeSource::at(root))
         .reclaim_enabled(false);
     if let Some(limit) = configured {
-        builder = builder.limit(limit);
+        builder = builder.limit_bytes(limit);
     }
     builder.build().unwrap().sample_now().await.unwrap()
 }
@@ -179,7 +179,7 @@ async fn the_real_process_has_a_limit_and_usage() {
 fn steered(source: &Steered) -> memory_health::MemoryMonitorBuilder {
     MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaim_enabled(false)
 }
 
@@ -276,7 +276,7 @@ async fn a_steady_45_mb_per_hour_leak_is_reported_within_ten_percent() {
     let source = Steered::new(0);
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(4 << 30)
+        .limit_bytes(4 << 30)
         .reclaim_enabled(false)
         .trend_window(Duration::from_secs(30 * 60))
         .leak_threshold(LeakThreshold::BytesPerHour(30_000_000))
@@ -313,7 +313,7 @@ async fn churn_without_growth_is_no_leak() {
     let source = Steered::new(0);
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(4 << 30)
+        .limit_bytes(4 << 30)
         .reclaim_enabled(false)
         .leak_threshold(LeakThreshold::BytesPerHour(30_000_000))
         .leak_after(Duration::from_secs(60))
@@ -337,7 +337,7 @@ async fn reclaim_on_entering_critical_and_on_schedule() {
     let reclaimer = Reclaimer::builder().min_interval(Duration::ZERO).build();
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaimer(reclaimer.clone())
         .reclaim_interval(Duration::from_secs(300))
         .build()
@@ -397,7 +397,7 @@ async fn reclaim_disabled_never_runs() {
     let reclaimer = Reclaimer::builder().min_interval(Duration::ZERO).build();
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaimer(reclaimer.clone())
         .reclaim_enabled(false)
         .reclaim_interval(Duration::from_secs(60))
@@ -421,7 +421,7 @@ async fn a_rate_limited_reclaimer_skips_without_counting_a_failure() {
         .build();
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaimer(reclaimer)
         .reclaim_interval(Duration::from_secs(60))
         .build()
@@ -440,9 +440,9 @@ async fn liveness_follows_the_task() {
     let source = Steered::new(100);
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000)
+        .limit_bytes(1000)
         .reclaim_enabled(false)
-        .interval(Duration::from_millis(20))
+        .check_interval(Duration::from_millis(20))
         .stall_after(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -516,8 +516,8 @@ async fn dropping_the_last_handle_ends_the_task() {
     };
     let monitor = MemoryMonitor::builder()
         .source(source)
-        .limit(1000)
-        .interval(Duration::from_millis(10))
+        .limit_bytes(1000)
+        .check_interval(Duration::from_millis(10))
         .build()
         .unwrap();
     monitor.start().unwrap();
@@ -541,17 +541,22 @@ fn start_needs_a_runtime() {
 fn builder_rejects_settings_that_cannot_work() {
     let err = |b: memory_health::MemoryMonitorBuilder| b.build().unwrap_err();
     assert!(matches!(
-        err(MemoryMonitor::builder().warning(0.9).critical(0.8)),
+        err(MemoryMonitor::builder()
+            .warning_threshold(0.9)
+            .critical_threshold(0.8)),
         BuildError::ThresholdOrder { .. }
     ));
     assert!(matches!(
-        err(MemoryMonitor::builder().warning(0.85)),
+        err(MemoryMonitor::builder().warning_threshold(0.85)),
         BuildError::ThresholdOrder { .. }
     ));
     for (b, setting) in [
-        (MemoryMonitor::builder().warning(0.0), "warning"),
-        (MemoryMonitor::builder().critical(1.5), "critical"),
-        (MemoryMonitor::builder().critical(f64::NAN), "critical"),
+        (MemoryMonitor::builder().warning_threshold(0.0), "warning"),
+        (MemoryMonitor::builder().critical_threshold(1.5), "critical"),
+        (
+            MemoryMonitor::builder().critical_threshold(f64::NAN),
+            "critical",
+        ),
         (
             MemoryMonitor::builder().hysteresis(0.8),
             "hysteresis margin",
@@ -561,7 +566,7 @@ fn builder_rejects_settings_that_cannot_work() {
             "hysteresis margin",
         ),
         (
-            MemoryMonitor::builder().interval(Duration::ZERO),
+            MemoryMonitor::builder().check_interval(Duration::ZERO),
             "interval",
         ),
         (
@@ -576,7 +581,7 @@ fn builder_rejects_settings_that_cannot_work() {
             MemoryMonitor::builder().stall_after(Duration::ZERO),
             "stall timeout",
         ),
-        (MemoryMonitor::builder().limit(0), "limit"),
+        (MemoryMonitor::builder().limit_bytes(0), "limit"),
         (
             MemoryMonitor::builder().leak_threshold(LeakThreshold::FractionOfLimitPerHour(-1.0)),
             "leak threshold",
@@ -588,7 +593,7 @@ fn builder_rejects_settings_that_cannot_work() {
         }
     }
     let ok = MemoryMonitor::builder()
-        .interval(Duration::from_secs(5))
+        .check_interval(Duration::from_secs(5))
         .build()
         .unwrap();
     assert_eq!(ok.stall_after(), Duration::from_secs(15));
@@ -602,8 +607,8 @@ async fn the_monitor_sizes_the_budget_and_samples_again_when_it_moves() {
     let budget = memory_probe::MemoryBudget::new(1);
     let monitor = MemoryMonitor::builder()
         .source(source.clone())
-        .limit(1000 * MIB)
-        .interval(Duration::from_secs(3600))
+        .limit_bytes(1000 * MIB)
+        .check_interval(Duration::from_secs(3600))
         .resample_gap(Duration::from_millis(20))
         .kernel_events(false)
         .reclaim_enabled(false)
@@ -653,7 +658,7 @@ async fn a_fixed_budget_stays_fixed_and_a_ratio_follows_the_limit() {
         let budget = memory_probe::MemoryBudget::new(1);
         let monitor = MemoryMonitor::builder()
             .source(Steered::new(900 * MIB))
-            .limit(1000 * MIB)
+            .limit_bytes(1000 * MIB)
             .reclaim_enabled(false)
             .budget(budget.clone(), capacity)
             .build()

@@ -128,12 +128,12 @@ impl fmt::Debug for Config {
 /// - **Admission by predicted cost**: before the inner service is called, a request reserves its
 ///   route's learned cost (the `quantile`, default p95, of the peak memory its requests held,
 ///   recent ones weighing most). A reservation that does not fit waits in the budget's FIFO queue
-///   (bounded by the budget's `max_queue` and by `queue_timeout`), then gets 503 with
-///   `Retry-After`. Requests predicted under the `floor` are admitted at once and never queue
+///   (bounded by the budget's `max_queue` and by `admission_timeout`), then gets 503 with
+///   `Retry-After`. Requests predicted under the `admission_floor` are admitted at once and never queue
 ///   behind heavy ones. A route's first request runs as a probe reserving `unseen_cost`; the
 ///   route's other requests wait for it up to `probe_timeout`.
 /// - **Growth charged at poll boundaries**: what a request holds beyond its reservation (and
-///   beyond the `floor`, which every request may hold uncharged) is charged when its poll returns:
+///   beyond the `admission_floor`, which every request may hold uncharged) is charged when its poll returns:
 ///   one atomic addition. Over capacity, the request is parked (not polled) until memory frees;
 ///   after `park_timeout` the request furthest over its reservation is aborted (503 with
 ///   `Retry-After`, or the body's error once streaming), largest first; after three timeouts a
@@ -151,7 +151,7 @@ impl fmt::Debug for Config {
 ///
 /// let budget = MemoryBudget::new(512 << 20);
 /// let layer = MemoryInterceptorLayer::new().governor(
-///     GovernorConfig::new(budget.clone()).queue_timeout(Duration::from_secs(2)),
+///     GovernorConfig::new(budget.clone()).admission_timeout(Duration::from_secs(2)),
 /// );
 /// # let _ = layer;
 /// ```
@@ -202,7 +202,7 @@ impl GovernorConfig {
     /// Requests predicted to hold less than `bytes` are admitted without a reservation and never
     /// queue; every request may hold this much uncharged (default 64 KiB).
     #[must_use]
-    pub fn floor(mut self, bytes: u64) -> Self {
+    pub fn admission_floor(mut self, bytes: u64) -> Self {
         self.floor = bytes;
         self
     }
@@ -235,7 +235,7 @@ impl GovernorConfig {
 
     /// Longest wait in the admission queue before the 503 (default 5 s).
     #[must_use]
-    pub fn queue_timeout(mut self, wait: Duration) -> Self {
+    pub fn admission_timeout(mut self, wait: Duration) -> Self {
         self.queue_timeout = wait;
         self
     }

@@ -265,13 +265,13 @@ mod tests {
         // whichever was set first.
         let budget = MemoryBudget::new(1 << 30);
         let a = MemoryInterceptorLayer::new()
-            .governor(GovernorConfig::new(budget.clone()).floor(1 << 20))
+            .governor(GovernorConfig::new(budget.clone()).admission_floor(1 << 20))
             .pressure_abort_min_bytes(8192)
             .abort_under_pressure(signal.clone());
         let b = MemoryInterceptorLayer::new()
             .abort_under_pressure(signal)
             .pressure_abort_min_bytes(8192)
-            .governor(GovernorConfig::new(budget).floor(1 << 20));
+            .governor(GovernorConfig::new(budget).admission_floor(1 << 20));
         assert_eq!(a.shared().register_at, 8192);
         assert_eq!(b.shared().register_at, 8192);
         assert!(a.shared().governor.is_some() && b.shared().governor.is_some());

@@ -112,7 +112,9 @@ async fn learned_costs_queue_heavy_requests_and_never_tiny_ones() {
         .ledger(ledger.clone())
         .on_report(reports.sink())
         .retry_after(Duration::from_secs(3))
-        .governor(GovernorConfig::new(budget.clone()).queue_timeout(Duration::from_millis(300)));
+        .governor(
+            GovernorConfig::new(budget.clone()).admission_timeout(Duration::from_millis(300)),
+        );
     let (addr, _server) = serve_axum(router(&gate, layer)).await;
     let client = client();
 

@@ -91,21 +91,21 @@ impl Default for MemoryMonitorBuilder {
 impl MemoryMonitorBuilder {
     /// Time between samples (default 30 s; `MEMORY_CHECK_INTERVAL`).
     #[must_use]
-    pub fn interval(mut self, interval: Duration) -> Self {
+    pub fn check_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
     }
 
     /// Usage ratio where pressure becomes `Warning` (default 0.75).
     #[must_use]
-    pub fn warning(mut self, ratio: f64) -> Self {
+    pub fn warning_threshold(mut self, ratio: f64) -> Self {
         self.warning = ratio;
         self
     }
 
     /// Usage ratio where pressure becomes `Critical` (default 0.85).
     #[must_use]
-    pub fn critical(mut self, ratio: f64) -> Self {
+    pub fn critical_threshold(mut self, ratio: f64) -> Self {
         self.critical = ratio;
         self
     }
@@ -119,7 +119,7 @@ impl MemoryMonitorBuilder {
 
     /// An explicit limit in bytes. Without it: the cgroup's effective limit, else physical memory.
     #[must_use]
-    pub fn limit(mut self, bytes: u64) -> Self {
+    pub fn limit_bytes(mut self, bytes: u64) -> Self {
         self.limit = Some(bytes);
         self
     }
@@ -139,7 +139,7 @@ impl MemoryMonitorBuilder {
         self
     }
 
-    /// Whether to reclaim at all (default true; `MEMORY_CLEANUP_ENABLED`).
+    /// Whether to reclaim at all (default true; `MEMORY_RECLAIM_ENABLED`).
     #[must_use]
     pub fn reclaim_enabled(mut self, enabled: bool) -> Self {
         self.cleanup = enabled;
@@ -147,7 +147,7 @@ impl MemoryMonitorBuilder {
     }
 
     /// Whether to reclaim also when pressure rises from normal to warning (default false; on in
-    /// the `MEMORY_CLEANUP_AGGRESSIVE` preset). Reclaim on entering critical is always on while
+    /// the `MEMORY_RECLAIM_AGGRESSIVE` preset). Reclaim on entering critical is always on while
     /// reclaim is enabled.
     #[must_use]
     pub fn reclaim_on_warning(mut self, enabled: bool) -> Self {
@@ -155,7 +155,7 @@ impl MemoryMonitorBuilder {
         self
     }
 
-    /// Time between scheduled reclaims (default 5 min; `MEMORY_CLEANUP_INTERVAL`). Checked at
+    /// Time between scheduled reclaims (default 5 min; `MEMORY_RECLAIM_INTERVAL`). Checked at
     /// each sample, so the effective granularity is the sampling interval.
     #[must_use]
     pub fn reclaim_interval(mut self, interval: Duration) -> Self {

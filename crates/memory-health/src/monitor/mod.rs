@@ -94,9 +94,9 @@ struct State {
 /// use memory_health::MemoryMonitor;
 ///
 /// let monitor = MemoryMonitor::builder()
-///     .interval(Duration::from_secs(10))
-///     .warning(0.7)
-///     .critical(0.9)
+///     .check_interval(Duration::from_secs(10))
+///     .warning_threshold(0.7)
+///     .critical_threshold(0.9)
 ///     .build()
 ///     .expect("valid settings");
 /// monitor.start().expect("inside a runtime");
