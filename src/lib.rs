@@ -1,5 +1,8 @@
 //! Memory-aware Tower middleware for axum, hyper and tonic services.
 //!
+//! Where this crate sits in the workspace, its code map and the invariants it keeps:
+//! `ARCHITECTURE.md` at the repository root.
+//!
 //! This umbrella crate re-exports the workspace's crates, each behind a feature (all on by
 //! default), and gathers the everyday types in [`prelude`]:
 //!

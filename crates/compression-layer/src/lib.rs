@@ -1,6 +1,9 @@
 //! Tower layers for fast, memory-bounded response compression and bomb-proof request
 //! decompression.
 //!
+//! Where this crate sits in the workspace, its code map and the invariants it keeps:
+//! `ARCHITECTURE.md` at the repository root.
+//!
 //! - [`CompressionLayer`] compresses responses with gzip, deflate (zlib-wrapped), br or zstd,
 //!   each a cargo feature (all on by default), negotiated from `Accept-Encoding` (q-values,
 //!   `*`, `identity;q=0` answered 406). It compresses a body that arrives at once in one shot

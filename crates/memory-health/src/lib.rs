@@ -1,6 +1,9 @@
 //! Memory monitor, pressure, reclaim schedule, health/readiness/metrics/heap-profile endpoints and
 //! load shedding for Tower services.
 //!
+//! Where this crate sits in the workspace, its code map and the invariants it keeps:
+//! `ARCHITECTURE.md` at the repository root.
+//!
 //! - [`MemoryMonitor`] samples the process every `interval` (default 30 s) through a
 //!   [`SampleSource`] ([`ProbeSource`] reads `/proc`, the cgroup and the allocator), measures
 //!   usage (the larger of RSS and cgroup working set) against a limit (configured, else the

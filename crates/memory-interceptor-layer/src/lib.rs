@@ -1,5 +1,8 @@
 //! Exact per-request allocation accounting for Tower services (axum, hyper, tonic).
 //!
+//! Where this crate sits in the workspace, its code map and the invariants it keeps:
+//! `ARCHITECTURE.md` at the repository root.
+//!
 //! Process-wide "memory before and after" figures belong to every request in flight at once.
 //! [`MemoryInterceptorLayer`] gives each request its own: around every poll of the response future,
 //! every `poll_frame` of the response body and the drop of each, it reads the calling thread's

@@ -1,5 +1,8 @@
 //! What the allocator and the kernel say about memory.
 //!
+//! Where this crate sits in the workspace, its code map and the invariants it keeps:
+//! `ARCHITECTURE.md` at the repository root.
+//!
 //! `memory-probe` is the leaf crate of the workspace. Every layer reads memory through it:
 //!
 //! - [`thread_counters`]: cumulative bytes allocated and freed by the calling thread, read in a

@@ -1,6 +1,9 @@
 //! Bounded request-body memory for Tower services: size limits, a process-wide memory budget,
 //! streaming in bounded frames, spill to disk, and a slow-body guard.
 //!
+//! Where this crate sits in the workspace, its code map and the invariants it keeps:
+//! `ARCHITECTURE.md` at the repository root.
+//!
 //! [`StreamBodyLayer`] looks at each request body before the handler does:
 //!
 //! - **Too large**: a `Content-Length` over `max_body_size` (default 1 GiB) gets 413 before a
