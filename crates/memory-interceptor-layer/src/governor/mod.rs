@@ -41,6 +41,9 @@ pub(crate) struct Governor {
     registry: Arc<Registry>,
     /// Admission order, for the tie-break between victims.
     next_seq: std::sync::atomic::AtomicU64,
+    /// Held while a parked request picks and marks a victim (only on a deadlock, never on the
+    /// request path): two requests whose park timers fire together must not pick each other.
+    pub(crate) victims: std::sync::Mutex<()>,
 }
 
 impl Governor {
@@ -60,6 +63,7 @@ impl Governor {
             ledger,
             registry,
             next_seq: std::sync::atomic::AtomicU64::new(0),
+            victims: std::sync::Mutex::new(()),
         }
     }
 

@@ -99,8 +99,12 @@ impl Governor {
             }
             let progress = self.budget.progress();
             if progress == p.progress {
+                let _one_at_a_time = self.victims.lock().unwrap_or_else(|e| e.into_inner());
                 match self.victim() {
                     Some(victim) if std::ptr::eq(Arc::as_ptr(&victim), account) => {
+                        // Marked before the lock is released, so that the others see an abort
+                        // under way and wait for its memory instead of picking a second victim.
+                        account.request_abort(State::AbortOvercommit);
                         return Room::Abort;
                     }
                     Some(victim) if victim.request_abort(State::AbortOvercommit) => {
