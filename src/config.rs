@@ -8,8 +8,9 @@
 //! compression-layer for now). [`MemoryStack::from_env`](crate::stack::MemoryStack::from_env)
 //! reads them all and builds the stack.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
+
+use memory_probe::env::{parse_bool, parse_u64};
 
 use memory_health::MemoryConfig;
 use stream_body_layer::StreamBodyConfig;
@@ -132,21 +133,21 @@ impl ConfigError {
     }
 }
 
+impl From<memory_probe::env::InvalidVariable> for ConfigError {
+    fn from(e: memory_probe::env::InvalidVariable) -> Self {
+        ConfigError::Invalid {
+            variable: e.variable,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
+}
+
 impl Config {
     /// Reads every variable of the stack from the process environment. An unset variable takes
     /// its default; a set one that does not parse is an error naming it.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut found = HashMap::new();
-        for &name in VARIABLES.iter() {
-            if let Some(raw) = std::env::var_os(name) {
-                let value = raw.into_string().map_err(|raw| ConfigError::Invalid {
-                    variable: name,
-                    value: raw.to_string_lossy().into_owned(),
-                    expected: "valid UTF-8",
-                })?;
-                found.insert(name, value);
-            }
-        }
+        let found = memory_probe::env::read_env(&VARIABLES)?;
         Self::from_lookup(|name| found.get(name).cloned())
     }
 
@@ -176,10 +177,7 @@ impl Config {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let map: HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
-            .collect();
+        let map = memory_probe::env::vars_map(vars);
         Self::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -242,34 +240,6 @@ pub fn warn_unrecognized_env() -> Vec<memory_health::UnrecognizedVariable> {
         }
     }
     memory_health::warn_unrecognized_env_among(&VARIABLES)
-}
-
-fn parse_bool((variable, value): (&'static str, String)) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            variable,
-            value,
-            expected: "true or false",
-        }),
-    }
-}
-
-fn parse_u64(
-    (variable, value): (&'static str, String),
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<u64, ConfigError> {
-    match value.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ConfigError::Invalid {
-            variable,
-            value,
-            expected,
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ mod budget;
 mod cgroup;
 mod counters;
 mod counting;
+pub mod env;
 mod error;
 mod events;
 #[cfg(feature = "jemalloc")]

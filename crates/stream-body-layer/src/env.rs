@@ -1,7 +1,7 @@
 //! The `STREAM_*` environment variables: each is the name of a [`StreamBodyConfig`] builder method
 //! in SCREAMING_CASE with the `STREAM_` prefix.
 
-use std::collections::HashMap;
+use memory_probe::env::parse_u64;
 
 use crate::config::StreamBodyConfig;
 
@@ -45,22 +45,22 @@ impl ConfigError {
     }
 }
 
+impl From<memory_probe::env::InvalidVariable> for ConfigError {
+    fn from(e: memory_probe::env::InvalidVariable) -> Self {
+        ConfigError::Invalid {
+            variable: e.variable,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
+}
+
 impl StreamBodyConfig {
     /// The defaults, with what the process environment sets: `STREAM_BUFFER_THRESHOLD` (bytes;
     /// formerly `STREAM_FILE_THRESHOLD`, still read with a warning) and `STREAM_CHUNK_SIZE`
     /// (bytes, 1 to 16777216). A set variable that does not parse is an error naming it.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut found = HashMap::new();
-        for &name in VARIABLES {
-            if let Some(raw) = std::env::var_os(name) {
-                let value = raw.into_string().map_err(|raw| ConfigError::Invalid {
-                    variable: name,
-                    value: raw.to_string_lossy().into_owned(),
-                    expected: "valid UTF-8",
-                })?;
-                found.insert(name, value);
-            }
-        }
+        let found = memory_probe::env::read_env(VARIABLES)?;
         Self::from_lookup(|name| found.get(name).cloned())
     }
 
@@ -81,10 +81,7 @@ impl StreamBodyConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let map: HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
-            .collect();
+        let map = memory_probe::env::vars_map(vars);
         Self::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -126,22 +123,6 @@ where
             Some((old, value))
         }
         (None, None) => None,
-    }
-}
-
-fn parse_u64(
-    (variable, value): (&'static str, String),
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<u64, ConfigError> {
-    match value.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ConfigError::Invalid {
-            variable,
-            value,
-            expected,
-        }),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The variables [`MemoryConfig`] reads: names, deprecated names, parsing and its errors.
 
-use std::collections::HashMap;
+use memory_probe::env::{InvalidVariable, parse_bool, parse_u64};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,26 +89,20 @@ impl ConfigError {
     }
 }
 
+impl From<memory_probe::env::InvalidVariable> for ConfigError {
+    fn from(e: memory_probe::env::InvalidVariable) -> Self {
+        ConfigError::Invalid {
+            variable: e.variable,
+            value: e.value,
+            expected: e.expected,
+        }
+    }
+}
+
 impl MemoryConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut found = HashMap::new();
-        for &name in VARIABLES {
-            if let Some(raw) = std::env::var_os(name) {
-                match raw.into_string() {
-                    Ok(value) => {
-                        found.insert(name, value);
-                    }
-                    Err(raw) => {
-                        return Err(ConfigError::Invalid {
-                            variable: name,
-                            value: raw.to_string_lossy().into_owned(),
-                            expected: "valid UTF-8",
-                        });
-                    }
-                }
-            }
-        }
+        let found = memory_probe::env::read_env(VARIABLES)?;
         Self::from_lookup(|name| found.get(name).cloned())
     }
 
@@ -119,10 +113,7 @@ impl MemoryConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let map: HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
-            .collect();
+        let map = memory_probe::env::vars_map(vars);
         Self::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -369,18 +360,6 @@ fn parse_path((variable, value): (&'static str, String)) -> Result<PathBuf, Conf
     Ok(PathBuf::from(value))
 }
 
-fn parse_bool((variable, value): (&'static str, String)) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            variable,
-            value,
-            expected: "true or false",
-        }),
-    }
-}
-
 fn parse_fraction((variable, value): (&'static str, String)) -> Result<f64, ConfigError> {
     match value.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 1.0 => Ok(v),
@@ -392,26 +371,10 @@ fn parse_fraction((variable, value): (&'static str, String)) -> Result<f64, Conf
     }
 }
 
-fn parse_u64(
-    (variable, value): (&'static str, String),
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<u64, ConfigError> {
-    match value.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ConfigError::Invalid {
-            variable,
-            value,
-            expected,
-        }),
-    }
-}
-
 fn parse_millis(
     var: (&'static str, String),
     max: u64,
     expected: &'static str,
-) -> Result<Duration, ConfigError> {
+) -> Result<Duration, InvalidVariable> {
     parse_u64(var, 1, max, expected).map(Duration::from_millis)
 }
