@@ -10,8 +10,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::Server;
-use support::cgroup::MemoryCgroup;
 use support::workload::{self, Background, Burst, status_bytes};
+use test_support::MemoryCgroup;
 
 const LIMIT: u64 = 384 << 20;
 /// Peak RSS allowed: the critical share of the limit (the budget fills to the warning share, less

@@ -10,11 +10,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::Server;
 use support::health::{budget_back_to_full, health};
 use support::invariants::{MIB, files};
 use support::load::{Steady, quantile};
 use support::raw::{Raw, head};
-use support::{Server, wait_for_async};
+use test_support::wait_for_async;
 
 const UPLOADS: usize = 2000;
 const BODY: usize = 16 << 10;

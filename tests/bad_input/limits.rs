@@ -106,7 +106,7 @@ fn limits() {
             c.send(&announce).await.unwrap();
             holders.push(c);
         }
-        let held = crate::support::wait_for_async(T, "reservations held", || async {
+        let held = test_support::wait_for_async(T, "reservations held", || async {
             let h = health(&addr).await;
             let charged = h["budget"]["charged_bytes"].as_u64().unwrap();
             (charged >= 5 * MIB).then_some(charged)

@@ -17,9 +17,7 @@ pub const REPORT_LOGS: &[(&str, &str)] = &[
 /// The reports logged so far for `route` (the matched route, e.g. `/api/uploads`).
 pub fn reports(server: &Server, route: &str) -> Vec<serde_json::Value> {
     server
-        .output
-        .lock()
-        .unwrap()
+        .lines()
         .iter()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|v| v["target"] == "memory_interceptor" && v["route"] == route)

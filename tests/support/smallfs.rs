@@ -1,14 +1,14 @@
 //! A small filesystem for disk-full tests: a tmpfs of a few MiB mounted on a fresh directory under
 //! the target dir, unmounted and removed on drop (also when the test panics). Mounting needs
 //! root (CAP_SYS_ADMIN); where it is refused the test says why and skips, except where
-//! [`must_not_skip`](super::cgroup::must_not_skip) forbids it (root, CI).
+//! [`must_not_skip`](test_support::must_not_skip) forbids it (root, CI).
 #![allow(dead_code)]
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::cgroup::must_not_skip;
+use test_support::must_not_skip;
 
 /// A mounted tmpfs; unmounted and its directory removed on drop.
 #[derive(Debug)]
