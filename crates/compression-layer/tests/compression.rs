@@ -13,6 +13,7 @@ use compression_layer::{
 use http::Request;
 use http_body_util::Empty;
 use memory_probe::{Pressure, PressureSignal};
+use test_support::{bounded, json_doc};
 use tower::ServiceBuilder;
 
 const CODINGS: [Encoding; 4] = [
@@ -35,7 +36,7 @@ async fn start(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
 
 #[tokio::test]
 async fn round_trip_every_encoding_through_reqwest() {
-    bounded(60, async {
+    bounded("round_trip_every_encoding_through_reqwest", 60, async {
         let (server, _, _) = start(CompressionLayer::new()).await;
         for encoding in CODINGS {
             let client = client_for(encoding);
@@ -63,37 +64,41 @@ async fn round_trip_every_encoding_through_reqwest() {
 
 #[tokio::test]
 async fn compressed_size_and_exact_length_of_one_shot_bodies() {
-    bounded(30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
-        for encoding in CODINGS {
-            let raw = get(
-                server.addr,
-                "/doc?size=262144",
-                &[("accept-encoding", encoding.as_str())],
-            )
-            .await;
-            // The whole body arrived at once: compressed in one shot, exact length.
-            let length: usize = raw.header("content-length").unwrap().parse().unwrap();
-            assert_eq!(length, raw.body().len(), "{encoding}");
-            // A realistic JSON document shrinks at least 4x with every coding.
-            assert!(length * 4 < 262_144, "{encoding}: {length}");
-            // Streamed (unknown length): no Content-Length.
-            let raw = get(
-                server.addr,
-                "/stream?size=262144&chunk=8192&delay_ms=1",
-                &[("accept-encoding", encoding.as_str())],
-            )
-            .await;
-            assert_eq!(raw.header("content-length"), None, "{encoding}");
-            assert_eq!(raw.header("transfer-encoding"), Some("chunked"));
-        }
-    })
+    bounded(
+        "compressed_size_and_exact_length_of_one_shot_bodies",
+        30,
+        async {
+            let (server, _, _) = start(CompressionLayer::new()).await;
+            for encoding in CODINGS {
+                let raw = get(
+                    server.addr,
+                    "/doc?size=262144",
+                    &[("accept-encoding", encoding.as_str())],
+                )
+                .await;
+                // The whole body arrived at once: compressed in one shot, exact length.
+                let length: usize = raw.header("content-length").unwrap().parse().unwrap();
+                assert_eq!(length, raw.body().len(), "{encoding}");
+                // A realistic JSON document shrinks at least 4x with every coding.
+                assert!(length * 4 < 262_144, "{encoding}: {length}");
+                // Streamed (unknown length): no Content-Length.
+                let raw = get(
+                    server.addr,
+                    "/stream?size=262144&chunk=8192&delay_ms=1",
+                    &[("accept-encoding", encoding.as_str())],
+                )
+                .await;
+                assert_eq!(raw.header("content-length"), None, "{encoding}");
+                assert_eq!(raw.header("transfer-encoding"), Some("chunked"));
+            }
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn negotiation_over_the_wire() {
-    bounded(30, async {
+    bounded("negotiation_over_the_wire", 30, async {
         let (server, calls, _) = start(CompressionLayer::new()).await;
         let path = "/doc?size=4096";
         for (accept, expected) in [
@@ -143,7 +148,7 @@ async fn negotiation_over_the_wire() {
 
 #[tokio::test]
 async fn threshold_on_known_and_unknown_sizes() {
-    bounded(30, async {
+    bounded("threshold_on_known_and_unknown_sizes", 30, async {
         let (server, _, _) = start(CompressionLayer::new()).await;
         let gzip = [("accept-encoding", "gzip")];
         let cases: &[(&str, Option<&str>, Option<&str>)] = &[
@@ -212,7 +217,7 @@ async fn threshold_on_known_and_unknown_sizes() {
 
 #[tokio::test]
 async fn each_skip_rule() {
-    bounded(30, async {
+    bounded("each_skip_rule", 30, async {
         let (server, _, _) = start(CompressionLayer::new()).await;
         let gzip = [("accept-encoding", "gzip")];
         // HEAD: no body, no coding.
@@ -317,7 +322,7 @@ async fn skip_rules_in_process_informational_and_opt_out() {
 
 #[tokio::test]
 async fn header_rules() {
-    bounded(30, async {
+    bounded("header_rules", 30, async {
         let (server, _, _) = start(CompressionLayer::new()).await;
         let raw = get(server.addr, "/doc?size=8192", &[("accept-encoding", "br")]).await;
         assert_eq!(raw.encoding(), Some("br"));
@@ -483,7 +488,7 @@ fn zstd_window_log(frame: &[u8]) -> u32 {
 
 #[tokio::test]
 async fn pressure_transitions() {
-    bounded(30, async {
+    bounded("pressure_transitions", 30, async {
         let signal = PressureSignal::new();
         let (server, _, _) = start(CompressionLayer::new().pressure(signal.clone())).await;
         // A stream of unknown length, delivered with pauses: compressed as it streams.

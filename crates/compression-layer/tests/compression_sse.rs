@@ -13,6 +13,7 @@ use compression_layer::{CompressionLayer, DecodeLimits, Decoder, DecompressionLa
 use http::Request;
 use http_body::Body;
 use http_body_util::Empty;
+use test_support::bounded;
 use tower::ServiceBuilder;
 
 const CODINGS: [Encoding; 4] = [
@@ -67,7 +68,7 @@ async fn decode_incrementally(
 /// One run: 12 events 60 ms apart through each coding. Returns the events that missed the
 /// bound (delay + 50 ms), after asserting what must hold in every run.
 async fn events_over_bound() -> Vec<String> {
-    bounded(60, async {
+    bounded("events_over_bound", 60, async {
         let (server, _, epoch) = start(CompressionLayer::new()).await;
         let idle = Duration::from_millis(25);
         let mut tasks = Vec::new();

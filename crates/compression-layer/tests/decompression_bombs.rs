@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use compression_layer::{DecompressionLayer, Encoding, compress_to_vec};
+use test_support::{bounded, json_doc};
 use tower::ServiceBuilder;
 
 const CHILD_ENV: &str = "COMPRESSION_LAYER_BOMB_SERVER";
@@ -154,7 +155,7 @@ fn bombs_are_refused_with_bounded_memory() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bounded(120, async {
+    runtime.block_on(bounded("bombs_are_refused_with_bounded_memory", 120, async {
         let peak = || memory_probe::process_memory_of(pid).unwrap();
         let doc = json_doc(100_000);
         let normal = compress_to_vec(Encoding::Gzip, &doc);

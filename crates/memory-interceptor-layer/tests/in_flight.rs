@@ -18,6 +18,7 @@ use common::*;
 use http::Uri;
 use memory_interceptor_layer::{InFlight, Ledger, MemoryInterceptorLayer};
 use memory_probe::{MemoryBudget, PressureSignal};
+use test_support::bounded;
 use tokio::sync::watch;
 
 #[derive(Clone, Default)]

@@ -18,6 +18,7 @@ use memory_interceptor_layer::{
 };
 use memory_probe::Reclaimer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use test_support::bounded;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use test_support::json_doc;
 use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
@@ -165,48 +166,6 @@ pub fn client_for(encoding: Encoding) -> reqwest::Client {
         Encoding::Identity => b.no_brotli().no_deflate().no_gzip().no_zstd(),
     };
     b.build().unwrap()
-}
-
-/// A JSON document of exactly `size` bytes that compresses like real API output (about 5:1).
-pub fn json_doc(size: usize) -> Bytes {
-    const WORDS: &[&str] = &[
-        "memory", "tower", "layer", "request", "response", "budget", "stream", "body", "codec",
-        "window", "pressure", "health", "metrics", "probe", "limit", "spill", "frame", "zstd",
-        "gzip", "brotli", "header", "client", "server", "route",
-    ];
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut out = String::with_capacity(size + 256);
-    out.push_str("{\"documents\":[");
-    let mut id = 0;
-    while out.len() < size {
-        if id > 0 {
-            out.push(',');
-        }
-        let words: Vec<&str> = (0..8)
-            .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
-            .collect();
-        out.push_str(&format!(
-            "{{\"id\":{id},\"title\":\"{} {}\",\"author\":\"user{}\",\"score\":{},\"tags\":[\"{}\",\"{}\"],\"summary\":\"{}\"}}",
-            words[0],
-            words[1],
-            next() % 1000,
-            next() % 100_000,
-            words[2],
-            words[3],
-            words[4..].join(" ")
-        ));
-        id += 1;
-    }
-    out.truncate(size.saturating_sub(2));
-    out.push_str("]}");
-    out.truncate(size);
-    Bytes::from(out)
 }
 
 fn query(request_uri: &http::Uri, key: &str) -> Option<String> {
@@ -403,11 +362,4 @@ pub fn echo_answer(data: &[u8]) -> String {
         .iter()
         .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(*b)));
     format!("len={} sum={sum}", data.len())
-}
-
-/// Runs a test body under a time bound.
-pub async fn bounded<F: std::future::Future>(seconds: u64, f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(seconds), f)
-        .await
-        .expect("test took too long")
 }

@@ -91,15 +91,3 @@ pub fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
         &format!("MemTotal:       {mem_total_kib} kB\nMemFree:  1 kB\n"),
     );
 }
-
-/// Polls `cond` every 10 ms for at most `limit`.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
-}

@@ -274,13 +274,6 @@ pub async fn budget_returns(budget: &MemoryBudget) -> bool {
 }
 
 /// Polls `cond` every 10 ms for at most 5 s.
-pub async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
+pub async fn wait_until(cond: impl FnMut() -> bool) -> bool {
+    test_support::eventually(Duration::from_secs(5), cond).await
 }

@@ -4,9 +4,9 @@
 # (off). Runs off, on, off, on, ... with a fresh server per run, server pinned to core 0 and wrk
 # to core 1; reports each side's median and the median of the per-pair ratios.
 #
-#   crates/memory-interceptor-layer/bench/wrk_hello.sh                      # 3 pairs of 10 s
-#   REPS=1 DURATION=3 crates/memory-interceptor-layer/bench/wrk_hello.sh    # quick check
-#   LAYER=full PROMETHEUS=1 crates/memory-interceptor-layer/bench/wrk_hello.sh
+#   crates/memory-interceptor-layer/benches/wrk_hello.sh                      # 3 pairs of 10 s
+#   REPS=1 DURATION=3 crates/memory-interceptor-layer/benches/wrk_hello.sh    # quick check
+#   LAYER=full PROMETHEUS=1 crates/memory-interceptor-layer/benches/wrk_hello.sh
 #
 # LAYER: on (defaults + ledger) or full (also a quota and pressure aborts). PROMETHEUS=1 installs
 # the Prometheus recorder in both servers, so the histograms are really recorded.

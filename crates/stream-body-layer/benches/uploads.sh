@@ -4,8 +4,8 @@
 # extractor and no layer (MODE=baseline), and the workspace's main example server with the whole
 # stack (`server`), interleaved, a fresh server process per case.
 #
-#   crates/stream-body-layer/bench/uploads.sh            # 16 x 64 MiB, 3 repetitions
-#   COUNT=4 SIZE_MIB=16 REPS=1 SETTLE=1 crates/stream-body-layer/bench/uploads.sh   # quick check
+#   crates/stream-body-layer/benches/uploads.sh            # 16 x 64 MiB, 3 repetitions
+#   COUNT=4 SIZE_MIB=16 REPS=1 SETTLE=1 crates/stream-body-layer/benches/uploads.sh   # quick check
 #
 # Per case it reports the server's VmHWM (peak RSS) growth over its idle RSS, VmRSS right after
 # the burst and SETTLE seconds later. Target: layer peak growth under 48 MiB.

@@ -4,8 +4,8 @@
 # it (MODE=baseline). Runs A, B, A, B, ... with a fresh server per run, server pinned to core 0,
 # wrk to core 1; reports each side's median and the median of the per-pair ratios.
 #
-#   crates/stream-body-layer/bench/documents.sh                   # 3 pairs of 10 s
-#   REPS=1 DURATION=3 crates/stream-body-layer/bench/documents.sh # quick check
+#   crates/stream-body-layer/benches/documents.sh                   # 3 pairs of 10 s
+#   REPS=1 DURATION=3 crates/stream-body-layer/benches/documents.sh # quick check
 #
 # Target: layer >= 95% of baseline. Bounded: 2 * REPS wrk runs of DURATION seconds, 127.0.0.1.
 set -euo pipefail
