@@ -38,6 +38,8 @@
 // The exact generator of the example server, so both send the same payloads.
 #[path = "server/documents.rs"]
 mod documents;
+#[path = "server/shutdown.rs"]
+mod shutdown;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -60,6 +62,8 @@ use sha2::{Digest, Sha256};
 use tikv_jemallocator::Jemalloc;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
+
+use shutdown::shutdown_signal;
 
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
@@ -177,19 +181,6 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     tracing::info!("shut down");
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT; the handlers are installed when this is called.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
 }
 
 /// Where uploads are kept; file names as the example server makes them.
