@@ -42,11 +42,7 @@ fn run_server(name: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut cgroup = MemoryCgroup::create("bursts", LIMIT).expect("a memory cgroup (run as root)");
     let mut server = Server::start_in(&cgroup, name, &[]);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = test_support::runtime();
     for (n, mib) in BURSTS {
         if server.process.child_mut().try_wait().unwrap().is_some() {
             // Killed by the last burst: a new process in a new cgroup (peak and OOM count afresh).

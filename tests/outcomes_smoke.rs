@@ -29,11 +29,7 @@ fn the_stack_keeps_a_mixed_burst_under_its_limit() {
     };
     let server = Server::start_in(&cgroup, "server", &[]);
     let pid = server.pid();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = test_support::runtime();
     let idle = status_bytes(pid, "VmRSS:").unwrap();
     let (outcomes, background) = runtime.block_on(async {
         let clock = Instant::now();

@@ -66,11 +66,7 @@ fn two_thousand_slow_uploads_are_held_within_budget() {
     let addr = server.addr.clone();
     let pid = server.pid();
     let rss = move || memory_probe::process_memory_of(pid).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = test_support::runtime();
     runtime.block_on(async {
         // A running service has learned its routes: a few uploads first.
         for i in 0..10 {

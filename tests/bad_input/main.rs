@@ -39,14 +39,5 @@ pub fn matrix_server(extra: &[(&str, &str)]) -> Server {
 
 /// Runs a group's cases on a runtime of its own, bounded in time.
 pub fn run<F: std::future::Future<Output = ()>>(limit: Duration, f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(limit, f)
-                .await
-                .unwrap_or_else(|_| panic!("the group did not finish within {limit:?}"))
-        })
+    test_support::run_bounded("the group", limit, f)
 }

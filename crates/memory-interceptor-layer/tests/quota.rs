@@ -4,7 +4,7 @@ mod common;
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use memory_interceptor_layer::{
     AbortError, AbortReason, MemoryInterceptorLayer, Outcome, RequestMemory,
 };
 use memory_probe::{Pressure, PressureSignal, process_memory_of};
-use test_support::{ChildServer, bounded};
+use test_support::{bounded, exit_when_stdin_closes, runtime, spawn_test_child};
 use tower::{ServiceBuilder, ServiceExt};
 
 /// Allocates 1 MiB per await and keeps it, up to 512 MiB (a bound, so the test cannot run away
@@ -49,15 +49,8 @@ fn quota_server_process() {
         return;
     }
     // The parent holds our stdin: when it goes away, so do we.
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    exit_when_stdin_closes();
+    let runtime = runtime();
     runtime.block_on(async {
         let router = Router::new()
             .route("/runaway", get(runaway))
@@ -78,29 +71,20 @@ fn quota_server_process() {
     });
 }
 
-/// This test binary again, as the server process of the runaway test: the address comes from
-/// its `LISTENING` line (the test harness may have printed the test's name before it).
-fn start_server_process() -> ChildServer {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "quota_server_process",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(SERVER_ROLE, "1")
-    .stdin(Stdio::piped())
-    .stderr(Stdio::null());
-    ChildServer::spawn(cmd, Duration::from_secs(60), |line| {
-        let at = line.find("LISTENING ")?;
-        Some(line[at + "LISTENING ".len()..].trim().to_string())
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_handler_under_a_64_mib_quota_gets_503_with_bounded_server_rss() {
-    let server = start_server_process();
+    // The address comes from its `LISTENING` line (libtest may have printed the test's name
+    // before it).
+    let server = spawn_test_child(
+        "quota_server_process",
+        SERVER_ROLE,
+        Stdio::null(),
+        Duration::from_secs(60),
+        |line| {
+            let at = line.find("LISTENING ")?;
+            Some(line[at + "LISTENING ".len()..].trim().to_string())
+        },
+    );
     let addr: std::net::SocketAddr = server.addr().parse().unwrap();
     let pid = server.pid();
     let client = client();

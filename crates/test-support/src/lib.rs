@@ -23,5 +23,10 @@ pub mod process;
 
 pub use cgroup::{MemoryCgroup, Skip, must_not_skip, skip};
 pub use fixtures::json_doc;
-pub use poll::{bounded, eventually, eventually_blocking, runtime, wait_for, wait_for_async};
-pub use process::{ChildServer, example_path, free_port, listening_on_http, send_signal};
+pub use poll::{
+    bounded, eventually, eventually_blocking, run_bounded, runtime, wait_for, wait_for_async,
+};
+pub use process::{
+    ChildServer, example_path, exit_when_stdin_closes, free_port, listening_on_http, send_signal,
+    spawn_test_child,
+};

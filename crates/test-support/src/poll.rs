@@ -73,3 +73,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Runs `f` to completion on a fresh [`runtime`], bounded by `limit`; panics with `what` ("the
+/// scenario", "the group") when it takes longer.
+pub fn run_bounded<F: Future<Output = ()>>(what: &str, limit: Duration, f: F) {
+    runtime().block_on(async {
+        tokio::time::timeout(limit, f)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+    })
+}

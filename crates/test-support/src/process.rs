@@ -90,7 +90,8 @@ impl ChildServer {
         }
     }
 
-    /// The address it announced, as printed (`127.0.0.1:41234`).
+    /// What `announce` read: the address, as printed (`127.0.0.1:41234`), or whatever else the
+    /// child announces (a list of ports, say).
     pub fn addr(&self) -> &str {
         &self.addr
     }
@@ -170,6 +171,41 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// This test binary again, running only the `#[ignore]`d test `test` with `role_env=1` set: the
+/// server half of a test that measures a server process of its own (its peak RSS, say). The
+/// child's stdin is a pipe the parent holds; the child calls [`exit_when_stdin_closes`] so that it
+/// never outlives the parent. Set `stderr` as the test wants it; the rest is
+/// [`ChildServer::spawn`].
+pub fn spawn_test_child(
+    test: &str,
+    role_env: &str,
+    stderr: Stdio,
+    timeout: Duration,
+    announce: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> ChildServer {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
+    cmd.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(role_env, "1")
+    .stdin(Stdio::piped())
+    .stderr(stderr);
+    ChildServer::spawn(cmd, timeout, announce)
+}
+
+/// In a child of [`spawn_test_child`]: exits the process (status 0) once the parent closes its
+/// stdin, or dies.
+pub fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
 }
 
 /// Sends `signal` (`"TERM"`, `"INT"`, `"KILL"`) to `pid`.
