@@ -3,41 +3,21 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use compression_layer::{
-    CompressionLayer, DecodeLimits, Decoder, DecompressionLayer, Encoding, SkipRules,
-};
+use compression_layer::{CompressionLayer, DecodeLimits, Decoder, Encoding, SkipRules};
 use http::Request;
 use http_body_util::Empty;
 use memory_probe::{Pressure, PressureSignal};
 use test_support::{bounded, json_doc};
 use tower::ServiceBuilder;
 
-const CODINGS: [Encoding; 4] = [
-    Encoding::Gzip,
-    Encoding::Deflate,
-    Encoding::Brotli,
-    Encoding::Zstd,
-];
-
-async fn start(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
-    let calls = Calls::default();
-    let epoch = Instant::now();
-    let counted = calls.clone();
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .layer(DecompressionLayer::new())
-        .service_fn(move |request| handler(request, counted.clone(), epoch));
-    (serve(service).await, calls, epoch)
-}
-
 #[tokio::test]
 async fn round_trip_every_encoding_through_reqwest() {
     bounded("round_trip_every_encoding_through_reqwest", 60, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         for encoding in CODINGS {
             let client = client_for(encoding);
             for (path, size) in [
@@ -68,7 +48,7 @@ async fn compressed_size_and_exact_length_of_one_shot_bodies() {
         "compressed_size_and_exact_length_of_one_shot_bodies",
         30,
         async {
-            let (server, _, _) = start(CompressionLayer::new()).await;
+            let (server, _, _) = start_compression(CompressionLayer::new()).await;
             for encoding in CODINGS {
                 let raw = get(
                     server.addr,
@@ -99,7 +79,7 @@ async fn compressed_size_and_exact_length_of_one_shot_bodies() {
 #[tokio::test]
 async fn negotiation_over_the_wire() {
     bounded("negotiation_over_the_wire", 30, async {
-        let (server, calls, _) = start(CompressionLayer::new()).await;
+        let (server, calls, _) = start_compression(CompressionLayer::new()).await;
         let path = "/doc?size=4096";
         for (accept, expected) in [
             ("gzip", Some("gzip")),
@@ -131,7 +111,7 @@ async fn negotiation_over_the_wire() {
         }
         // A server offering only br refuses a client that wants only gzip and no identity.
         let (server, calls, _) =
-            start(CompressionLayer::new().preference(&[Encoding::Brotli])).await;
+            start_compression(CompressionLayer::new().preference(&[Encoding::Brotli])).await;
         let raw = get(
             server.addr,
             path,
@@ -149,7 +129,7 @@ async fn negotiation_over_the_wire() {
 #[tokio::test]
 async fn threshold_on_known_and_unknown_sizes() {
     bounded("threshold_on_known_and_unknown_sizes", 30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         let gzip = [("accept-encoding", "gzip")];
         let cases: &[(&str, Option<&str>, Option<&str>)] = &[
             // known size
@@ -196,7 +176,7 @@ async fn threshold_on_known_and_unknown_sizes() {
             }
         }
         // A custom threshold.
-        let (server, _, _) = start(CompressionLayer::new().threshold(10_000)).await;
+        let (server, _, _) = start_compression(CompressionLayer::new().threshold(10_000)).await;
         assert_eq!(
             get(server.addr, "/doc?size=9999", &gzip).await.encoding(),
             None
@@ -218,7 +198,7 @@ async fn threshold_on_known_and_unknown_sizes() {
 #[tokio::test]
 async fn each_skip_rule() {
     bounded("each_skip_rule", 30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         let gzip = [("accept-encoding", "gzip")];
         // HEAD: no body, no coding.
         let raw = request(server.addr, "HEAD", "/doc?size=4096", &gzip, Bytes::new()).await;
@@ -275,7 +255,7 @@ async fn each_skip_rule() {
         }
         // A configured list.
         let rules = SkipRules::default().skip("text/html").compress("image/png");
-        let (server, _, _) = start(CompressionLayer::new().skip_rules(rules)).await;
+        let (server, _, _) = start_compression(CompressionLayer::new().skip_rules(rules)).await;
         for (ct, compressed) in [
             ("text/html", false),
             ("image/png", true),
@@ -323,7 +303,7 @@ async fn skip_rules_in_process_informational_and_opt_out() {
 #[tokio::test]
 async fn header_rules() {
     bounded("header_rules", 30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         let raw = get(server.addr, "/doc?size=8192", &[("accept-encoding", "br")]).await;
         assert_eq!(raw.encoding(), Some("br"));
         let vary: Vec<&str> = raw
@@ -490,7 +470,8 @@ fn zstd_window_log(frame: &[u8]) -> u32 {
 async fn pressure_transitions() {
     bounded("pressure_transitions", 30, async {
         let signal = PressureSignal::new();
-        let (server, _, _) = start(CompressionLayer::new().pressure(signal.clone())).await;
+        let (server, _, _) =
+            start_compression(CompressionLayer::new().pressure(signal.clone())).await;
         // A stream of unknown length, delivered with pauses: compressed as it streams.
         let path = "/stream?size=200000&chunk=20000&delay_ms=2";
         let fetch = |encoding: &'static str| {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use compression_layer::{BoxError, Encoding};
+use compression_layer::{BoxError, CompressionLayer, DecompressionLayer, Encoding};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -20,9 +20,31 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use test_support::json_doc;
 use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceBuilder;
 use tower_service::Service;
 
 pub type ResBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Every coding the crate compresses with.
+pub const CODINGS: [Encoding; 4] = [
+    Encoding::Gzip,
+    Encoding::Deflate,
+    Encoding::Brotli,
+    Encoding::Zstd,
+];
+
+/// Serves [`handler`] behind `layer` (and request decompression); returns the server, its call
+/// counter and the epoch its event streams stamp times against.
+pub async fn start_compression(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
+    let calls = Calls::default();
+    let epoch = Instant::now();
+    let counted = calls.clone();
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .layer(DecompressionLayer::new())
+        .service_fn(move |request| handler(request, counted.clone(), epoch));
+    (serve(service).await, calls, epoch)
+}
 
 /// A server that stops when dropped.
 pub struct TestServer {
