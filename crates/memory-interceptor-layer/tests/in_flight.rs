@@ -6,8 +6,7 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use std::sync::OnceLock;
@@ -18,30 +17,8 @@ use common::*;
 use http::Uri;
 use memory_interceptor_layer::{InFlight, Ledger, MemoryInterceptorLayer};
 use memory_probe::{MemoryBudget, PressureSignal};
-use test_support::bounded;
+use test_support::{Captured, bounded};
 use tokio::sync::watch;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
 
 /// Memory a route keeps after its requests end (a cache that never evicts).
 static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());

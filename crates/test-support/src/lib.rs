@@ -8,6 +8,7 @@
 //!   hosts), with a limit, to run a program under and read what the kernel did to it
 //!   ([`MemoryCgroup`]); the skip-with-reason rule where one cannot be created ([`skip`]).
 //! - [`fixtures`]: deterministic data ([`json_doc`]).
+//! - [`capture`]: output kept in memory for the test to read ([`Captured`]).
 //!
 //! It depends on none of the workspace's crates on purpose: the crates' own tests use it as a
 //! dev-dependency, and a dependency back on a crate would give those tests two copies of its
@@ -16,11 +17,13 @@
 //!
 //! Every helper panics with a message on failure: it is for tests.
 
+pub mod capture;
 pub mod cgroup;
 pub mod fixtures;
 pub mod poll;
 pub mod process;
 
+pub use capture::Captured;
 pub use cgroup::{MemoryCgroup, Skip, must_not_skip, skip};
 pub use fixtures::json_doc;
 pub use poll::{
