@@ -9,14 +9,9 @@ use std::time::Duration;
 
 use memory_probe::{CgroupVersion, EventSource, MemoryEvents, PSI_TRIGGER, ProbeError};
 use test_support::cgroup::{MemoryCgroup, Version, skip};
+use test_support::fixtures::write;
 
 const MIB: u64 = 1 << 20;
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
 
 const V1_MOUNTS: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use memory_probe::{EventSource, MemoryEvents};
+use test_support::fixtures::write;
 
 /// Open descriptors and what they point at, without the one `read_dir` uses for the listing.
 fn open_fds() -> BTreeMap<String, PathBuf> {
@@ -30,12 +31,6 @@ fn event_threads() -> usize {
         .filter_map(|t| fs::read_to_string(t.unwrap().path().join("comm")).ok())
         .filter(|comm| comm.trim_end() == "memory-events")
         .count()
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
 }
 
 fn wait_until(done: impl FnMut() -> bool) {

@@ -1,4 +1,6 @@
-//! Test data that compresses like real traffic.
+//! Test data: documents that compress like real traffic, and files of fixture trees.
+
+use std::path::Path;
 
 use bytes::Bytes;
 
@@ -44,4 +46,12 @@ pub fn json_doc(size: usize) -> Bytes {
     out.push_str("]}");
     out.truncate(size);
     Bytes::from(out)
+}
+
+/// Writes `text` to `root/rel`, creating the directories on the way: one file of a fixture tree
+/// (a fake `/proc` or cgroup hierarchy under a temporary root, say).
+pub fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
 }

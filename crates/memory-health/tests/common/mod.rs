@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use memory_health::{Sample, SampleError, SampleSource};
 use memory_probe::ProcessMemory;
+use test_support::fixtures::write;
 
 /// A source whose reported RSS the test sets, with a clock the test advances: hours of samples
 /// run in milliseconds. It can also be told to fail or to block (to stall the monitor).
@@ -66,12 +67,6 @@ impl SampleSource for Steered {
         sample.physical_bytes = Some(64 << 30);
         Ok(sample)
     }
-}
-
-pub fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
 }
 
 /// `/proc/self/status` and `/proc/meminfo` of a fixture process.
