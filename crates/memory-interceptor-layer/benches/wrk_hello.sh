@@ -28,13 +28,8 @@ cd "$root"
 cargo build --release -q -p memory-interceptor-layer --features axum --example hello_bench
 bin="$root/target/release/examples/hello_bench"
 
-work=$(mktemp -d "$root/target/interceptor-bench.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$root/benches/lib.sh"
+bench_workdir "$root/target/interceptor-bench.XXXXXX"
 
 extra=()
 [ "$PROMETHEUS" = 1 ] && extra+=(--prometheus)
@@ -45,12 +40,8 @@ run() {
     rm -f "$work/server.out"
     taskset -c 0 "$bin" --layer "$mode" --threads 1 "${extra[@]}" >"$work/server.out" 2>/dev/null &
     server_pid=$!
-    local addr="" i
-    for i in $(seq 100); do
-        addr=$(awk '/^listening on / { print $3 }' "$work/server.out" 2>/dev/null || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
+    local addr
+    addr=$(wait_for_addr "$work/server.out" awk '/^listening on / { print $3 }')
     [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
     # The route answers as it should before it is measured.
     local answer
