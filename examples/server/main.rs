@@ -34,6 +34,7 @@ mod ndjson;
 mod probe;
 mod routes;
 mod serve;
+mod shared;
 mod shutdown;
 
 use std::net::SocketAddr;
