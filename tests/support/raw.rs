@@ -296,11 +296,3 @@ pub fn head(method: &str, path: &str, headers: &[&str]) -> Vec<u8> {
     out.push_str("\r\n");
     out.into_bytes()
 }
-
-/// One chunk of a chunked body.
-pub fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
-}

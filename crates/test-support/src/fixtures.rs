@@ -1,4 +1,5 @@
-//! Test data: documents that compress like real traffic, and files of fixture trees.
+//! Test data: documents that compress like real traffic, chunked-body framing, and files of
+//! fixture trees.
 
 use std::path::Path;
 
@@ -54,4 +55,12 @@ pub fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
+}
+
+/// One chunk of a chunked HTTP/1 body, as it goes on the wire (`"{len:x}\r\n{data}\r\n"`).
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
 }

@@ -7,7 +7,8 @@
 //! - [`cgroup`]: a real memory cgroup, child of the process's own (cgroup v1, v2 and hybrid
 //!   hosts), with a limit, to run a program under and read what the kernel did to it
 //!   ([`MemoryCgroup`]); the skip-with-reason rule where one cannot be created ([`skip`]).
-//! - [`fixtures`]: deterministic data ([`json_doc`]).
+//! - [`fixtures`]: deterministic data ([`json_doc`]), HTTP/1 chunk framing ([`chunk`]), fixture
+//!   trees ([`fixtures::write`]).
 //! - [`capture`]: output kept in memory for the test to read ([`Captured`]).
 //!
 //! It depends on none of the workspace's crates on purpose: the crates' own tests use it as a
@@ -25,7 +26,7 @@ pub mod process;
 
 pub use capture::Captured;
 pub use cgroup::{MemoryCgroup, Skip, must_not_skip, skip};
-pub use fixtures::json_doc;
+pub use fixtures::{chunk, json_doc};
 pub use poll::{
     bounded, eventually, eventually_blocking, run_bounded, runtime, wait_for, wait_for_async,
 };

@@ -13,6 +13,7 @@ use axum::routing::post;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use stream_body_layer::{BodyMode, MemoryBudget, StreamBodyLayer};
+use test_support::chunk;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -223,14 +224,6 @@ pub async fn post_body(addr: SocketAddr, path: &str, body: &[u8]) -> RawResponse
     let mut stream = send_head(addr, path, &[("Content-Length", &len)]).await;
     stream.write_all(body).await.unwrap();
     read_response(&mut stream).await.unwrap()
-}
-
-/// One chunk of a chunked body, on the wire.
-pub fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// Sends a chunked body in chunks of `chunk_len` and reads the response, reading while writing
