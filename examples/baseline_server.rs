@@ -60,7 +60,7 @@ use tikv_jemallocator::Jemalloc;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
-use shared::{AppError, Uploads, events};
+use shared::{AppError, Uploads, events, heavy_pages};
 use shutdown::shutdown_signal;
 
 #[global_allocator]
@@ -250,16 +250,7 @@ async fn heavy_report(Query(q): Query<HeavyQuery>) -> Result<Json<HeavyReport>, 
     if !(1..=4096).contains(&mib) {
         return Err(AppError::bad_request("mib must be between 1 and 4096"));
     }
-    let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
-    let mut checksum = 0u64;
-    for step in 0..mib {
-        let page = vec![(step % 251) as u8; 1 << 20];
-        checksum = checksum
-            .wrapping_mul(31)
-            .wrapping_add(page[page.len() / 2] as u64);
-        pages.push(page);
-        tokio::task::yield_now().await;
-    }
+    let (pages, checksum) = heavy_pages(mib).await;
     let bytes = pages.iter().map(|p| p.len() as u64).sum();
     Ok(Json(HeavyReport {
         mib,

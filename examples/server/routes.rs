@@ -13,6 +13,7 @@ use stream_body_layer::{SpoolError, SpooledBody};
 use tokio::io::AsyncReadExt;
 
 use crate::documents::documents_json;
+use crate::shared::heavy_pages;
 pub use crate::shared::{AppError, Uploads, events};
 
 impl AppError {
@@ -122,17 +123,7 @@ pub async fn heavy_report(
     if hold > 60_000 {
         return Err(AppError::bad_request("hold_ms must be at most 60000"));
     }
-    let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
-    let mut checksum = 0u64;
-    for step in 0..mib {
-        // Every byte written: the pages are resident, as a real report's would be.
-        let page = vec![(step % 251) as u8; 1 << 20];
-        checksum = checksum
-            .wrapping_mul(31)
-            .wrapping_add(page[page.len() / 2] as u64);
-        pages.push(page);
-        tokio::task::yield_now().await;
-    }
+    let (pages, checksum) = heavy_pages(mib).await;
     if hold > 0 {
         tokio::time::sleep(Duration::from_millis(hold)).await;
     }

@@ -1,6 +1,6 @@
 //! What the baseline server shares with the example server to the letter (`baseline_server`
 //! includes this file, as it does `documents.rs`): where uploads go and how their files are
-//! named, the `{"error": "..."}` answer, and `GET /api/events`. Same code, so the comparison
+//! named, the `{"error": "..."}` answer, `GET /api/events` and the heavy report's pages. Same code, so the comparison
 //! measures the layers and nothing else.
 
 use std::convert::Infallible;
@@ -98,4 +98,20 @@ pub async fn events(
         Some((Ok(Event::default().id(seq.to_string()).data(data)), seq + 1))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The heavy report's work: `mib` pages of 1 MiB, every byte written (the pages are resident, as a
+/// real report's would be), a yield between pages; returns them and their checksum.
+pub async fn heavy_pages(mib: u64) -> (Vec<Vec<u8>>, u64) {
+    let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
+    let mut checksum = 0u64;
+    for step in 0..mib {
+        let page = vec![(step % 251) as u8; 1 << 20];
+        checksum = checksum
+            .wrapping_mul(31)
+            .wrapping_add(page[page.len() / 2] as u64);
+        pages.push(page);
+        tokio::task::yield_now().await;
+    }
+    (pages, checksum)
 }
