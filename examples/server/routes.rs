@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::documents::documents_json;
 use crate::shared::heavy_pages;
-pub use crate::shared::{AppError, Uploads, events};
+pub(crate) use crate::shared::{AppError, Uploads, events};
 
 impl AppError {
     pub fn too_large(message: impl Into<String>) -> Self {

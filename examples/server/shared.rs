@@ -19,20 +19,20 @@ use serde::Deserialize;
 
 /// Where uploads are kept.
 #[derive(Clone)]
-pub struct Uploads {
+pub(crate) struct Uploads {
     dir: Arc<PathBuf>,
     next: Arc<AtomicU64>,
 }
 
 impl Uploads {
-    pub fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf) -> Self {
         Self {
             dir: Arc::new(dir),
             next: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    pub fn next_path(&self) -> PathBuf {
+    pub(crate) fn next_path(&self) -> PathBuf {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -43,10 +43,10 @@ impl Uploads {
 }
 
 /// A handler error with its status.
-pub struct AppError(pub StatusCode, pub String);
+pub(crate) struct AppError(pub StatusCode, pub String);
 
 impl AppError {
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         AppError(StatusCode::BAD_REQUEST, message.into())
     }
 }
@@ -65,14 +65,14 @@ impl From<std::io::Error> for AppError {
 }
 
 #[derive(Deserialize)]
-pub struct EventsQuery {
+pub(crate) struct EventsQuery {
     count: Option<u64>,
     interval_ms: Option<u64>,
 }
 
 /// `GET /api/events?count=N&interval_ms=M`: N server-sent events, M ms apart (default 10 and
 /// 1000; at most 10,000 events and 60 s apart).
-pub async fn events(
+pub(crate) async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let count = q.count.unwrap_or(10);
@@ -102,7 +102,7 @@ pub async fn events(
 
 /// The heavy report's work: `mib` pages of 1 MiB, every byte written (the pages are resident, as a
 /// real report's would be), a yield between pages; returns them and their checksum.
-pub async fn heavy_pages(mib: u64) -> (Vec<Vec<u8>>, u64) {
+pub(crate) async fn heavy_pages(mib: u64) -> (Vec<Vec<u8>>, u64) {
     let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
     let mut checksum = 0u64;
     for step in 0..mib {

@@ -58,7 +58,7 @@ enum Handler {
 
 /// One case, decoded from bytes.
 #[derive(Debug)]
-pub struct Case {
+pub(crate) struct Case {
     max_body_size: u64,
     buffer_threshold: u64,
     chunk_size: usize,
@@ -80,7 +80,7 @@ enum Step {
 }
 
 impl Case {
-    pub fn decode(data: &[u8]) -> Case {
+    pub(crate) fn decode(data: &[u8]) -> Case {
         let byte = |i: usize| data.get(i).copied().unwrap_or(0);
         let mut frames = Vec::new();
         for &b in data.iter().skip(6).take(64) {
@@ -142,11 +142,11 @@ thread_local! {
         .unwrap();
 }
 
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     check_case(Case::decode(data));
 }
 
-pub fn check_case(case: Case) {
+pub(crate) fn check_case(case: Case) {
     RUNTIME.with(|rt| rt.block_on(run(case)));
 }
 

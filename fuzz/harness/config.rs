@@ -7,7 +7,7 @@ use tower_memory::stack::MemoryStack;
 
 /// Pairs from the bytes: a byte picks the variable (or an unknown name), the value runs to the
 /// next 0xff byte, as lossy UTF-8.
-pub fn pairs(data: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn pairs(data: &[u8]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = data;
     while let Some((&pick, tail)) = rest.split_first() {
@@ -24,11 +24,11 @@ pub fn pairs(data: &[u8]) -> Vec<(String, String)> {
     out
 }
 
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     check_pairs(&pairs(data));
 }
 
-pub fn check_pairs(pairs: &[(String, String)]) {
+pub(crate) fn check_pairs(pairs: &[(String, String)]) {
     match MemoryConfig::from_vars(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(c) => {
             assert!(0.0 < c.warning_threshold && c.warning_threshold < c.critical_threshold);

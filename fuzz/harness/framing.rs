@@ -95,7 +95,7 @@ thread_local! {
         .unwrap();
 }
 
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     RUNTIME.with(|rt| rt.block_on(run(data)));
 }
 

@@ -32,7 +32,7 @@ pub const MATRIX_ENV: &[(&str, &str)] = &[
 ];
 
 /// The example server with [`MATRIX_ENV`] and then `extra` (later values win).
-pub fn matrix_server(extra: &[(&str, &str)]) -> Server {
+pub(crate) fn matrix_server(extra: &[(&str, &str)]) -> Server {
     let env: Vec<(&str, &str)> = MATRIX_ENV.iter().chain(extra).copied().collect();
     Server::start("server", &env)
 }

@@ -5,13 +5,13 @@
 //! tmpfs for disk-full tests (`smallfs`).
 #![allow(dead_code)]
 
-pub mod health;
-pub mod invariants;
-pub mod load;
-pub mod raw;
-pub mod reports;
-pub mod smallfs;
-pub mod workload;
+pub(crate) mod health;
+pub(crate) mod invariants;
+pub(crate) mod load;
+pub(crate) mod raw;
+pub(crate) mod reports;
+pub(crate) mod smallfs;
+pub(crate) mod workload;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,7 +19,7 @@ use std::time::Duration;
 use test_support::{ChildServer, MemoryCgroup, example_path};
 
 /// A running example; killed on drop if the test did not stop it.
-pub struct Server {
+pub(crate) struct Server {
     pub process: ChildServer,
     pub addr: String,
     /// The server's `UPLOAD_DIR`.
@@ -78,18 +78,18 @@ impl Server {
     /// The memory limit defaults to 1 TiB: the host's cgroup (shared with the build and with the
     /// other tests' servers) must not put a test server under pressure unless the test asks for
     /// it by setting `MEMORY_LIMIT_BYTES` itself.
-    pub fn start(name: &str, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(name: &str, env: &[(&str, &str)]) -> Server {
         Self::spawn(Command::new(example_path(name)), env, Some("1099511627776"))
     }
 
     /// Starts the example inside `cgroup` (it never allocates outside it), with the limit the
     /// monitor finds there: no `MEMORY_LIMIT_BYTES` unless `env` sets one.
-    pub fn start_in(cgroup: &MemoryCgroup, name: &str, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_in(cgroup: &MemoryCgroup, name: &str, env: &[(&str, &str)]) -> Server {
         Self::spawn(cgroup.command(example_path(name)), env, None)
     }
 
     /// Starts `cmd` (a wrapper that ends by exec'ing an example) like [`start`](Self::start).
-    pub fn start_command(cmd: Command, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_command(cmd: Command, env: &[(&str, &str)]) -> Server {
         Self::spawn(cmd, env, Some("1099511627776"))
     }
 
@@ -123,36 +123,45 @@ impl Server {
     }
 
     /// The output lines so far (all but the listening line, start-up warnings included).
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.process.lines()
     }
 
     /// Waits up to `timeout` for an output line that satisfies `f`, and returns it.
-    pub fn wait_for_line(&self, timeout: Duration, what: &str, f: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for_line(
+        &self,
+        timeout: Duration,
+        what: &str,
+        f: impl Fn(&str) -> bool,
+    ) -> String {
         self.process.wait_for_line(timeout, what, f)
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         self.process.url(path)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.process.pid()
     }
 
     /// Sends `signal` (for example `"TERM"`) and waits up to `timeout` for the exit status.
-    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn signal_and_wait(
+        &mut self,
+        signal: &str,
+        timeout: Duration,
+    ) -> std::process::ExitStatus {
         self.process.signal_and_wait(signal, timeout)
     }
 
     /// Waits up to `timeout` for the process to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         self.process.wait_exit(timeout)
     }
 }
 
 /// `curl -sS` with `args`; returns (status code, body).
-pub fn curl(args: &[&str]) -> (u16, String) {
+pub(crate) fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
         .args(args)
@@ -170,14 +179,14 @@ pub fn curl(args: &[&str]) -> (u16, String) {
 }
 
 /// One query of the Grafana dashboard, with Grafana's variables filled in.
-pub struct DashboardTarget {
+pub(crate) struct DashboardTarget {
     pub panel: String,
     pub expr: String,
     pub legend: String,
 }
 
 /// Every query of the Grafana dashboard, with Grafana's variables filled in.
-pub fn dashboard_targets() -> Vec<DashboardTarget> {
+pub(crate) fn dashboard_targets() -> Vec<DashboardTarget> {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboard.json");
     let text = std::fs::read_to_string(path).unwrap();
@@ -201,13 +210,13 @@ pub fn dashboard_targets() -> Vec<DashboardTarget> {
 }
 
 /// The PromQL expressions of the Grafana dashboard, with Grafana's variables filled in.
-pub fn dashboard_queries() -> Vec<String> {
+pub(crate) fn dashboard_queries() -> Vec<String> {
     dashboard_targets().into_iter().map(|t| t.expr).collect()
 }
 
 /// The label names a Grafana legend format refers to (`{{route}}` -> `route`); `Err` with the
 /// offending text when the format has anything else in braces (`{{{{instance}}}}`, `{x}`).
-pub fn legend_labels(legend: &str) -> Result<Vec<String>, String> {
+pub(crate) fn legend_labels(legend: &str) -> Result<Vec<String>, String> {
     let mut labels = Vec::new();
     let mut rest = legend;
     while let Some(open) = rest.find(['{', '}']) {

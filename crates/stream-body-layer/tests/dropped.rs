@@ -19,7 +19,7 @@ mod tokio_stream_shim {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
-    pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+    pub(crate) struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
 
     impl<T> futures_util::Stream for ReceiverStream<T> {
         type Item = T;

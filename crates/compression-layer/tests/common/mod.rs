@@ -23,10 +23,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceBuilder;
 use tower_service::Service;
 
-pub type ResBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type ResBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Every coding the crate compresses with.
-pub const CODINGS: [Encoding; 4] = [
+pub(crate) const CODINGS: [Encoding; 4] = [
     Encoding::Gzip,
     Encoding::Deflate,
     Encoding::Brotli,
@@ -35,7 +35,7 @@ pub const CODINGS: [Encoding; 4] = [
 
 /// Serves [`handler`] behind `layer` (and request decompression); returns the server, its call
 /// counter and the epoch its event streams stamp times against.
-pub async fn start_compression(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
+pub(crate) async fn start_compression(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
     let calls = Calls::default();
     let epoch = Instant::now();
     let counted = calls.clone();
@@ -47,7 +47,7 @@ pub async fn start_compression(layer: CompressionLayer) -> (TestServer, Calls, I
 }
 
 /// A server that stops when dropped.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
@@ -59,12 +59,12 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 }
 
-pub async fn serve<S, B>(service: S) -> TestServer
+pub(crate) async fn serve<S, B>(service: S) -> TestServer
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -95,7 +95,7 @@ where
 }
 
 /// Sends one request on a fresh connection and returns the response as it arrives.
-pub async fn open<B>(addr: SocketAddr, request: Request<B>) -> Response<Incoming>
+pub(crate) async fn open<B>(addr: SocketAddr, request: Request<B>) -> Response<Incoming>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -110,28 +110,28 @@ where
 }
 
 /// A response read to the end, with its data frames as they came.
-pub struct Raw {
+pub(crate) struct Raw {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub frames: Vec<Bytes>,
 }
 
 impl Raw {
-    pub fn body(&self) -> Vec<u8> {
+    pub(crate) fn body(&self) -> Vec<u8> {
         self.frames.concat()
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    pub fn encoding(&self) -> Option<&str> {
+    pub(crate) fn encoding(&self) -> Option<&str> {
         self.header("content-encoding")
     }
 
     /// The body decoded per its `Content-Encoding` (with the crate's own decoder, no caps that
     /// matter here).
-    pub fn decoded(&self) -> Vec<u8> {
+    pub(crate) fn decoded(&self) -> Vec<u8> {
         let codings: Vec<Encoding> = self
             .encoding()
             .map(|e| vec![Encoding::from_token(e).unwrap()])
@@ -144,11 +144,11 @@ impl Raw {
     }
 }
 
-pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Raw {
+pub(crate) async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Raw {
     request(addr, "GET", path, headers, Bytes::new()).await
 }
 
-pub async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -178,7 +178,7 @@ pub async fn request(
 }
 
 /// A reqwest client that accepts (and decodes) exactly one coding.
-pub fn client_for(encoding: Encoding) -> reqwest::Client {
+pub(crate) fn client_for(encoding: Encoding) -> reqwest::Client {
     let b = reqwest::Client::builder();
     let b = match encoding {
         Encoding::Gzip => b.no_brotli().no_deflate().no_zstd(),
@@ -205,10 +205,10 @@ fn query_num(request_uri: &http::Uri, key: &str, default: u64) -> u64 {
 
 /// Counts calls of the handler.
 #[derive(Clone, Default)]
-pub struct Calls(pub Arc<AtomicUsize>);
+pub(crate) struct Calls(pub Arc<AtomicUsize>);
 
 impl Calls {
-    pub fn get(&self) -> usize {
+    pub(crate) fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -222,7 +222,7 @@ impl Calls {
 /// - `/encoded` already gzip-encoded; `/range` a 206; `/no-transform`; `/grpc`; `/type?ct=T`
 /// - `/echo` (POST) reads the whole body; answers its length and a checksum, or 422 with the
 ///   body error
-pub async fn handler<B>(
+pub(crate) async fn handler<B>(
     request: Request<B>,
     calls: Calls,
     epoch: Instant,
@@ -379,7 +379,7 @@ where
 }
 
 /// The checksum `/echo` answers for `data`.
-pub fn echo_answer(data: &[u8]) -> String {
+pub(crate) fn echo_answer(data: &[u8]) -> String {
     let sum = data
         .iter()
         .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(*b)));

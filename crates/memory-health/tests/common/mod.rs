@@ -13,7 +13,7 @@ use test_support::fixtures::write;
 /// A source whose reported RSS the test sets, with a clock the test advances: hours of samples
 /// run in milliseconds. It can also be told to fail or to block (to stall the monitor).
 #[derive(Clone)]
-pub struct Steered {
+pub(crate) struct Steered {
     pub rss: Arc<AtomicU64>,
     base: Instant,
     /// Synthetic seconds since `base`; `None` means real time.
@@ -23,7 +23,7 @@ pub struct Steered {
 }
 
 impl Steered {
-    pub fn new(rss: u64) -> Self {
+    pub(crate) fn new(rss: u64) -> Self {
         Self {
             rss: Arc::new(AtomicU64::new(rss)),
             base: Instant::now(),
@@ -33,12 +33,12 @@ impl Steered {
         }
     }
 
-    pub fn set(&self, rss: u64) {
+    pub(crate) fn set(&self, rss: u64) {
         self.rss.store(rss, Ordering::SeqCst);
     }
 
     /// Switches to synthetic time at `offset` after the source was made.
-    pub fn at(&self, offset: Duration) {
+    pub(crate) fn at(&self, offset: Duration) {
         *self.offset.lock().unwrap() = Some(offset);
     }
 }
@@ -70,7 +70,7 @@ impl SampleSource for Steered {
 }
 
 /// `/proc/self/status` and `/proc/meminfo` of a fixture process.
-pub fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
+pub(crate) fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
     write(
         root,
         "proc/self/status",

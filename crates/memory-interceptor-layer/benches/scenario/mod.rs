@@ -18,7 +18,7 @@ use memory_probe::{MemoryBudget, PressureSignal};
 use tower::Service;
 
 /// A response future that is ready after `left` self-woken `Pending`s.
-pub struct Yields {
+pub(crate) struct Yields {
     left: u32,
 }
 
@@ -39,7 +39,7 @@ impl Future for Yields {
 
 /// Answers `Hello, World!` after `pendings` self-woken `Pending`s.
 #[derive(Clone, Copy)]
-pub struct Trivial {
+pub(crate) struct Trivial {
     pub pendings: u32,
 }
 
@@ -62,7 +62,7 @@ impl Service<Request<()>> for Trivial {
 /// One request through `service`: call, poll the response future to completion, poll the body to
 /// its end, drop everything (the layer's report is emitted on the way).
 #[inline(always)]
-pub fn one_request<S, B>(service: &mut S, uri: &Uri, cx: &mut Context<'_>)
+pub(crate) fn one_request<S, B>(service: &mut S, uri: &Uri, cx: &mut Context<'_>)
 where
     S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -85,7 +85,7 @@ where
 }
 
 /// The configurations compared with the bare service.
-pub fn layers() -> Vec<(&'static str, MemoryInterceptorLayer)> {
+pub(crate) fn layers() -> Vec<(&'static str, MemoryInterceptorLayer)> {
     vec![
         ("layer", MemoryInterceptorLayer::new()),
         (
@@ -114,7 +114,7 @@ pub fn layers() -> Vec<(&'static str, MemoryInterceptorLayer)> {
 
 /// A waker that does nothing but is reference-counted like a runtime's (cloning it is an atomic
 /// increment, as with Tokio's task wakers), so that keeping one costs what it costs in a server.
-pub fn waker() -> Waker {
+pub(crate) fn waker() -> Waker {
     struct Idle;
     impl Wake for Idle {
         fn wake(self: Arc<Self>) {}
@@ -123,7 +123,7 @@ pub fn waker() -> Waker {
 }
 
 /// The figures mean nothing unless the counters are live.
-pub fn check_counters() {
+pub(crate) fn check_counters() {
     assert_eq!(
         memory_probe::self_check().backend,
         memory_probe::Backend::Jemalloc,

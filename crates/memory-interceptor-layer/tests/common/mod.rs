@@ -18,11 +18,11 @@ use memory_interceptor_layer::MemoryReport;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-pub const KIB: u64 = 1 << 10;
-pub const MIB: u64 = 1 << 20;
+pub(crate) const KIB: u64 = 1 << 10;
+pub(crate) const MIB: u64 = 1 << 20;
 
 /// The accuracy bound of the issue: allocated in [n, 1.1 n + 64 KiB].
-pub fn assert_within(allocated: u64, n: u64, what: &str) {
+pub(crate) fn assert_within(allocated: u64, n: u64, what: &str) {
     let upper = n + n / 10 + 64 * KIB;
     assert!(
         allocated >= n && allocated <= upper,
@@ -32,22 +32,22 @@ pub fn assert_within(allocated: u64, n: u64, what: &str) {
 
 /// Collects the reports the layer emits.
 #[derive(Clone, Default)]
-pub struct Reports {
+pub(crate) struct Reports {
     inner: Arc<Mutex<Vec<MemoryReport>>>,
 }
 
 impl Reports {
-    pub fn sink(&self) -> impl Fn(&MemoryReport) + Send + Sync + 'static {
+    pub(crate) fn sink(&self) -> impl Fn(&MemoryReport) + Send + Sync + 'static {
         let inner = Arc::clone(&self.inner);
         move |r: &MemoryReport| inner.lock().unwrap().push(r.clone())
     }
 
-    pub fn all(&self) -> Vec<MemoryReport> {
+    pub(crate) fn all(&self) -> Vec<MemoryReport> {
         self.inner.lock().unwrap().clone()
     }
 
     /// Reports whose path and query contain `needle`.
-    pub fn matching(&self, needle: &str) -> Vec<MemoryReport> {
+    pub(crate) fn matching(&self, needle: &str) -> Vec<MemoryReport> {
         self.all()
             .into_iter()
             .filter(|r| r.path_and_query.as_str().contains(needle))
@@ -55,7 +55,12 @@ impl Reports {
     }
 
     /// Waits (bounded) until `n` reports match `needle`, and returns them.
-    pub async fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> Vec<MemoryReport> {
+    pub(crate) async fn wait_for(
+        &self,
+        needle: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<MemoryReport> {
         let deadline = Instant::now() + timeout;
         loop {
             let found = self.matching(needle);
@@ -72,7 +77,7 @@ impl Reports {
 }
 
 /// A task that is aborted when dropped (servers die with their test).
-pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -81,7 +86,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Serves an axum router on 127.0.0.1 (port 0), with connect info.
-pub async fn serve_axum(router: axum::Router) -> (SocketAddr, AbortOnDrop) {
+pub(crate) async fn serve_axum(router: axum::Router) -> (SocketAddr, AbortOnDrop) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -90,14 +95,18 @@ pub async fn serve_axum(router: axum::Router) -> (SocketAddr, AbortOnDrop) {
     (addr, AbortOnDrop(task))
 }
 
-pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
-pub fn client() -> HttpClient {
+pub(crate) fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// GET `http://addr{path}`; returns the response head and the whole body.
-pub async fn fetch(client: &HttpClient, addr: SocketAddr, path: &str) -> (Response<()>, Bytes) {
+pub(crate) async fn fetch(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+) -> (Response<()>, Bytes) {
     let req = Request::get(format!("http://{addr}{path}"))
         .body(Empty::new())
         .unwrap();
@@ -107,12 +116,12 @@ pub async fn fetch(client: &HttpClient, addr: SocketAddr, path: &str) -> (Respon
     (Response::from_parts(parts, ()), bytes)
 }
 
-pub async fn get_status(client: &HttpClient, addr: SocketAddr, path: &str) -> StatusCode {
+pub(crate) async fn get_status(client: &HttpClient, addr: SocketAddr, path: &str) -> StatusCode {
     fetch(client, addr, path).await.0.status()
 }
 
 /// Reads a `size=` query parameter.
-pub fn size_param(query: Option<&str>) -> usize {
+pub(crate) fn size_param(query: Option<&str>) -> usize {
     query
         .unwrap_or("")
         .split('&')

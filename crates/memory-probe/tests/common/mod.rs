@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use memory_probe::{Reclaimer, process_memory, thread_counters};
 
-pub const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 
 /// A 1 MiB `Vec` moves both counters by at least 1 MiB and less than 1.1 MiB.
-pub fn one_mib_vec_is_counted() {
+pub(crate) fn one_mib_vec_is_counted() {
     let before = thread_counters();
     let v = vec![7u8; MIB as usize];
     black_box(&v);
@@ -30,7 +30,7 @@ pub fn one_mib_vec_is_counted() {
 }
 
 /// Counters are per thread: another thread's allocations do not show here.
-pub fn counters_are_per_thread() {
+pub(crate) fn counters_are_per_thread() {
     let before = thread_counters();
     let other = std::thread::spawn(|| {
         let before = thread_counters();
@@ -52,7 +52,7 @@ static RECLAIM_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// Allocates 256 MiB in many small and medium blocks, frees them, reclaims: at least 90% of the
 /// resident memory the blocks took is gone afterwards.
-pub async fn reclaim_returns_freed_memory() {
+pub(crate) async fn reclaim_returns_freed_memory() {
     let _serial = RECLAIM_TESTS.lock().await;
     let baseline = process_memory().unwrap().rss_bytes;
     let mut blocks: Vec<Vec<u8>> = Vec::new();
@@ -127,7 +127,7 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 }
 
 /// Concurrent callers share one run; a call inside the interval is refused.
-pub async fn reclaim_is_single_flight_and_rate_limited() {
+pub(crate) async fn reclaim_is_single_flight_and_rate_limited() {
     let _serial = RECLAIM_TESTS.lock().await;
     let reclaimer = Reclaimer::builder()
         .min_interval(Duration::from_secs(60))
@@ -158,7 +158,7 @@ pub async fn reclaim_is_single_flight_and_rate_limited() {
 
 /// Every run is counted under the trigger that started it, whoever joins it; a refused call counts
 /// nothing; the history and the totals agree.
-pub async fn reclaim_counts_every_run_by_trigger() {
+pub(crate) async fn reclaim_counts_every_run_by_trigger() {
     let _serial = RECLAIM_TESTS.lock().await;
     use memory_probe::ReclaimTrigger;
 

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 /// What `/inspect` saw of its body.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub mode: String,
     pub frames: usize,
     pub max_frame: usize,
@@ -37,7 +37,7 @@ struct AppState {
 /// `/inspect` reads its body frame by frame and reports it (500 on a body error);
 /// `/ignore-errors` reads and answers 200 whatever happened; `/panic` panics;
 /// `/hang` never answers.
-pub fn app(layer: StreamBodyLayer) -> Router {
+pub(crate) fn app(layer: StreamBodyLayer) -> Router {
     let state = AppState {
         budget: layer.budget().clone(),
     };
@@ -103,7 +103,7 @@ async fn hang(_body: Body) -> &'static str {
 }
 
 /// Serves `app` on 127.0.0.1 with a free port; the server stops when the test's runtime does.
-pub async fn serve(app: Router) -> SocketAddr {
+pub(crate) async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -112,32 +112,34 @@ pub async fn serve(app: Router) -> SocketAddr {
 
 /// A parsed HTTP/1 response.
 #[derive(Debug)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn seen(&self) -> Seen {
+    pub(crate) fn seen(&self) -> Seen {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {} {}", self.status, self.text()))
     }
 }
 
 /// Reads one response (head, then a `Content-Length` body or everything up to EOF), within 10 s.
-pub async fn read_response<R: AsyncRead + Unpin>(stream: &mut R) -> std::io::Result<RawResponse> {
+pub(crate) async fn read_response<R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> std::io::Result<RawResponse> {
     tokio::time::timeout(Duration::from_secs(10), read_response_inner(stream))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no response in 10 s"))?
@@ -193,7 +195,7 @@ async fn read_response_inner<R: AsyncRead + Unpin>(stream: &mut R) -> std::io::R
 }
 
 /// Whether the server closed the connection (EOF or reset) within `within`.
-pub async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+pub(crate) async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
     let deadline = Instant::now() + within;
     loop {
@@ -207,7 +209,7 @@ pub async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool 
 }
 
 /// Connects and writes a request head.
-pub async fn send_head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+pub(crate) async fn send_head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (k, v) in headers {
@@ -219,7 +221,7 @@ pub async fn send_head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -
 }
 
 /// Sends a complete request with a `Content-Length` body and reads the response.
-pub async fn post_body(addr: SocketAddr, path: &str, body: &[u8]) -> RawResponse {
+pub(crate) async fn post_body(addr: SocketAddr, path: &str, body: &[u8]) -> RawResponse {
     let len = body.len().to_string();
     let mut stream = send_head(addr, path, &[("Content-Length", &len)]).await;
     stream.write_all(body).await.unwrap();
@@ -228,7 +230,7 @@ pub async fn post_body(addr: SocketAddr, path: &str, body: &[u8]) -> RawResponse
 
 /// Sends a chunked body in chunks of `chunk_len` and reads the response, reading while writing
 /// (the server may answer before the body is done and close).
-pub async fn post_chunked(
+pub(crate) async fn post_chunked(
     addr: SocketAddr,
     path: &str,
     body: &[u8],
@@ -253,20 +255,20 @@ pub async fn post_chunked(
 }
 
 /// Deterministic test data.
-pub fn data(len: usize) -> Vec<u8> {
+pub(crate) fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
 /// Waits (at most 5 s) until `budget` is whole again; false if it never is.
-pub async fn budget_returns(budget: &MemoryBudget) -> bool {
+pub(crate) async fn budget_returns(budget: &MemoryBudget) -> bool {
     wait_until(|| budget.available() == budget.total()).await
 }
 
 /// Polls `cond` every 10 ms for at most 5 s.
-pub async fn wait_until(cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_until(cond: impl FnMut() -> bool) -> bool {
     test_support::eventually(Duration::from_secs(5), cond).await
 }
