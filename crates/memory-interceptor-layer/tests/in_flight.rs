@@ -17,7 +17,7 @@ use common::*;
 use http::Uri;
 use memory_interceptor_layer::{InFlight, Ledger, MemoryInterceptorLayer};
 use memory_probe::{MemoryBudget, PressureSignal};
-use test_support::{Captured, bounded};
+use test_support::{Captured, bounded, capture_warnings};
 use tokio::sync::watch;
 
 /// Memory a route keeps after its requests end (a cache that never evicts).
@@ -26,19 +26,7 @@ static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// The WARN lines of the process's one tracing subscriber (installed once for both tests).
 fn log() -> &'static Captured {
     static LOG: OnceLock<Captured> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Captured::default();
-        let writer = log.clone();
-        tracing::subscriber::set_global_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_max_level(tracing::Level::WARN)
-                .with_ansi(false)
-                .finish(),
-        )
-        .unwrap();
-        log
-    })
+    LOG.get_or_init(capture_warnings)
 }
 
 /// `/hold` (and `/small`, the same handler on a route of its own: the governor runs a route's

@@ -16,23 +16,14 @@ use memory_interceptor_layer::{
 };
 use memory_probe::Reclaimer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use test_support::{Captured, bounded};
+use test_support::{bounded, capture_warnings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_reach_metrics_ledger_tracing_and_the_reclaimer() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
-    let log = Captured::default();
-    let writer = log.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .finish(),
-    )
-    .unwrap();
+    let log = capture_warnings();
 
     let reports = Reports::default();
     let ledger = Ledger::new(16);

@@ -1,5 +1,5 @@
 //! Output captured in memory: a `Write` to hand a logger (a `tracing_subscriber` writer, say),
-//! read back by the test.
+//! read back by the test; and the global `tracing` subscriber that writes there.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -31,4 +31,20 @@ impl Captured {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// Installs the process's global `tracing` subscriber: plain text (no colours) at WARN and above,
+/// into the returned [`Captured`]. Once per process: it panics if a global subscriber is set.
+pub fn capture_warnings() -> Captured {
+    let log = Captured::default();
+    let writer = log.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish(),
+    )
+    .unwrap();
+    log
 }

@@ -9,7 +9,8 @@
 //!   ([`MemoryCgroup`]); the skip-with-reason rule where one cannot be created ([`skip`]).
 //! - [`fixtures`]: deterministic data ([`json_doc`]), HTTP/1 chunk framing ([`chunk`]), fixture
 //!   trees ([`fixtures::write`]).
-//! - [`capture`]: output kept in memory for the test to read ([`Captured`]).
+//! - [`capture`]: output kept in memory for the test to read ([`Captured`]), log lines too
+//!   ([`capture_warnings`]).
 //!
 //! It depends on none of the workspace's crates on purpose: the crates' own tests use it as a
 //! dev-dependency, and a dependency back on a crate would give those tests two copies of its
@@ -24,7 +25,7 @@ pub mod fixtures;
 pub mod poll;
 pub mod process;
 
-pub use capture::Captured;
+pub use capture::{Captured, capture_warnings};
 pub use cgroup::{MemoryCgroup, Skip, must_not_skip, skip};
 pub use fixtures::{chunk, json_doc};
 pub use poll::{
