@@ -1,7 +1,8 @@
 //! The harnesses the workspace's test suites, benches and bench drivers share (not published).
 //!
 //! - [`process`]: a server as a child process: start it on port 0, read back the address it
-//!   announces, keep its output, signal it, kill it on drop ([`ChildServer`]).
+//!   announces, keep its output, signal it, kill it on drop ([`ChildServer`]); the test binary
+//!   re-run as its own server process ([`spawn_test_child`]).
 //! - [`poll`]: wait for a condition with a deadline ([`wait_for`], [`eventually`], ...), bound a
 //!   test body in time ([`bounded`]), the two-worker [`runtime`].
 //! - [`cgroup`]: a real memory cgroup, child of the process's own (cgroup v1, v2 and hybrid
