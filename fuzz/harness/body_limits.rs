@@ -134,20 +134,12 @@ impl Case {
     }
 }
 
-thread_local! {
-    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-}
-
 pub(crate) fn check(data: &[u8]) {
     check_case(Case::decode(data));
 }
 
 pub(crate) fn check_case(case: Case) {
-    RUNTIME.with(|rt| rt.block_on(run(case)));
+    crate::paused_runtime::block_on(run(case));
 }
 
 async fn run(case: Case) {
