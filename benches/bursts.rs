@@ -20,8 +20,8 @@ mod support;
 use std::time::Duration;
 
 use support::Server;
-use support::cgroup::MemoryCgroup;
 use support::load::{self, Steady, quantile, tally};
+use test_support::MemoryCgroup;
 
 const LIMIT: u64 = 384 << 20;
 const BURSTS: [(usize, u64); 3] = [(16, 40), (8, 64), (32, 16)];
@@ -42,13 +42,9 @@ fn run_server(name: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut cgroup = MemoryCgroup::create("bursts", LIMIT).expect("a memory cgroup (run as root)");
     let mut server = Server::start_in(&cgroup, name, &[]);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = test_support::runtime();
     for (n, mib) in BURSTS {
-        if server.child.try_wait().unwrap().is_some() {
+        if server.process.child_mut().try_wait().unwrap().is_some() {
             // Killed by the last burst: a new process in a new cgroup (peak and OOM count afresh).
             drop(server);
             cgroup = MemoryCgroup::create("bursts", LIMIT).unwrap();

@@ -45,9 +45,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::cgroup::MemoryCgroup;
+use support::Server;
 use support::workload::{self, Background, Burst, Outcome, Sample, Sampler, status_bytes};
-use support::{Server, runtime};
+use test_support::MemoryCgroup;
+use test_support::runtime;
 
 const SERVERS: [&str; 3] = ["baseline", "stack", "stack-memory-first"];
 const NORMAL_BURST: Burst = Burst {

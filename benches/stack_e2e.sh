@@ -13,6 +13,7 @@
 # 2 workloads x 3 servers x ROUNDS wrk runs of SECONDS_PER_RUN; 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 ROUNDS=${ROUNDS:-16}
 SECS=${SECONDS_PER_RUN:-3}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
@@ -46,21 +47,8 @@ stack=$(start stack "$bin/server")
 names=(bare typical stack)
 urls=("$bare" "$typical" "$stack")
 
-# A JSON array of small objects, 4096 bytes exactly (padded inside the last string).
-awk 'BEGIN {
-    s = "["; i = 0
-    while (length(s) < 3900) { s = s sprintf("{\"id\":%d,\"name\":\"item-%06d\",\"tags\":[\"a\",\"b\"]},", i, i); i++ }
-    pad = 4096 - length(s) - length("{\"pad\":\"\"}]")
-    p = ""; for (j = 0; j < pad; j++) p = p "x"
-    printf "%s{\"pad\":\"%s\"}]", s, p
-}' >"$work/body.json"
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.body = f:read("*a")
-f:close()
-LUA
+write_documents_body "$work/body.json"
+write_post_lua "$work/post.lua"
 export BODY_FILE="$work/body.json"
 for u in "${urls[@]}"; do
     curl -sf "$u/api/hello" >/dev/null

@@ -38,28 +38,30 @@
 // The exact generator of the example server, so both send the same payloads.
 #[path = "server/documents.rs"]
 mod documents;
+// The uploads, the error answer and the event stream, as the example server has them.
+#[path = "server/shared.rs"]
+mod shared;
+#[path = "server/shutdown.rs"]
+mod shutdown;
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tikv_jemallocator::Jemalloc;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
+
+use shared::{AppError, Uploads, events, heavy_pages};
+use shutdown::shutdown_signal;
 
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
@@ -179,66 +181,6 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT; the handlers are installed when this is called.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-}
-
-/// Where uploads are kept; file names as the example server makes them.
-#[derive(Clone)]
-struct Uploads {
-    dir: Arc<PathBuf>,
-    next: Arc<AtomicU64>,
-}
-
-impl Uploads {
-    fn new(dir: PathBuf) -> Self {
-        Self {
-            dir: Arc::new(dir),
-            next: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn next_path(&self) -> PathBuf {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        self.dir.join(format!("upload-{nanos}-{id:06}"))
-    }
-}
-
-/// A handler error: the example server's `{"error": "..."}` with its status.
-struct AppError(StatusCode, String);
-
-impl AppError {
-    fn bad_request(message: impl Into<String>) -> Self {
-        AppError(StatusCode::BAD_REQUEST, message.into())
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<std::io::Error> for AppError {
-    fn from(e: std::io::Error) -> Self {
-        tracing::error!(error = %e, "upload I/O failed");
-        AppError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
 async fn hello() -> &'static str {
     "hello"
 }
@@ -288,40 +230,6 @@ async fn upload(State(uploads): State<Uploads>, body: Bytes) -> Result<Json<Uplo
 }
 
 #[derive(Deserialize)]
-struct EventsQuery {
-    count: Option<u64>,
-    interval_ms: Option<u64>,
-}
-
-async fn events(
-    Query(q): Query<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let count = q.count.unwrap_or(10);
-    let interval_ms = q.interval_ms.unwrap_or(1000);
-    if count > 10_000 || interval_ms > 60_000 {
-        return Err(AppError::bad_request(
-            "count must be at most 10000 and interval_ms at most 60000",
-        ));
-    }
-    let interval = Duration::from_millis(interval_ms);
-    let stream = futures_util::stream::unfold(0u64, move |seq| async move {
-        if seq >= count {
-            return None;
-        }
-        if seq > 0 {
-            tokio::time::sleep(interval).await;
-        }
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let data = serde_json::json!({ "seq": seq, "of": count, "unix_ms": at }).to_string();
-        Some((Ok(Event::default().id(seq.to_string()).data(data)), seq + 1))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-#[derive(Deserialize)]
 struct HeavyQuery {
     mib: Option<u64>,
 }
@@ -342,16 +250,7 @@ async fn heavy_report(Query(q): Query<HeavyQuery>) -> Result<Json<HeavyReport>, 
     if !(1..=4096).contains(&mib) {
         return Err(AppError::bad_request("mib must be between 1 and 4096"));
     }
-    let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
-    let mut checksum = 0u64;
-    for step in 0..mib {
-        let page = vec![(step % 251) as u8; 1 << 20];
-        checksum = checksum
-            .wrapping_mul(31)
-            .wrapping_add(page[page.len() / 2] as u64);
-        pages.push(page);
-        tokio::task::yield_now().await;
-    }
+    let (pages, checksum) = heavy_pages(mib).await;
     let bytes = pages.iter().map(|p| p.len() as u64).sum();
     Ok(Json(HeavyReport {
         mib,

@@ -9,6 +9,9 @@
 //! answers its size and SHA-256) and the health routes under `/api`; HTTP/1 and HTTP/2 (h2c).
 //! Without axum there is no `MatchedPath`: the interceptor is told the routes by a classifier.
 
+#[path = "server/shutdown.rs"]
+mod shutdown;
+
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
@@ -23,6 +26,8 @@ use sha2::{Digest, Sha256};
 use stream_body_layer::BoxError;
 use tower::ServiceBuilder;
 use tower_memory::stack::MemoryStack;
+
+use shutdown::shutdown_signal;
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -152,19 +157,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     stack.stop();
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
-/// future is first polled: call it before announcing the address, so that a signal sent right
-/// after the announcement is never missed.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
 }

@@ -13,6 +13,9 @@
 //! gRPC-aware load balancers move traffic away exactly when `/api/health/ready` says 503. HTTP/1
 //! is accepted too, so `curl http://127.0.0.1:50051/api/health` works.
 
+#[path = "server/shutdown.rs"]
+mod shutdown;
+
 use std::net::{IpAddr, SocketAddr};
 
 use http::{Method, Uri};
@@ -20,6 +23,8 @@ use memory_health::PrometheusMetrics;
 use memory_probe::Pressure;
 use tonic_health::ServingStatus;
 use tower_memory::stack::MemoryStack;
+
+use shutdown::shutdown_signal;
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -107,19 +112,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     stack.stop();
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
-/// future is first polled: call it before announcing the address, so that a signal sent right
-/// after the announcement is never missed.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
 }

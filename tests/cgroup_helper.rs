@@ -2,13 +2,11 @@
 //! and counted, one under it is not, processes can be moved in, and the cgroup is removed after
 //! it has emptied.
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cgroup::MemoryCgroup;
+use test_support::MemoryCgroup;
 
 const MIB: u64 = 1 << 20;
 

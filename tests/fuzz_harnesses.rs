@@ -13,6 +13,8 @@ mod capped_decoder;
 mod config;
 #[path = "../fuzz/harness/framing.rs"]
 mod framing;
+#[path = "../fuzz/harness/paused_runtime.rs"]
+mod paused_runtime;
 
 use std::path::Path;
 

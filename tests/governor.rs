@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use support::cgroup::MemoryCgroup;
+use support::Server;
 use support::health::{budget_back_to_full, health};
 use support::load::{self, Steady, quantile, tally};
-use support::{Server, runtime, wait_for};
+use test_support::MemoryCgroup;
+use test_support::{runtime, wait_for};
 
 const LIMIT: u64 = 384 << 20;
 

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Server, curl, example_path};
+use support::{Server, curl};
+use test_support::example_path;
 
 const TOKEN: &str = "heap-profile-token-0123456789";
 

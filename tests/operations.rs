@@ -9,8 +9,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::cgroup::MemoryCgroup;
-use support::{Server, curl, wait_for};
+use support::{Server, curl};
+use test_support::MemoryCgroup;
+use test_support::wait_for;
 
 const MIB: u64 = 1 << 20;
 
@@ -378,7 +379,7 @@ fn memory_first_applies_without_the_monitor_and_the_aggressive_preset_is_real() 
     }
 
     // Contradicting the preset is refused with both variables named, never ignored.
-    let out = std::process::Command::new(support::example_path("server"))
+    let out = std::process::Command::new(test_support::example_path("server"))
         .env("PORT", "0")
         .env("MEMORY_RECLAIM_AGGRESSIVE", "true")
         .env("MEMORY_ALLOCATOR_PROFILE", "throughput")
@@ -459,7 +460,7 @@ fn the_admin_listener_serves_metrics_and_profiles_off_the_public_port() {
     assert_eq!(curl(&[&format!("{admin}/api/hello")]).0, 404);
 
     // ADMIN_BIND alone is a mistake, said at start.
-    let out = std::process::Command::new(support::example_path("server"))
+    let out = std::process::Command::new(test_support::example_path("server"))
         .env("PORT", "0")
         .env("ADMIN_BIND", "127.0.0.1")
         .output()

@@ -10,8 +10,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::Server;
-use support::cgroup::MemoryCgroup;
 use support::workload::{self, Background, Burst, status_bytes};
+use test_support::MemoryCgroup;
 
 const LIMIT: u64 = 384 << 20;
 /// Peak RSS allowed: the critical share of the limit (the budget fills to the warning share, less
@@ -29,11 +29,7 @@ fn the_stack_keeps_a_mixed_burst_under_its_limit() {
     };
     let server = Server::start_in(&cgroup, "server", &[]);
     let pid = server.pid();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = test_support::runtime();
     let idle = status_bytes(pid, "VmRSS:").unwrap();
     let (outcomes, background) = runtime.block_on(async {
         let clock = Instant::now();

@@ -8,10 +8,9 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cgroup::MemoryCgroup;
-use support::{
-    Server, curl, dashboard_queries, dashboard_targets, free_port, legend_labels, wait_for,
-};
+use support::{Server, curl, dashboard_queries, dashboard_targets, legend_labels};
+use test_support::MemoryCgroup;
+use test_support::{free_port, wait_for};
 
 /// Metric names a PromQL expression reads (histogram/summary series map to their family).
 fn metric_names(expr: &str) -> BTreeSet<String> {

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Server, curl, example_path, send_signal, wait_for};
+use support::{Server, curl};
+use test_support::{example_path, send_signal, wait_for};
 
 #[test]
 fn serves_hello_and_stops_cleanly_on_sigterm() {
@@ -250,7 +251,7 @@ fn json_logs_are_one_object_per_line() {
     let exit = server.signal_and_wait("TERM", Duration::from_secs(10));
     assert!(exit.success());
     std::thread::sleep(Duration::from_millis(100));
-    let lines = server.output.lock().unwrap().clone();
+    let lines = server.lines();
     assert!(lines.len() >= 2, "{lines:?}");
     for line in &lines {
         let value: serde_json::Value =

@@ -10,11 +10,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::Server;
 use support::health::{budget_back_to_full, health};
 use support::invariants::{MIB, files};
 use support::load::{Steady, quantile};
 use support::raw::{Raw, head};
-use support::{Server, wait_for_async};
+use test_support::wait_for_async;
 
 const UPLOADS: usize = 2000;
 const BODY: usize = 16 << 10;
@@ -65,11 +66,7 @@ fn two_thousand_slow_uploads_are_held_within_budget() {
     let addr = server.addr.clone();
     let pid = server.pid();
     let rss = move || memory_probe::process_memory_of(pid).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = test_support::runtime();
     runtime.block_on(async {
         // A running service has learned its routes: a few uploads first.
         for i in 0..10 {

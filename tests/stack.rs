@@ -61,11 +61,7 @@ fn serve(config: MemoryConfig) -> (String, std::sync::mpsc::Sender<()>, MemorySt
     let (tx, rx) = std::sync::mpsc::channel::<(String, MemoryStack)>();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = test_support::runtime();
         runtime.block_on(async move {
             let stack = MemoryStack::builder(config).build().unwrap();
             stack.start().unwrap();

@@ -34,6 +34,8 @@ mod ndjson;
 mod probe;
 mod routes;
 mod serve;
+mod shared;
+mod shutdown;
 
 use std::net::SocketAddr;
 
@@ -49,6 +51,8 @@ use tower_memory::stack::MemoryStack;
 
 use config::ServerConfig;
 use routes::Uploads;
+
+use shutdown::shutdown_signal;
 
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
@@ -238,19 +242,4 @@ async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("shut down");
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
-/// future is first polled: call it before announcing the address, so that a signal sent right
-/// after the announcement is never missed.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
 }

@@ -1,17 +1,11 @@
 //! The example's handlers.
 
-use std::convert::Infallible;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
 use memory_interceptor_layer::RequestMemory;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,55 +13,12 @@ use stream_body_layer::{SpoolError, SpooledBody};
 use tokio::io::AsyncReadExt;
 
 use crate::documents::documents_json;
-
-/// Where uploads are kept.
-#[derive(Clone)]
-pub struct Uploads {
-    dir: Arc<PathBuf>,
-    next: Arc<AtomicU64>,
-}
-
-impl Uploads {
-    pub fn new(dir: PathBuf) -> Self {
-        Self {
-            dir: Arc::new(dir),
-            next: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn next_path(&self) -> PathBuf {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        self.dir.join(format!("upload-{nanos}-{id:06}"))
-    }
-}
-
-/// A handler error with its status.
-pub struct AppError(StatusCode, String);
+use crate::shared::heavy_pages;
+pub(crate) use crate::shared::{AppError, Uploads, events};
 
 impl AppError {
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        AppError(StatusCode::BAD_REQUEST, message.into())
-    }
-
     pub fn too_large(message: impl Into<String>) -> Self {
         AppError(StatusCode::PAYLOAD_TOO_LARGE, message.into())
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<std::io::Error> for AppError {
-    fn from(e: std::io::Error) -> Self {
-        tracing::error!(error = %e, "upload I/O failed");
-        AppError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
 
@@ -140,42 +91,6 @@ pub async fn upload(
 }
 
 #[derive(Deserialize)]
-pub struct EventsQuery {
-    count: Option<u64>,
-    interval_ms: Option<u64>,
-}
-
-/// `GET /api/events?count=N&interval_ms=M`: N server-sent events, M ms apart (default 10 and
-/// 1000; at most 10,000 events and 60 s apart).
-pub async fn events(
-    Query(q): Query<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let count = q.count.unwrap_or(10);
-    let interval_ms = q.interval_ms.unwrap_or(1000);
-    if count > 10_000 || interval_ms > 60_000 {
-        return Err(AppError::bad_request(
-            "count must be at most 10000 and interval_ms at most 60000",
-        ));
-    }
-    let interval = Duration::from_millis(interval_ms);
-    let stream = futures_util::stream::unfold(0u64, move |seq| async move {
-        if seq >= count {
-            return None;
-        }
-        if seq > 0 {
-            tokio::time::sleep(interval).await;
-        }
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let data = serde_json::json!({ "seq": seq, "of": count, "unix_ms": at }).to_string();
-        Some((Ok(Event::default().id(seq.to_string()).data(data)), seq + 1))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-#[derive(Deserialize)]
 pub struct HeavyQuery {
     mib: Option<u64>,
     hold_ms: Option<u64>,
@@ -208,17 +123,7 @@ pub async fn heavy_report(
     if hold > 60_000 {
         return Err(AppError::bad_request("hold_ms must be at most 60000"));
     }
-    let mut pages: Vec<Vec<u8>> = Vec::with_capacity(mib as usize);
-    let mut checksum = 0u64;
-    for step in 0..mib {
-        // Every byte written: the pages are resident, as a real report's would be.
-        let page = vec![(step % 251) as u8; 1 << 20];
-        checksum = checksum
-            .wrapping_mul(31)
-            .wrapping_add(page[page.len() / 2] as u64);
-        pages.push(page);
-        tokio::task::yield_now().await;
-    }
+    let (pages, checksum) = heavy_pages(mib).await;
     if hold > 0 {
         tokio::time::sleep(Duration::from_millis(hold)).await;
     }

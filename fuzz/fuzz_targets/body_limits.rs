@@ -5,5 +5,7 @@
 
 #[path = "../harness/body_limits.rs"]
 mod harness;
+#[path = "../harness/paused_runtime.rs"]
+mod paused_runtime;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::check(data));

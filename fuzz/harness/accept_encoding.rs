@@ -6,7 +6,7 @@ use tower_memory::compression::negotiation::{AcceptEncoding, Negotiated};
 
 /// The first byte picks which codings the server offers and in what order; the rest is the
 /// header value.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let (selector, text) = data.split_first().unwrap_or((&0, &[]));
     let mut offered: Vec<Encoding> = Encoding::CODINGS
         .into_iter()

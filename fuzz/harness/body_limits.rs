@@ -58,7 +58,7 @@ enum Handler {
 
 /// One case, decoded from bytes.
 #[derive(Debug)]
-pub struct Case {
+pub(crate) struct Case {
     max_body_size: u64,
     buffer_threshold: u64,
     chunk_size: usize,
@@ -80,7 +80,7 @@ enum Step {
 }
 
 impl Case {
-    pub fn decode(data: &[u8]) -> Case {
+    pub(crate) fn decode(data: &[u8]) -> Case {
         let byte = |i: usize| data.get(i).copied().unwrap_or(0);
         let mut frames = Vec::new();
         for &b in data.iter().skip(6).take(64) {
@@ -134,20 +134,12 @@ impl Case {
     }
 }
 
-thread_local! {
-    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-}
-
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     check_case(Case::decode(data));
 }
 
-pub fn check_case(case: Case) {
-    RUNTIME.with(|rt| rt.block_on(run(case)));
+pub(crate) fn check_case(case: Case) {
+    crate::paused_runtime::block_on(run(case));
 }
 
 async fn run(case: Case) {

@@ -6,7 +6,7 @@ use tower_memory::compression::{DecodeLimits, Decoder, Encoding};
 const CAP: u64 = 1 << 20;
 
 /// The first byte picks the codings (one or two), the rest is the encoded body.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };

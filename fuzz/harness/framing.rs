@@ -87,16 +87,8 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-thread_local! {
-    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-}
-
-pub fn check(data: &[u8]) {
-    RUNTIME.with(|rt| rt.block_on(run(data)));
+pub(crate) fn check(data: &[u8]) {
+    crate::paused_runtime::block_on(run(data));
 }
 
 async fn run(data: &[u8]) {

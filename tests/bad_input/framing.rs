@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use crate::support::invariants::{MIB, Watch};
-use crate::support::raw::{NoResponse, Raw, chunk, head};
+use crate::support::raw::{NoResponse, Raw, head};
 use crate::{matrix_server, run};
+use test_support::chunk;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crate::support::health::health;
 use crate::support::invariants::{MIB, Watch};
-use crate::support::raw::{Raw, chunk, head};
+use crate::support::raw::{Raw, head};
 use crate::{matrix_server, run};
+use test_support::chunk;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -106,7 +107,7 @@ fn limits() {
             c.send(&announce).await.unwrap();
             holders.push(c);
         }
-        let held = crate::support::wait_for_async(T, "reservations held", || async {
+        let held = test_support::wait_for_async(T, "reservations held", || async {
             let h = health(&addr).await;
             let charged = h["budget"]["charged_bytes"].as_u64().unwrap();
             (charged >= 5 * MIB).then_some(charged)

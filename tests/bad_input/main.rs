@@ -32,21 +32,12 @@ pub const MATRIX_ENV: &[(&str, &str)] = &[
 ];
 
 /// The example server with [`MATRIX_ENV`] and then `extra` (later values win).
-pub fn matrix_server(extra: &[(&str, &str)]) -> Server {
+pub(crate) fn matrix_server(extra: &[(&str, &str)]) -> Server {
     let env: Vec<(&str, &str)> = MATRIX_ENV.iter().chain(extra).copied().collect();
     Server::start("server", &env)
 }
 
 /// Runs a group's cases on a runtime of its own, bounded in time.
 pub fn run<F: std::future::Future<Output = ()>>(limit: Duration, f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(limit, f)
-                .await
-                .unwrap_or_else(|_| panic!("the group did not finish within {limit:?}"))
-        })
+    test_support::run_bounded("the group", limit, f)
 }

@@ -55,7 +55,7 @@ fn slow_bodies() {
         c.send(&head("POST", "/api/uploads", &["Content-Length: 2097152"]))
             .await
             .unwrap();
-        let held = crate::support::wait_for_async(
+        let held = test_support::wait_for_async(
             Duration::from_secs(3),
             "the reservation shows",
             || async {
@@ -129,15 +129,12 @@ fn request_heads_that_never_end() {
             );
         }
         let closed_after = started.elapsed();
-        let after = crate::support::wait_for_async(
-            Duration::from_secs(5),
-            "their memory freed",
-            || async {
+        let after =
+            test_support::wait_for_async(Duration::from_secs(5), "their memory freed", || async {
                 let now = allocated(&addr).await;
                 (now < before + MIB).then_some(now)
-            },
-        )
-        .await;
+            })
+            .await;
         assert!(held < 128 << 10, "{held} bytes per unfinished head");
         case.finish(
             format!(
@@ -226,7 +223,7 @@ fn clients_that_never_read() {
             // default) closes their connections and frees what the responses held.
             // Freed: back within half of what was held (allocator caches keep a little).
             let slack = (held / 2).max(MIB);
-            let freed = crate::support::wait_for_async(
+            let freed = test_support::wait_for_async(
                 Duration::from_secs(10),
                 "the write timeout frees the responses",
                 || async {

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use crate::run;
+use crate::support::Server;
 use crate::support::invariants::{MIB, Watch, files};
 use crate::support::raw::{Raw, head};
 use crate::support::reports::{REPORT_LOGS, exactly};
-use crate::support::{Server, wait_for_async};
+use test_support::wait_for_async;
 
 #[test]
 fn clients_that_go_away_leave_nothing_behind() {

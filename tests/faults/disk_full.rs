@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 use crate::run;
 use crate::support::Server;
 use crate::support::invariants::{MIB, Watch};
-use crate::support::raw::{Raw, RawResponse, chunk, head};
+use crate::support::raw::{Raw, RawResponse, head};
 use crate::support::smallfs::SmallFs;
+use test_support::chunk;
 
 const T: Duration = Duration::from_secs(30);
 

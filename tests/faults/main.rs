@@ -17,14 +17,5 @@ use std::time::Duration;
 
 /// Runs a scenario on a runtime of its own, bounded in time.
 pub fn run<F: std::future::Future<Output = ()>>(limit: Duration, f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(limit, f)
-                .await
-                .unwrap_or_else(|_| panic!("the scenario did not finish within {limit:?}"))
-        })
+    test_support::run_bounded("the scenario", limit, f)
 }

@@ -9,10 +9,11 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::run;
-use crate::support::cgroup::MemoryCgroup;
+use crate::support::Server;
 use crate::support::health::{budget_back_to_full, health};
 use crate::support::load::send;
-use crate::support::{Server, wait_for_async};
+use test_support::MemoryCgroup;
+use test_support::wait_for_async;
 
 const LIMIT: u64 = 384 << 20;
 const HOG: u64 = 320 << 20;

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::run;
+use crate::support::Server;
 use crate::support::invariants::files;
 use crate::support::raw::{NoResponse, Raw, head};
-use crate::support::{Server, send_signal};
+use test_support::send_signal;
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 const UPLOADS: usize = 12;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::load;
 
 /// `GET /api/health` as JSON (200 or, under critical pressure, 503: both carry the report).
-pub async fn health(addr: &str) -> serde_json::Value {
+pub(crate) async fn health(addr: &str) -> serde_json::Value {
     let answer = load::send(addr, "GET", "/api/health", None, Duration::from_secs(10))
         .await
         .expect("/api/health answers");
@@ -20,7 +20,7 @@ pub async fn health(addr: &str) -> serde_json::Value {
 }
 
 /// Whether the governor's budget holds nothing and nobody waits or is parked.
-pub fn budget_is_full(health: &serde_json::Value) -> bool {
+pub(crate) fn budget_is_full(health: &serde_json::Value) -> bool {
     let b = &health["budget"];
     b["charged_bytes"] == 0
         && b["reserved_bytes"] == 0
@@ -29,7 +29,7 @@ pub fn budget_is_full(health: &serde_json::Value) -> bool {
 }
 
 /// Waits (at most 5 s) until the budget holds nothing and nobody waits: every byte went back.
-pub async fn budget_back_to_full(addr: &str) -> serde_json::Value {
+pub(crate) async fn budget_back_to_full(addr: &str) -> serde_json::Value {
     for _ in 0..100 {
         let h = health(addr).await;
         if budget_is_full(&h) {
@@ -41,7 +41,7 @@ pub async fn budget_back_to_full(addr: &str) -> serde_json::Value {
 }
 
 /// `GET /api/health/live`'s status.
-pub async fn live(addr: &str) -> u16 {
+pub(crate) async fn live(addr: &str) -> u16 {
     load::send(
         addr,
         "GET",
@@ -55,7 +55,7 @@ pub async fn live(addr: &str) -> u16 {
 }
 
 /// `GET /api/metrics` as text.
-pub async fn metrics(addr: &str) -> String {
+pub(crate) async fn metrics(addr: &str) -> String {
     let answer = load::send(addr, "GET", "/api/metrics", None, Duration::from_secs(10))
         .await
         .expect("/api/metrics answers");
@@ -65,7 +65,7 @@ pub async fn metrics(addr: &str) -> String {
 
 /// The value of the sample `name` (with exactly `labels`, e.g. `{reason="too_large"}`, or ""),
 /// 0 when absent.
-pub fn sample(text: &str, name: &str, labels: &str) -> f64 {
+pub(crate) fn sample(text: &str, name: &str, labels: &str) -> f64 {
     let key = format!("{name}{labels} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&key))
@@ -74,7 +74,7 @@ pub fn sample(text: &str, name: &str, labels: &str) -> f64 {
 }
 
 /// Every series (name and labels) of the exposition, comments left out.
-pub fn series(text: &str) -> std::collections::BTreeSet<String> {
+pub(crate) fn series(text: &str) -> std::collections::BTreeSet<String> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_string()))

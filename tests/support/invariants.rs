@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use super::Server;
 use super::health;
 
-pub const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 
 /// Watches one server across the cases run against it.
-pub struct Watch {
+pub(crate) struct Watch {
     pid: u32,
     addr: String,
     upload_dir: PathBuf,
@@ -24,7 +24,7 @@ pub struct Watch {
 }
 
 /// One case in progress: its name, its bound, the RSS and files when it started.
-pub struct Case<'a> {
+pub(crate) struct Case<'a> {
     watch: &'a Watch,
     name: String,
     bound: u64,
@@ -34,7 +34,7 @@ pub struct Case<'a> {
 
 /// What a case came to, for the summary table the tests print.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub name: String,
     pub answer: String,
     pub peak_growth: u64,
@@ -42,7 +42,7 @@ pub struct Outcome {
 }
 
 impl Watch {
-    pub fn of(server: &Server) -> Watch {
+    pub(crate) fn of(server: &Server) -> Watch {
         let pid = server.pid();
         let resets = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
         if !resets {
@@ -58,26 +58,26 @@ impl Watch {
 
     /// Watches `dir` instead of the server's own upload directory (a server started with its
     /// own `UPLOAD_DIR`).
-    pub fn with_upload_dir(mut self, dir: &Path) -> Watch {
+    pub(crate) fn with_upload_dir(mut self, dir: &Path) -> Watch {
         self.upload_dir = dir.to_owned();
         self
     }
 
-    pub fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         &self.addr
     }
 
-    pub fn upload_dir(&self) -> &Path {
+    pub(crate) fn upload_dir(&self) -> &Path {
         &self.upload_dir
     }
 
     /// Resident and peak bytes now.
-    pub fn memory(&self) -> memory_probe::ProcessMemory {
+    pub(crate) fn memory(&self) -> memory_probe::ProcessMemory {
         memory_probe::process_memory_of(self.pid).expect("the server's /proc status")
     }
 
     /// Starts a case whose peak RSS may grow by at most `bound` bytes over the RSS now.
-    pub fn case(&self, name: &str, bound: u64) -> Case<'_> {
+    pub(crate) fn case(&self, name: &str, bound: u64) -> Case<'_> {
         if self.resets {
             std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5").expect("clear_refs");
         }
@@ -92,12 +92,12 @@ impl Watch {
 }
 
 impl Case<'_> {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Peak growth so far.
-    pub fn growth(&self) -> u64 {
+    pub(crate) fn growth(&self) -> u64 {
         self.watch
             .memory()
             .peak_rss_bytes
@@ -107,7 +107,7 @@ impl Case<'_> {
     /// Checks everything the case must leave behind; `stored` is how many uploads it kept (each
     /// a new `upload-*` file in the upload directory). `answer` says what the client got, for the
     /// summary.
-    pub async fn finish(self, answer: impl Into<String>, stored: usize) -> Outcome {
+    pub(crate) async fn finish(self, answer: impl Into<String>, stored: usize) -> Outcome {
         let addr = self.watch.addr.clone();
         let name = self.name.clone();
         health::budget_back_to_full(&addr).await;
@@ -157,7 +157,7 @@ impl Case<'_> {
 }
 
 /// File names in `dir`.
-pub fn files(dir: &Path) -> BTreeSet<String> {
+pub(crate) fn files(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 /// One answer, or how the exchange failed (a reset, a timeout).
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
     pub body: Bytes,
@@ -24,7 +24,7 @@ pub struct Answer {
 
 /// Sends one request on a fresh connection; `Err` for anything but a complete response (refused
 /// or reset connection, a body cut short, no answer within `timeout`).
-pub async fn send(
+pub(crate) async fn send(
     addr: &str,
     method: &str,
     path: &str,
@@ -35,7 +35,7 @@ pub async fn send(
 }
 
 /// [`send`] with extra request headers (which replace the defaults of the same name).
-pub async fn send_with(
+pub(crate) async fn send_with(
     addr: &str,
     method: &str,
     path: &str,
@@ -98,7 +98,7 @@ pub async fn send_with(
 }
 
 /// `n` concurrent `GET path`s; every result, in no particular order.
-pub async fn burst(
+pub(crate) async fn burst(
     addr: &str,
     path: &str,
     n: usize,
@@ -119,13 +119,13 @@ pub async fn burst(
 
 /// A steady stream of small requests (one of each path every `every`) until stopped, keeping
 /// every latency and failure.
-pub struct Steady {
+pub(crate) struct Steady {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Vec<(String, Result<Duration, String>)>>,
 }
 
 impl Steady {
-    pub fn start(addr: &str, paths: &[&str], every: Duration) -> Steady {
+    pub(crate) fn start(addr: &str, paths: &[&str], every: Duration) -> Steady {
         let stop = Arc::new(AtomicBool::new(false));
         let (addr, paths): (String, Vec<String>) = (
             addr.to_string(),
@@ -158,7 +158,7 @@ impl Steady {
     }
 
     /// Stops and returns, per path, the latencies and the failures.
-    pub async fn finish(self) -> Vec<(String, Vec<Duration>, Vec<String>)> {
+    pub(crate) async fn finish(self) -> Vec<(String, Vec<Duration>, Vec<String>)> {
         self.stop.store(true, Ordering::Relaxed);
         let all = self.task.await.expect("steady stream");
         let mut paths: Vec<String> = all.iter().map(|(p, _)| p.clone()).collect();
@@ -185,7 +185,7 @@ impl Steady {
 }
 
 /// The `q` quantile of sorted latencies.
-pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -195,7 +195,7 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
 
 /// What a burst came to.
 #[derive(Debug, Default, Clone)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub ok: usize,
     pub refused_with_retry_after: usize,
     /// Anything else: another status, a 503 without `Retry-After`, a reset, a timeout.
@@ -203,7 +203,7 @@ pub struct Tally {
     pub latencies: Vec<Duration>,
 }
 
-pub fn tally(results: &[Result<Answer, String>]) -> Tally {
+pub(crate) fn tally(results: &[Result<Answer, String>]) -> Tally {
     let mut t = Tally::default();
     for r in results {
         match r {

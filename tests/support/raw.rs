@@ -12,7 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// One response as it came off the wire.
 #[derive(Debug, Clone)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     pub status: u16,
     /// Lower-cased names, values as sent.
     pub headers: Vec<(String, String)>,
@@ -20,21 +20,21 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// How reading a response ended when no whole response arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoResponse {
+pub(crate) enum NoResponse {
     /// The server closed (or reset) the connection; what it had sent of a response, if anything.
     Closed(Vec<u8>),
     /// Nothing complete within the timeout.
@@ -42,19 +42,19 @@ pub enum NoResponse {
 }
 
 /// The reading half of a raw connection, with what it has buffered.
-pub struct RawReader {
+pub(crate) struct RawReader {
     read: OwnedReadHalf,
     buf: Vec<u8>,
 }
 
 /// A raw client connection, split so that a test can keep writing while it waits for an answer.
-pub struct Raw {
+pub(crate) struct Raw {
     pub reader: RawReader,
     pub writer: OwnedWriteHalf,
 }
 
 impl Raw {
-    pub async fn connect(addr: &str) -> Raw {
+    pub(crate) async fn connect(addr: &str) -> Raw {
         let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
             .await
             .expect("connect within 10 s")
@@ -71,12 +71,12 @@ impl Raw {
     }
 
     /// Writes `bytes` (errors are returned: the server may have answered and closed already).
-    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.writer.write_all(bytes).await
     }
 
     /// Writes `bytes` in pieces of `piece` bytes, `every` apart.
-    pub async fn send_paced(
+    pub(crate) async fn send_paced(
         &mut self,
         bytes: &[u8],
         piece: usize,
@@ -86,16 +86,16 @@ impl Raw {
     }
 
     /// Closes the writing half (the server reads end of stream); reading goes on.
-    pub async fn shutdown_write(&mut self) {
+    pub(crate) async fn shutdown_write(&mut self) {
         let _ = self.writer.shutdown().await;
     }
 
-    pub async fn response(&mut self, timeout: Duration) -> Result<RawResponse, NoResponse> {
+    pub(crate) async fn response(&mut self, timeout: Duration) -> Result<RawResponse, NoResponse> {
         self.reader.response(timeout).await
     }
 
     /// Sends one request and reads its response.
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &mut self,
         request: &[u8],
         timeout: Duration,
@@ -113,7 +113,7 @@ impl Raw {
 }
 
 /// Writes `bytes` in pieces of `piece` bytes, `every` apart.
-pub async fn send_paced(
+pub(crate) async fn send_paced(
     writer: &mut OwnedWriteHalf,
     bytes: &[u8],
     piece: usize,
@@ -129,7 +129,7 @@ pub async fn send_paced(
 impl RawReader {
     /// Reads one response (body framed by `Content-Length`, chunked, or the end of the
     /// connection), or says why none came.
-    pub async fn response(&mut self, timeout: Duration) -> Result<RawResponse, NoResponse> {
+    pub(crate) async fn response(&mut self, timeout: Duration) -> Result<RawResponse, NoResponse> {
         let deadline = Instant::now() + timeout;
         loop {
             // Interim responses (100 Continue) are skipped.
@@ -142,7 +142,7 @@ impl RawReader {
 
     /// Reads whatever arrives next (what is buffered first); 0 on the end of the connection or
     /// after `timeout` without data.
-    pub async fn read_some(&mut self, timeout: Duration) -> usize {
+    pub(crate) async fn read_some(&mut self, timeout: Duration) -> usize {
         if self.buf.is_empty() {
             match self.fill(Instant::now() + timeout).await {
                 Fill::Data => {}
@@ -155,7 +155,7 @@ impl RawReader {
     }
 
     /// Reads until the server closes the connection; `true` if it did within `timeout`.
-    pub async fn closed(&mut self, timeout: Duration) -> bool {
+    pub(crate) async fn closed(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             match self.fill(deadline).await {
@@ -287,7 +287,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A request head: `METHOD path HTTP/1.1`, `Host`, the given header lines, the blank line.
-pub fn head(method: &str, path: &str, headers: &[&str]) -> Vec<u8> {
+pub(crate) fn head(method: &str, path: &str, headers: &[&str]) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for h in headers {
         out.push_str(h);
@@ -295,12 +295,4 @@ pub fn head(method: &str, path: &str, headers: &[&str]) -> Vec<u8> {
     }
     out.push_str("\r\n");
     out.into_bytes()
-}
-
-/// One chunk of a chunked body.
-pub fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
 }

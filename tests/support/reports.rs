@@ -9,17 +9,15 @@ use std::time::{Duration, Instant};
 use super::Server;
 
 /// The environment that makes the example log every report.
-pub const REPORT_LOGS: &[(&str, &str)] = &[
+pub(crate) const REPORT_LOGS: &[(&str, &str)] = &[
     ("LOG_FORMAT", "json"),
     ("RUST_LOG", "warn,server=info,memory_interceptor=debug"),
 ];
 
 /// The reports logged so far for `route` (the matched route, e.g. `/api/uploads`).
-pub fn reports(server: &Server, route: &str) -> Vec<serde_json::Value> {
+pub(crate) fn reports(server: &Server, route: &str) -> Vec<serde_json::Value> {
     server
-        .output
-        .lock()
-        .unwrap()
+        .lines()
         .iter()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|v| v["target"] == "memory_interceptor" && v["route"] == route)
@@ -27,7 +25,7 @@ pub fn reports(server: &Server, route: &str) -> Vec<serde_json::Value> {
 }
 
 /// Waits (at most 5 s) for `n` reports of `route`, then 200 ms more to see that no more come.
-pub async fn exactly(server: &Server, route: &str, n: usize) -> Vec<serde_json::Value> {
+pub(crate) async fn exactly(server: &Server, route: &str, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while reports(server, route).len() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,25 +1,25 @@
 //! A small filesystem for disk-full tests: a tmpfs of a few MiB mounted on a fresh directory under
 //! the target dir, unmounted and removed on drop (also when the test panics). Mounting needs
 //! root (CAP_SYS_ADMIN); where it is refused the test says why and skips, except where
-//! [`must_not_skip`](super::cgroup::must_not_skip) forbids it (root, CI).
+//! [`must_not_skip`](test_support::must_not_skip) forbids it (root, CI).
 #![allow(dead_code)]
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::cgroup::must_not_skip;
+use test_support::must_not_skip;
 
 /// A mounted tmpfs; unmounted and its directory removed on drop.
 #[derive(Debug)]
-pub struct SmallFs {
+pub(crate) struct SmallFs {
     dir: tempfile::TempDir,
     mounted: bool,
 }
 
 impl SmallFs {
     /// Mounts a tmpfs of `bytes` on a new directory, or says why it could not.
-    pub fn mount(bytes: u64) -> Result<SmallFs, String> {
+    pub(crate) fn mount(bytes: u64) -> Result<SmallFs, String> {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .map_err(|e| format!("mount point: {e}"))?;
         let target = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
@@ -46,7 +46,7 @@ impl SmallFs {
 
     /// [`mount`](Self::mount), or `None` after printing why the test `test` does not run; panics
     /// instead when the run may not skip.
-    pub fn mount_or_skip(test: &str, bytes: u64) -> Option<SmallFs> {
+    pub(crate) fn mount_or_skip(test: &str, bytes: u64) -> Option<SmallFs> {
         match SmallFs::mount(bytes) {
             Ok(fs) => Some(fs),
             Err(why) if must_not_skip() => {
@@ -59,12 +59,12 @@ impl SmallFs {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Bytes in use on the filesystem.
-    pub fn used_bytes(&self) -> u64 {
+    pub(crate) fn used_bytes(&self) -> u64 {
         let path = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
         // SAFETY: all-zero bytes are a valid `statvfs`.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -75,7 +75,7 @@ impl SmallFs {
     }
 
     /// Files on it.
-    pub fn files(&self) -> Vec<PathBuf> {
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.dir.path())
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default()

@@ -14,10 +14,10 @@ use bytes::Bytes;
 use super::load::{self, Answer};
 
 /// What browsers send.
-pub const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
+pub(crate) const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
 
 /// A JSON array of small objects, `len` bytes exactly (padded inside the last string).
-pub fn json_array(len: usize) -> Bytes {
+pub(crate) fn json_array(len: usize) -> Bytes {
     let mut s = String::from("[");
     let mut i = 0;
     while s.len() + 60 < len.saturating_sub(16) {
@@ -33,7 +33,7 @@ pub fn json_array(len: usize) -> Bytes {
 }
 
 /// Deterministic bytes that do not compress.
-pub fn noise(len: usize, seed: u64) -> Bytes {
+pub(crate) fn noise(len: usize, seed: u64) -> Bytes {
     let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -48,7 +48,7 @@ pub fn noise(len: usize, seed: u64) -> Bytes {
 
 /// One reading of the sampler.
 #[derive(Debug, Clone, Copy)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Seconds since the sampler started.
     pub t: f64,
     /// The server's VmRSS.
@@ -60,7 +60,7 @@ pub struct Sample {
 }
 
 /// Samples a process's RSS (and a cgroup's usage) every `every` on a thread of its own.
-pub struct Sampler {
+pub(crate) struct Sampler {
     start: Instant,
     phase: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -68,7 +68,7 @@ pub struct Sampler {
 }
 
 /// The `VmRSS` or `VmHWM` line of `/proc/<pid>/status`, in bytes.
-pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -77,7 +77,7 @@ pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
 
 impl Sampler {
     /// `cgroup_usage` reads the usage of the server's cgroup, when it has one.
-    pub fn start(
+    pub(crate) fn start(
         pid: u32,
         cgroup_usage: Option<Box<dyn Fn() -> u64 + Send>>,
         every: Duration,
@@ -112,29 +112,29 @@ impl Sampler {
     }
 
     /// Marks the samples from now on with `phase`.
-    pub fn phase(&self, phase: usize) {
+    pub(crate) fn phase(&self, phase: usize) {
         self.phase.store(phase, Ordering::Relaxed);
     }
 
     /// Seconds since the sampler started.
-    pub fn now(&self) -> f64 {
+    pub(crate) fn now(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
 
-    pub fn finish(self) -> Vec<Sample> {
+    pub(crate) fn finish(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("sampler")
     }
 }
 
 /// The last sample at or before `t`.
-pub fn at(samples: &[Sample], t: f64) -> Option<Sample> {
+pub(crate) fn at(samples: &[Sample], t: f64) -> Option<Sample> {
     samples.iter().rev().find(|s| s.t <= t).copied()
 }
 
 /// What a request came to, with when it completed (seconds on the caller's clock).
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub kind: &'static str,
     pub done_at: f64,
     pub result: Result<Answer, String>,
@@ -142,24 +142,24 @@ pub struct Outcome {
 
 impl Outcome {
     /// A 200, or a 503 with `Retry-After`: the only answers the stack may give under load.
-    pub fn acceptable(&self) -> bool {
+    pub(crate) fn acceptable(&self) -> bool {
         matches!(&self.result, Ok(a) if a.status == 200 || (a.status == 503 && a.retry_after.is_some()))
     }
 
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         matches!(&self.result, Ok(a) if a.status == 200)
     }
 }
 
 /// Steady small traffic until stopped: each of three loops sends one request at a time (a small
 /// JSON read, a compressed 256 KiB document, a 4 KiB JSON post), pausing `pause` between.
-pub struct Background {
+pub(crate) struct Background {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
 }
 
 impl Background {
-    pub fn start(addr: &str, pause: Duration, clock: Instant) -> Background {
+    pub(crate) fn start(addr: &str, pause: Duration, clock: Instant) -> Background {
         let stop = Arc::new(AtomicBool::new(false));
         let post = json_array(4096);
         let kinds: [(&'static str, &'static str, &'static str, Option<Bytes>); 3] = [
@@ -209,7 +209,7 @@ impl Background {
         Background { stop, tasks }
     }
 
-    pub async fn finish(self) -> Vec<Outcome> {
+    pub(crate) async fn finish(self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
         for t in self.tasks {
@@ -221,7 +221,7 @@ impl Background {
 
 /// The heavy part of a burst.
 #[derive(Debug, Clone, Copy)]
-pub struct Burst {
+pub(crate) struct Burst {
     /// Concurrent uploads of `upload_mib` MiB each.
     pub uploads: usize,
     pub upload_mib: usize,
@@ -233,7 +233,12 @@ pub struct Burst {
 }
 
 /// Sends the burst all at once; every outcome, when it is complete.
-pub async fn burst(addr: &str, burst: Burst, clock: Instant, timeout: Duration) -> Vec<Outcome> {
+pub(crate) async fn burst(
+    addr: &str,
+    burst: Burst,
+    clock: Instant,
+    timeout: Duration,
+) -> Vec<Outcome> {
     let upload = noise(burst.upload_mib << 20, 7);
     let mut tasks = Vec::new();
     let mut spawn =
@@ -281,13 +286,13 @@ pub async fn burst(addr: &str, burst: Burst, clock: Instant, timeout: Duration) 
 
 /// Counts of a set of outcomes.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub ok: usize,
     pub refused: usize,
     pub failed: usize,
 }
 
-pub fn counts<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Counts {
+pub(crate) fn counts<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Counts {
     let mut c = Counts::default();
     for o in outcomes {
         match &o.result {

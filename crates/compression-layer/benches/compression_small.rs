@@ -10,40 +10,8 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
+use test_support::json_doc;
 use tower::{Service, ServiceBuilder, ServiceExt};
-
-fn json_doc(size: usize) -> Bytes {
-    const WORDS: &[&str] = &[
-        "memory", "tower", "layer", "request", "response", "budget", "stream", "body", "codec",
-        "window", "pressure", "health", "metrics", "probe", "limit", "spill", "frame", "zstd",
-        "gzip", "brotli", "header", "client", "server", "route",
-    ];
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut out = String::from("{\"documents\":[");
-    let mut id = 0;
-    while out.len() < size {
-        if id > 0 {
-            out.push(',');
-        }
-        let w: Vec<&str> = (0..8)
-            .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
-            .collect();
-        out.push_str(&format!(
-            "{{\"id\":{id},\"title\":\"{} {}\",\"author\":\"user{}\",\"score\":{},\"tags\":[\"{}\",\"{}\"],\"summary\":\"{}\"}}",
-            w[0], w[1], next() % 1000, next() % 100_000, w[2], w[3], w[4..].join(" ")
-        ));
-        id += 1;
-    }
-    out.truncate(size - 2);
-    out.push_str("]}");
-    Bytes::from(out)
-}
 
 /// Runs `iters` requests through `service` and returns the time taken.
 async fn drive<S, B>(service: &S, encoding: &'static str, iters: u64) -> Duration

@@ -26,52 +26,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use test_support::json_doc;
 use tower::ServiceBuilder;
 
 const DOC_SIZE: usize = 256 * 1024;
-
-/// A JSON document of exactly `size` bytes that compresses like real API output (about 5:1,
-/// as the 256 KiB document: gzip-6 to about 54 KB).
-fn json_doc(size: usize) -> Bytes {
-    const WORDS: &[&str] = &[
-        "memory", "tower", "layer", "request", "response", "budget", "stream", "body", "codec",
-        "window", "pressure", "health", "metrics", "probe", "limit", "spill", "frame", "zstd",
-        "gzip", "brotli", "header", "client", "server", "route",
-    ];
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut out = String::with_capacity(size + 256);
-    out.push_str("{\"documents\":[");
-    let mut id = 0;
-    while out.len() < size {
-        if id > 0 {
-            out.push(',');
-        }
-        let words: Vec<&str> = (0..8)
-            .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
-            .collect();
-        out.push_str(&format!(
-            "{{\"id\":{id},\"title\":\"{} {}\",\"author\":\"user{}\",\"score\":{},\"tags\":[\"{}\",\"{}\"],\"summary\":\"{}\"}}",
-            words[0],
-            words[1],
-            next() % 1000,
-            next() % 100_000,
-            words[2],
-            words[3],
-            words[4..].join(" ")
-        ));
-        id += 1;
-    }
-    out.truncate(size.saturating_sub(2));
-    out.push_str("]}");
-    out.truncate(size);
-    Bytes::from(out)
-}
 
 /// Sends `first`, then stays pending until dropped: a response held open mid-stream.
 struct HoldOpen {

@@ -3,40 +3,21 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use compression_layer::{
-    CompressionLayer, DecodeLimits, Decoder, Encoding, RequestDecompressionLayer, SkipRules,
-};
+use compression_layer::{CompressionLayer, DecodeLimits, Decoder, Encoding, SkipRules};
 use http::Request;
 use http_body_util::Empty;
 use memory_probe::{Pressure, PressureSignal};
+use test_support::{bounded, json_doc};
 use tower::ServiceBuilder;
-
-const CODINGS: [Encoding; 4] = [
-    Encoding::Gzip,
-    Encoding::Deflate,
-    Encoding::Brotli,
-    Encoding::Zstd,
-];
-
-async fn start(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
-    let calls = Calls::default();
-    let epoch = Instant::now();
-    let counted = calls.clone();
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .layer(RequestDecompressionLayer::new())
-        .service_fn(move |request| handler(request, counted.clone(), epoch));
-    (serve(service).await, calls, epoch)
-}
 
 #[tokio::test]
 async fn round_trip_every_encoding_through_reqwest() {
-    bounded(60, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+    bounded("round_trip_every_encoding_through_reqwest", 60, async {
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         for encoding in CODINGS {
             let client = client_for(encoding);
             for (path, size) in [
@@ -63,38 +44,42 @@ async fn round_trip_every_encoding_through_reqwest() {
 
 #[tokio::test]
 async fn compressed_size_and_exact_length_of_one_shot_bodies() {
-    bounded(30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
-        for encoding in CODINGS {
-            let raw = get(
-                server.addr,
-                "/doc?size=262144",
-                &[("accept-encoding", encoding.as_str())],
-            )
-            .await;
-            // The whole body arrived at once: compressed in one shot, exact length.
-            let length: usize = raw.header("content-length").unwrap().parse().unwrap();
-            assert_eq!(length, raw.body().len(), "{encoding}");
-            // A realistic JSON document shrinks at least 4x with every coding.
-            assert!(length * 4 < 262_144, "{encoding}: {length}");
-            // Streamed (unknown length): no Content-Length.
-            let raw = get(
-                server.addr,
-                "/stream?size=262144&chunk=8192&delay_ms=1",
-                &[("accept-encoding", encoding.as_str())],
-            )
-            .await;
-            assert_eq!(raw.header("content-length"), None, "{encoding}");
-            assert_eq!(raw.header("transfer-encoding"), Some("chunked"));
-        }
-    })
+    bounded(
+        "compressed_size_and_exact_length_of_one_shot_bodies",
+        30,
+        async {
+            let (server, _, _) = start_compression(CompressionLayer::new()).await;
+            for encoding in CODINGS {
+                let raw = get(
+                    server.addr,
+                    "/doc?size=262144",
+                    &[("accept-encoding", encoding.as_str())],
+                )
+                .await;
+                // The whole body arrived at once: compressed in one shot, exact length.
+                let length: usize = raw.header("content-length").unwrap().parse().unwrap();
+                assert_eq!(length, raw.body().len(), "{encoding}");
+                // A realistic JSON document shrinks at least 4x with every coding.
+                assert!(length * 4 < 262_144, "{encoding}: {length}");
+                // Streamed (unknown length): no Content-Length.
+                let raw = get(
+                    server.addr,
+                    "/stream?size=262144&chunk=8192&delay_ms=1",
+                    &[("accept-encoding", encoding.as_str())],
+                )
+                .await;
+                assert_eq!(raw.header("content-length"), None, "{encoding}");
+                assert_eq!(raw.header("transfer-encoding"), Some("chunked"));
+            }
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn negotiation_over_the_wire() {
-    bounded(30, async {
-        let (server, calls, _) = start(CompressionLayer::new()).await;
+    bounded("negotiation_over_the_wire", 30, async {
+        let (server, calls, _) = start_compression(CompressionLayer::new()).await;
         let path = "/doc?size=4096";
         for (accept, expected) in [
             ("gzip", Some("gzip")),
@@ -126,7 +111,7 @@ async fn negotiation_over_the_wire() {
         }
         // A server offering only br refuses a client that wants only gzip and no identity.
         let (server, calls, _) =
-            start(CompressionLayer::new().preference(&[Encoding::Brotli])).await;
+            start_compression(CompressionLayer::new().preference(&[Encoding::Brotli])).await;
         let raw = get(
             server.addr,
             path,
@@ -143,8 +128,8 @@ async fn negotiation_over_the_wire() {
 
 #[tokio::test]
 async fn threshold_on_known_and_unknown_sizes() {
-    bounded(30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+    bounded("threshold_on_known_and_unknown_sizes", 30, async {
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         let gzip = [("accept-encoding", "gzip")];
         let cases: &[(&str, Option<&str>, Option<&str>)] = &[
             // known size
@@ -191,7 +176,7 @@ async fn threshold_on_known_and_unknown_sizes() {
             }
         }
         // A custom threshold.
-        let (server, _, _) = start(CompressionLayer::new().threshold(10_000)).await;
+        let (server, _, _) = start_compression(CompressionLayer::new().threshold(10_000)).await;
         assert_eq!(
             get(server.addr, "/doc?size=9999", &gzip).await.encoding(),
             None
@@ -212,8 +197,8 @@ async fn threshold_on_known_and_unknown_sizes() {
 
 #[tokio::test]
 async fn each_skip_rule() {
-    bounded(30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+    bounded("each_skip_rule", 30, async {
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         let gzip = [("accept-encoding", "gzip")];
         // HEAD: no body, no coding.
         let raw = request(server.addr, "HEAD", "/doc?size=4096", &gzip, Bytes::new()).await;
@@ -270,7 +255,7 @@ async fn each_skip_rule() {
         }
         // A configured list.
         let rules = SkipRules::default().skip("text/html").compress("image/png");
-        let (server, _, _) = start(CompressionLayer::new().skip_rules(rules)).await;
+        let (server, _, _) = start_compression(CompressionLayer::new().skip_rules(rules)).await;
         for (ct, compressed) in [
             ("text/html", false),
             ("image/png", true),
@@ -317,8 +302,8 @@ async fn skip_rules_in_process_informational_and_opt_out() {
 
 #[tokio::test]
 async fn header_rules() {
-    bounded(30, async {
-        let (server, _, _) = start(CompressionLayer::new()).await;
+    bounded("header_rules", 30, async {
+        let (server, _, _) = start_compression(CompressionLayer::new()).await;
         let raw = get(server.addr, "/doc?size=8192", &[("accept-encoding", "br")]).await;
         assert_eq!(raw.encoding(), Some("br"));
         let vary: Vec<&str> = raw
@@ -480,9 +465,10 @@ fn zstd_window_log(frame: &[u8]) -> u32 {
 
 #[tokio::test]
 async fn pressure_transitions() {
-    bounded(30, async {
+    bounded("pressure_transitions", 30, async {
         let signal = PressureSignal::new();
-        let (server, _, _) = start(CompressionLayer::new().pressure(signal.clone())).await;
+        let (server, _, _) =
+            start_compression(CompressionLayer::new().pressure(signal.clone())).await;
         // A stream of unknown length, delivered with pauses: compressed as it streams.
         let path = "/stream?size=200000&chunk=20000&delay_ms=2";
         let fetch = |encoding: &'static str| {

@@ -5,35 +5,15 @@ mod common;
 
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use compression_layer::{
-    CompressionLayer, DecodeLimits, Decoder, Encoding, RequestDecompressionLayer,
-};
+use compression_layer::{CompressionLayer, DecodeLimits, Decoder, Encoding};
 use http::Request;
 use http_body::Body;
 use http_body_util::Empty;
-use tower::ServiceBuilder;
-
-const CODINGS: [Encoding; 4] = [
-    Encoding::Gzip,
-    Encoding::Deflate,
-    Encoding::Brotli,
-    Encoding::Zstd,
-];
-
-async fn start(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
-    let calls = Calls::default();
-    let epoch = Instant::now();
-    let counted = calls.clone();
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .layer(RequestDecompressionLayer::new())
-        .service_fn(move |request| handler(request, counted.clone(), epoch));
-    (serve(service).await, calls, epoch)
-}
+use test_support::bounded;
 
 /// Decodes a response body as it arrives, calling `on_text` with every decoded piece.
 async fn decode_incrementally(
@@ -69,8 +49,8 @@ async fn decode_incrementally(
 /// One run: 12 events 60 ms apart through each coding. Returns the events that missed the
 /// bound (delay + 50 ms), after asserting what must hold in every run.
 async fn events_over_bound() -> Vec<String> {
-    bounded(60, async {
-        let (server, _, epoch) = start(CompressionLayer::new()).await;
+    bounded("events_over_bound", 60, async {
+        let (server, _, epoch) = start_compression(CompressionLayer::new()).await;
         let idle = Duration::from_millis(25);
         let mut tasks = Vec::new();
         for encoding in CODINGS {

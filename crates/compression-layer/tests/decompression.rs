@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use common::*;
 use compression_layer::{Encoding, RequestDecompressionLayer, compress_to_vec};
+use test_support::{bounded, json_doc};
 use tower::ServiceBuilder;
 
 async fn start(layer: RequestDecompressionLayer) -> (TestServer, Calls) {
@@ -31,7 +32,7 @@ async fn post(server: &TestServer, coding: &str, body: Vec<u8>) -> Raw {
 
 #[tokio::test]
 async fn every_coding_and_stacks_round_trip() {
-    bounded(30, async {
+    bounded("every_coding_and_stacks_round_trip", 30, async {
         let (server, _) = start(RequestDecompressionLayer::new()).await;
         let doc = json_doc(300_000);
         for encoding in [
@@ -82,32 +83,36 @@ async fn every_coding_and_stacks_round_trip() {
 
 #[tokio::test]
 async fn unsupported_codings_get_415_without_calling_the_handler() {
-    bounded(30, async {
-        let (server, calls) = start(RequestDecompressionLayer::new()).await;
-        for coding in ["compress", "gzip, x-unknown", "gzip, gzip, gzip", "bzip2"] {
-            let raw = post(&server, coding, b"whatever".to_vec()).await;
-            assert_eq!(raw.status, 415, "{coding}");
-            assert_eq!(
-                raw.header("accept-encoding"),
-                Some("zstd, br, gzip, deflate"),
-                "{coding}"
-            );
-        }
-        assert_eq!(calls.get(), 0);
-        // A layer that accepts only gzip lists only gzip.
-        let (server, calls) =
-            start(RequestDecompressionLayer::new().accept(&[Encoding::Gzip])).await;
-        let raw = post(&server, "br", compress_to_vec(Encoding::Brotli, b"hello")).await;
-        assert_eq!(raw.status, 415);
-        assert_eq!(raw.header("accept-encoding"), Some("gzip"));
-        assert_eq!(calls.get(), 0);
-    })
+    bounded(
+        "unsupported_codings_get_415_without_calling_the_handler",
+        30,
+        async {
+            let (server, calls) = start(RequestDecompressionLayer::new()).await;
+            for coding in ["compress", "gzip, x-unknown", "gzip, gzip, gzip", "bzip2"] {
+                let raw = post(&server, coding, b"whatever".to_vec()).await;
+                assert_eq!(raw.status, 415, "{coding}");
+                assert_eq!(
+                    raw.header("accept-encoding"),
+                    Some("zstd, br, gzip, deflate"),
+                    "{coding}"
+                );
+            }
+            assert_eq!(calls.get(), 0);
+            // A layer that accepts only gzip lists only gzip.
+            let (server, calls) =
+                start(RequestDecompressionLayer::new().accept(&[Encoding::Gzip])).await;
+            let raw = post(&server, "br", compress_to_vec(Encoding::Brotli, b"hello")).await;
+            assert_eq!(raw.status, 415);
+            assert_eq!(raw.header("accept-encoding"), Some("gzip"));
+            assert_eq!(calls.get(), 0);
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn corrupt_and_truncated_bodies_get_400() {
-    bounded(30, async {
+    bounded("corrupt_and_truncated_bodies_get_400", 30, async {
         let (server, calls) = start(RequestDecompressionLayer::new()).await;
         let doc = json_doc(50_000);
         for encoding in [
@@ -142,7 +147,7 @@ async fn corrupt_and_truncated_bodies_get_400() {
 
 #[tokio::test]
 async fn caps_get_413() {
-    bounded(30, async {
+    bounded("caps_get_413", 30, async {
         let (server, _) = start(RequestDecompressionLayer::new().max_decoded_bytes(1 << 20)).await;
         // 2 MiB of zeros: over the cap and over 100:1.
         let zeros = vec![0u8; 2 << 20];

@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
 use compression_layer::{Encoding, RequestDecompressionLayer, compress_to_vec};
+use test_support::{bounded, exit_when_stdin_closes, json_doc, runtime, spawn_test_child};
 use tower::ServiceBuilder;
 
 const CHILD_ENV: &str = "COMPRESSION_LAYER_BOMB_SERVER";
@@ -25,22 +25,8 @@ fn bomb_server_child() {
         return;
     }
     // Exit when the parent closes our stdin (or dies).
-    std::thread::spawn(|| {
-        let mut line = String::new();
-        while std::io::stdin()
-            .read_line(&mut line)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {
-            line.clear();
-        }
-        std::process::exit(0);
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    exit_when_stdin_closes();
+    let runtime = runtime();
     runtime.block_on(async {
         let epoch = Instant::now();
         let calls = Calls::default();
@@ -64,15 +50,6 @@ fn bomb_server_child() {
         // Serve until the parent closes stdin (bounded by the parent's lifetime).
         std::future::pending::<()>().await;
     });
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn bombs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
@@ -115,46 +92,27 @@ fn bombs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 
 #[test]
 fn bombs_are_refused_with_bounded_memory() {
-    let exe = std::env::current_exe().unwrap();
-    let child = Command::new(exe)
-        .args([
-            "bomb_server_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let pid = child.0.id();
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().take(1000) {
-            let Ok(line) = line else { return };
-            // libtest prints "test bomb_server_child ... " on the same line first.
-            if let Some((_, ports)) = line.split_once("PORTS ") {
-                let ports: Vec<u16> = ports.split(' ').map(|p| p.parse().unwrap()).collect();
-                let _ = tx.send(ports);
-                return;
-            }
-        }
-    });
-    let ports = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server child printed its ports");
+    // libtest prints "test bomb_server_child ... " on the same line first.
+    let mut child = spawn_test_child(
+        "bomb_server_child",
+        CHILD_ENV,
+        Stdio::inherit(),
+        Duration::from_secs(60),
+        |line| Some(line.split_once("PORTS ")?.1.to_string()),
+    );
+    let pid = child.pid();
+    let ports: Vec<u16> = child
+        .addr()
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
 
     let bombs = bombs();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bounded(120, async {
+    runtime.block_on(bounded("bombs_are_refused_with_bounded_memory", 120, async {
         let peak = || memory_probe::process_memory_of(pid).unwrap();
         let doc = json_doc(100_000);
         let normal = compress_to_vec(Encoding::Gzip, &doc);
@@ -209,5 +167,5 @@ fn bombs_are_refused_with_bounded_memory() {
             }
         }
     }));
-    drop(child.0.stdin.take());
+    drop(child.child_mut().stdin.take());
 }

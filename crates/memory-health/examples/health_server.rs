@@ -1,5 +1,5 @@
 //! A server wired the way memory-health is meant to be used, and the target of
-//! `bench/layers.sh`:
+//! `benches/layers.sh`:
 //!
 //! - configuration from the environment (`MemoryConfig::from_env`, exits on a bad value);
 //! - the monitor started unless `MEMORY_MONITORING_ENABLED=false`;

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::{get, post};
 use bytes::Bytes;
-use common::{Steered, eventually};
+use common::Steered;
 use http_body_util::Full;
 use memory_health::{HealthLayer, MemoryMonitor, PressureShedLayer, PrometheusMetrics};
 use memory_interceptor_layer::Ledger;
 use serde_json::Value;
+use test_support::eventually;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

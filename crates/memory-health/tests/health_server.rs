@@ -2,57 +2,32 @@
 //! environment, the endpoints, drain on SIGTERM with a graceful exit, a bad variable refusing to
 //! start, and the resident set of the server process after a burst under `memory-first`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Running {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use test_support::{ChildServer, example_path, send_signal};
 
 fn example() -> std::path::PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/health_server
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples/health_server");
-    assert!(path.exists(), "build the example first: {}", path.display());
-    path
+    example_path("health_server")
 }
 
-fn start(env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(example())
-        .env("ADDR", "127.0.0.1:0")
+fn start(env: &[(&str, &str)]) -> ChildServer {
+    let mut cmd = Command::new(example());
+    cmd.env("ADDR", "127.0.0.1:0")
         .env("DRAIN_SECONDS", "3")
         // The host's cgroup (shared with the build and the other tests) must not put the server
         // under pressure unless a test asks for it.
         .env("MEMORY_LIMIT_BYTES", "1099511627776")
         .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stdout.lines() {});
-    Running { child, addr }
+        .stderr(Stdio::piped());
+    // The first line must be the address; anything else fails the start.
+    ChildServer::spawn(cmd, Duration::from_secs(30), |line| {
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Some(addr.to_string())
+    })
 }
 
 async fn status(client: &reqwest::Client, addr: &str, path: &str) -> u16 {
@@ -69,7 +44,7 @@ async fn status(client: &reqwest::Client, addr: &str, path: &str) -> u16 {
 async fn serves_the_endpoints_and_drains_on_sigterm() {
     let mut server = start(&[("MEMORY_CHECK_INTERVAL", "200")]);
     let client = reqwest::Client::new();
-    let addr = server.addr.clone();
+    let addr = server.addr().to_string();
     assert_eq!(status(&client, &addr, "/api/hello").await, 200);
     assert_eq!(status(&client, &addr, "/api/health").await, 200);
     assert_eq!(status(&client, &addr, "/api/health/live").await, 200);
@@ -89,9 +64,7 @@ async fn serves_the_endpoints_and_drains_on_sigterm() {
     // No token configured: the profile endpoint does not exist.
     assert_eq!(status(&client, &addr, "/api/debug/pprof/heap").await, 404);
 
-    // SAFETY: kill has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0);
+    send_signal(server.pid(), "TERM");
     // During the grace period: not ready, still serving.
     let deadline = Instant::now() + Duration::from_secs(2);
     while status(&client, &addr, "/api/health/ready").await != 503 {
@@ -106,7 +79,7 @@ async fn serves_the_endpoints_and_drains_on_sigterm() {
     // Then it exits on its own, cleanly.
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
-        if let Some(exit) = server.child.try_wait().unwrap() {
+        if let Some(exit) = server.child_mut().try_wait().unwrap() {
             break exit;
         }
         assert!(
@@ -138,9 +111,9 @@ fn a_bad_variable_stops_the_start() {
 #[tokio::test]
 async fn memory_first_server_gives_a_burst_back() {
     let server = start(&[("MEMORY_ALLOCATOR_PROFILE", "memory-first")]);
-    let pid = server.child.id();
+    let pid = server.pid();
     let client = reqwest::Client::new();
-    let addr = server.addr.clone();
+    let addr = server.addr().to_string();
     assert_eq!(status(&client, &addr, "/api/hello").await, 200);
     let idle = memory_probe::process_memory_of(pid).unwrap().rss_bytes;
     let burst: Vec<_> = (0..8)

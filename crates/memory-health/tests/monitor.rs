@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Steered, eventually, proc_files, write};
+use common::{Steered, proc_files};
 use memory_health::{
     BuildError, LeakThreshold, LimitSource, Liveness, MemoryMonitor, ProbeSource, ReclaimTrigger,
     Sample, SampleError, StartError,
 };
 use memory_probe::{Pressure, ProcessMemory, Reclaimer};
+use test_support::eventually;
+use test_support::fixtures::write;
 
 const MIB: u64 = 1 << 20;
 const V2_MOUNT: &str = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";

@@ -1,4 +1,4 @@
-//! The server of the end-to-end benchmark (`bench/wrk_hello.sh`): axum on 127.0.0.1 answering
+//! The server of the end-to-end benchmark (`benches/wrk_hello.sh`): axum on 127.0.0.1 answering
 //! `GET /api/hello`, with or without `MemoryInterceptorLayer`.
 //!
 //! ```text

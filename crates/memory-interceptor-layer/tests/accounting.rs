@@ -17,6 +17,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use common::*;
 use memory_interceptor_layer::{MemoryInterceptorLayer, Outcome, RequestMemory};
+use test_support::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Barrier;
 use tower::ServiceBuilder;

@@ -12,12 +12,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::Uri;
 use axum::routing::get;
-use common::{MIB, Reports, bounded, client, fetch, serve_axum, size_param};
+use common::{MIB, Reports, client, fetch, serve_axum, size_param};
 use http::StatusCode;
 use memory_interceptor_layer::{
     AbortReason, GovernorConfig, Ledger, MemoryInterceptorLayer, Outcome,
 };
 use memory_probe::MemoryBudget;
+use test_support::bounded;
 
 /// What the handlers share with the test.
 struct Gate {

@@ -6,8 +6,7 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use std::sync::OnceLock;
@@ -18,29 +17,8 @@ use common::*;
 use http::Uri;
 use memory_interceptor_layer::{InFlight, Ledger, MemoryInterceptorLayer};
 use memory_probe::{MemoryBudget, PressureSignal};
+use test_support::{Captured, bounded, capture_warnings};
 use tokio::sync::watch;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
 
 /// Memory a route keeps after its requests end (a cache that never evicts).
 static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
@@ -48,19 +26,7 @@ static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// The WARN lines of the process's one tracing subscriber (installed once for both tests).
 fn log() -> &'static Captured {
     static LOG: OnceLock<Captured> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Captured::default();
-        let writer = log.clone();
-        tracing::subscriber::set_global_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_max_level(tracing::Level::WARN)
-                .with_ansi(false)
-                .finish(),
-        )
-        .unwrap();
-        log
-    })
+    LOG.get_or_init(capture_warnings)
 }
 
 /// `/hold` (and `/small`, the same handler on a route of its own: the governor runs a route's

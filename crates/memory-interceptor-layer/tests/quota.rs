@@ -4,8 +4,7 @@ mod common;
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,6 +22,7 @@ use memory_interceptor_layer::{
     AbortError, AbortReason, MemoryInterceptorLayer, Outcome, RequestMemory,
 };
 use memory_probe::{Pressure, PressureSignal, process_memory_of};
+use test_support::{bounded, exit_when_stdin_closes, runtime, spawn_test_child};
 use tower::{ServiceBuilder, ServiceExt};
 
 /// Allocates 1 MiB per await and keeps it, up to 512 MiB (a bound, so the test cannot run away
@@ -49,15 +49,8 @@ fn quota_server_process() {
         return;
     }
     // The parent holds our stdin: when it goes away, so do we.
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    exit_when_stdin_closes();
+    let runtime = runtime();
     runtime.block_on(async {
         let router = Router::new()
             .route("/runaway", get(runaway))
@@ -78,75 +71,22 @@ fn quota_server_process() {
     });
 }
 
-/// The server child, killed when dropped; its stdout lines arrive on a channel.
-struct ServerProcess {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl ServerProcess {
-    fn start() -> ServerProcess {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "quota_server_process",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(SERVER_ROLE, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ServerProcess { child, lines }
-    }
-
-    /// The next line containing `prefix`, from `prefix` on, within `timeout` (the test harness
-    /// may have printed the test's name before it on the same line).
-    fn line(&self, prefix: &str, timeout: Duration) -> String {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(at) = line.find(prefix) {
-                        return line[at..].to_string();
-                    }
-                }
-                Err(e) => panic!("no line starting with {prefix:?} from the server: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_handler_under_a_64_mib_quota_gets_503_with_bounded_server_rss() {
-    let server = ServerProcess::start();
-    let addr: std::net::SocketAddr = server
-        .line("LISTENING ", Duration::from_secs(60))
-        .trim_start_matches("LISTENING ")
-        .parse()
-        .unwrap();
-    let pid = server.child.id();
+    // The address comes from its `LISTENING` line (libtest may have printed the test's name
+    // before it).
+    let server = spawn_test_child(
+        "quota_server_process",
+        SERVER_ROLE,
+        Stdio::null(),
+        Duration::from_secs(60),
+        |line| {
+            let at = line.find("LISTENING ")?;
+            Some(line[at + "LISTENING ".len()..].trim().to_string())
+        },
+    );
+    let addr: std::net::SocketAddr = server.addr().parse().unwrap();
+    let pid = server.pid();
     let client = client();
 
     assert_eq!(get_status(&client, addr, "/hello").await, 200);
@@ -178,7 +118,7 @@ async fn runaway_handler_under_a_64_mib_quota_gets_503_with_bounded_server_rss()
 
     // The server keeps serving, and said why it stopped the handler.
     assert_eq!(get_status(&client, addr, "/hello").await, 200);
-    let report = server.line("REPORT /runaway", Duration::from_secs(10));
+    let report = server.next_line("REPORT /runaway", Duration::from_secs(10));
     let fields: Vec<&str> = report.split(' ').collect();
     assert_eq!(fields[2], "aborted_quota", "{report}");
     let allocated: u64 = fields[3].parse().unwrap();

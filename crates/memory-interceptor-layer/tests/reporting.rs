@@ -5,8 +5,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,35 +16,14 @@ use memory_interceptor_layer::{
 };
 use memory_probe::Reclaimer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use test_support::{bounded, capture_warnings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_reach_metrics_ledger_tracing_and_the_reclaimer() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
-    let log = Captured::default();
-    let writer = log.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .finish(),
-    )
-    .unwrap();
+    let log = capture_warnings();
 
     let reports = Reports::default();
     let ledger = Ledger::new(16);
@@ -208,7 +185,7 @@ async fn reports_reach_metrics_ledger_tracing_and_the_reclaimer() {
     assert!(reclaimer.runs() >= 1, "jemalloc purge ran");
 
     // Warnings for the heavy request and the abort; nothing for light ones.
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = log.text();
     let heavy_line = text
         .lines()
         .find(|l| l.contains("heavy request"))

@@ -1,15 +1,9 @@
 //! cgroup readers on fixture trees: v1, v2, hybrid, unlimited, nested limits, missing files.
 
-use std::fs;
 use std::path::Path;
 
 use memory_probe::{CgroupVersion, cgroup_memory_at};
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
+use test_support::fixtures::write;
 
 const V2_MOUNT: &str = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
 

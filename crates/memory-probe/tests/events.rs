@@ -1,24 +1,17 @@
 //! Kernel memory events: registration on fixture trees (the exact lines written, v2 inotify and
 //! PSI), and on this machine's real cgroups (a usage threshold crossed, an OOM kill).
 
-mod child_cgroup;
-
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use child_cgroup::{ChildCgroup, skip};
 use memory_probe::{CgroupVersion, EventSource, MemoryEvents, PSI_TRIGGER, ProbeError};
+use test_support::cgroup::{MemoryCgroup, Version, skip};
+use test_support::fixtures::write;
 
 const MIB: u64 = 1 << 20;
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
 
 const V1_MOUNTS: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -249,7 +242,7 @@ fn with_thresholds_registers_anew_on_the_same_cgroup() {
 // ---- the real kernel ----
 
 /// python3 inside `cgroup`, allocating (and writing) `bytes`, then waiting for its stdin to close.
-fn allocate_in(cgroup: &ChildCgroup, bytes: u64) -> Child {
+fn allocate_in(cgroup: &MemoryCgroup, bytes: u64) -> Child {
     cgroup
         .command("python3")
         .arg("-c")
@@ -322,28 +315,28 @@ fn subscribe_registers_on_the_process_own_cgroup() {
 #[tokio::test]
 async fn crossing_a_usage_threshold_is_signalled() {
     const TEST: &str = "crossing_a_usage_threshold_is_signalled";
-    let cgroup = match ChildCgroup::create("memory-probe-threshold", 256 * MIB) {
+    let cgroup = match MemoryCgroup::create("memory-probe-threshold", 256 * MIB) {
         Ok(c) => c,
-        Err(why) => return skip(TEST, &why),
+        Err(why) => return skip(TEST, &why.to_string()),
     };
     // v1: a usage threshold at 24 MiB (and one at 200 MiB that must stay silent); v2 has no
     // thresholds, so memory.high at 24 MiB makes memory.events count `high`.
     let (low, high) = (24 * MIB, 200 * MIB);
-    if cgroup.version == CgroupVersion::V2 {
+    if cgroup.version() == Version::V2 {
         cgroup.write("memory.high", &low.to_string()).unwrap();
     }
     let root = cgroup.reader_root();
     let events = MemoryEvents::subscribe_at(root.path(), &[low, high]).unwrap();
-    assert_eq!(events.cgroup().canonicalize().unwrap(), cgroup.dir);
+    assert_eq!(events.cgroup().canonicalize().unwrap(), cgroup.path());
     assert!(
         events.try_next().is_none(),
         "an empty cgroup signalled: {events:?}"
     );
 
     let child = allocate_in(&cgroup, 32 * MIB);
-    let wanted = match cgroup.version {
-        CgroupVersion::V1 => EventSource::V1UsageThreshold(low),
-        CgroupVersion::V2 => EventSource::V2Events,
+    let wanted = match cgroup.version() {
+        Version::V1 => EventSource::V1UsageThreshold(low),
+        Version::V2 => EventSource::V2Events,
     };
     let (found, seen) = wait_for(&events, &[wanted], Duration::from_secs(10)).await;
     let status = reap(child);
@@ -355,7 +348,7 @@ async fn crossing_a_usage_threshold_is_signalled() {
         !seen.contains(&EventSource::V1UsageThreshold(high)),
         "the 200 MiB threshold fired for a 32 MiB process: {seen:?}"
     );
-    eprintln!("{TEST}: {wanted} arrived in {}", cgroup.dir.display());
+    eprintln!("{TEST}: {wanted} arrived in {}", cgroup.path().display());
     drop(events);
     drop(cgroup);
 }
@@ -363,16 +356,16 @@ async fn crossing_a_usage_threshold_is_signalled() {
 #[tokio::test]
 async fn an_oom_kill_is_signalled() {
     const TEST: &str = "an_oom_kill_is_signalled";
-    let cgroup = match ChildCgroup::create("memory-probe-oom", 64 * MIB) {
+    let cgroup = match MemoryCgroup::create("memory-probe-oom", 64 * MIB) {
         Ok(c) => c,
-        Err(why) => return skip(TEST, &why),
+        Err(why) => return skip(TEST, &why.to_string()),
     };
-    let dir = cgroup.dir.clone();
+    let dir = cgroup.path().to_path_buf();
     let root = cgroup.reader_root();
     let events = MemoryEvents::subscribe_at(root.path(), &[]).unwrap();
-    let wanted = match cgroup.version {
-        CgroupVersion::V1 => EventSource::V1Oom,
-        CgroupVersion::V2 => EventSource::V2Events,
+    let wanted = match cgroup.version() {
+        Version::V1 => EventSource::V1Oom,
+        Version::V2 => EventSource::V2Events,
     };
     assert_eq!(events.sources().first(), Some(&wanted));
 

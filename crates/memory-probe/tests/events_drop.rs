@@ -3,14 +3,13 @@
 //! One test in its own binary: it counts the process's threads and open descriptors, which no
 //! other test may change meanwhile.
 
-mod child_cgroup;
-
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use memory_probe::{EventSource, MemoryEvents};
+use test_support::fixtures::write;
 
 /// Open descriptors and what they point at, without the one `read_dir` uses for the listing.
 fn open_fds() -> BTreeMap<String, PathBuf> {
@@ -34,17 +33,8 @@ fn event_threads() -> usize {
         .count()
 }
 
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-fn wait_until(mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(done: impl FnMut() -> bool) {
+    test_support::eventually_blocking(Duration::from_secs(2), done);
 }
 
 /// Subscribes, checks the thread runs and `opened` descriptors appeared, drops, checks both are
@@ -135,6 +125,6 @@ fn drop_ends_the_thread_and_closes_every_descriptor() {
                 opened,
             );
         }
-        Err(e) => child_cgroup::skip("drop on the real cgroup", &e.to_string()),
+        Err(e) => test_support::skip("drop on the real cgroup", &e.to_string()),
     }
 }

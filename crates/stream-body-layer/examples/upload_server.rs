@@ -1,5 +1,5 @@
 //! Upload server behind `StreamBodyLayer`: the routes the workspace's example server takes over,
-//! and the server the benchmark drivers in `bench/` measure.
+//! and the server the benchmark drivers in `benches/` measure.
 //!
 //! ```sh
 //! cargo run --release -p stream-body-layer --features axum --example upload_server

@@ -13,6 +13,7 @@ use axum::routing::post;
 use common::*;
 use sha2::{Digest, Sha256};
 use stream_body_layer::{BodyMode, MemoryBudget, SpoolConfig, SpooledBody, StreamBodyLayer};
+use test_support::chunk;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KIB: usize = 1024;

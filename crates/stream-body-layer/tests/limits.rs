@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use stream_body_layer::{MemoryBudget, StreamBodyLayer};
+use test_support::chunk;
 use tokio::io::AsyncWriteExt;
 
 const KIB: usize = 1024;

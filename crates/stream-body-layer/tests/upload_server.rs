@@ -4,62 +4,41 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
+use test_support::{ChildServer, example_path};
 
 const MIB: usize = 1024 * 1024;
 
 /// The example, started with `PORT=0`; killed on drop.
 struct Server {
-    child: Child,
+    process: ChildServer,
     addr: std::net::SocketAddr,
 }
 
 impl Server {
     fn start(mode: &str, upload_dir: &Path) -> Server {
-        let exe = std::env::current_exe().unwrap();
-        let path: PathBuf = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .unwrap()
-            .join("examples/upload_server");
-        assert!(path.is_file(), "{} is not built", path.display());
-        let mut child = Command::new(path)
-            .env("PORT", "0")
+        let mut cmd = Command::new(example_path("upload_server"));
+        cmd.env("PORT", "0")
             .env("MODE", mode)
             .env("UPLOAD_DIR", upload_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            assert!(Instant::now() < deadline, "no listening line in 30 s");
-            let line = lines.next().expect("server exited").unwrap();
-            if let Some(rest) = line.strip_prefix("listening on http://") {
-                break rest.trim().parse().unwrap();
-            }
-        };
-        Server { child, addr }
+            .stderr(Stdio::null());
+        let process = ChildServer::spawn(cmd, Duration::from_secs(30), |line| {
+            line.strip_prefix("listening on http://")
+                .map(|rest| rest.trim().to_string())
+        });
+        let addr = process.addr().parse().unwrap();
+        Server { process, addr }
     }
 
     fn peak_rss(&self) -> u64 {
-        memory_probe::process_memory_of(self.child.id())
+        memory_probe::process_memory_of(self.process.pid())
             .unwrap()
             .peak_rss_bytes
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use compression_layer::{BoxError, Encoding};
+use compression_layer::{BoxError, CompressionLayer, Encoding, RequestDecompressionLayer};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -18,10 +18,33 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use test_support::json_doc;
 use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceBuilder;
 use tower_service::Service;
 
 pub(crate) type ResBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Every coding the crate compresses with.
+pub(crate) const CODINGS: [Encoding; 4] = [
+    Encoding::Gzip,
+    Encoding::Deflate,
+    Encoding::Brotli,
+    Encoding::Zstd,
+];
+
+/// Serves [`handler`] behind `layer` (and request decompression); returns the server, its call
+/// counter and the epoch its event streams stamp times against.
+pub(crate) async fn start_compression(layer: CompressionLayer) -> (TestServer, Calls, Instant) {
+    let calls = Calls::default();
+    let epoch = Instant::now();
+    let counted = calls.clone();
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .layer(RequestDecompressionLayer::new())
+        .service_fn(move |request| handler(request, counted.clone(), epoch));
+    (serve(service).await, calls, epoch)
+}
 
 /// A server that stops when dropped.
 pub(crate) struct TestServer {
@@ -163,48 +186,6 @@ pub(crate) fn client_for(encoding: Encoding) -> reqwest::Client {
         other => panic!("no client for {other}"),
     };
     b.build().unwrap()
-}
-
-/// A JSON document of exactly `size` bytes that compresses like real API output (about 5:1).
-pub(crate) fn json_doc(size: usize) -> Bytes {
-    const WORDS: &[&str] = &[
-        "memory", "tower", "layer", "request", "response", "budget", "stream", "body", "codec",
-        "window", "pressure", "health", "metrics", "probe", "limit", "spill", "frame", "zstd",
-        "gzip", "brotli", "header", "client", "server", "route",
-    ];
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut out = String::with_capacity(size + 256);
-    out.push_str("{\"documents\":[");
-    let mut id = 0;
-    while out.len() < size {
-        if id > 0 {
-            out.push(',');
-        }
-        let words: Vec<&str> = (0..8)
-            .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
-            .collect();
-        out.push_str(&format!(
-            "{{\"id\":{id},\"title\":\"{} {}\",\"author\":\"user{}\",\"score\":{},\"tags\":[\"{}\",\"{}\"],\"summary\":\"{}\"}}",
-            words[0],
-            words[1],
-            next() % 1000,
-            next() % 100_000,
-            words[2],
-            words[3],
-            words[4..].join(" ")
-        ));
-        id += 1;
-    }
-    out.truncate(size.saturating_sub(2));
-    out.push_str("]}");
-    out.truncate(size);
-    Bytes::from(out)
 }
 
 fn query(request_uri: &http::Uri, key: &str) -> Option<String> {
@@ -401,11 +382,4 @@ pub(crate) fn echo_answer(data: &[u8]) -> String {
         .iter()
         .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(*b)));
     format!("len={} sum={sum}", data.len())
-}
-
-/// Runs a test body under a time bound.
-pub(crate) async fn bounded<F: std::future::Future>(seconds: u64, f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(seconds), f)
-        .await
-        .expect("test took too long")
 }

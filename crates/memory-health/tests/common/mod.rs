@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use memory_health::{Sample, SampleError, SampleSource};
 use memory_probe::ProcessMemory;
+use test_support::fixtures::write;
 
 /// A source whose reported RSS the test sets, with a clock the test advances: hours of samples
 /// run in milliseconds. It can also be told to fail or to block (to stall the monitor).
@@ -68,12 +69,6 @@ impl SampleSource for Steered {
     }
 }
 
-pub(crate) fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 /// `/proc/self/status` and `/proc/meminfo` of a fixture process.
 pub(crate) fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
     write(
@@ -90,16 +85,4 @@ pub(crate) fn proc_files(root: &Path, rss_kib: u64, mem_total_kib: u64) {
         "proc/meminfo",
         &format!("MemTotal:       {mem_total_kib} kB\nMemFree:  1 kB\n"),
     );
-}
-
-/// Polls `cond` every 10 ms for at most `limit`.
-pub(crate) async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
 }

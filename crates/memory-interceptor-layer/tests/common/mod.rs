@@ -2,7 +2,6 @@
 // 127.0.0.1 and a real HTTP client.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,13 +118,6 @@ pub(crate) async fn fetch(
 
 pub(crate) async fn get_status(client: &HttpClient, addr: SocketAddr, path: &str) -> StatusCode {
     fetch(client, addr, path).await.0.status()
-}
-
-/// Runs `f` with a bound on time.
-pub(crate) async fn bounded<T>(what: &str, secs: u64, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {secs} s"))
 }
 
 /// Reads a `size=` query parameter.

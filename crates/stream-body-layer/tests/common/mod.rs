@@ -13,6 +13,7 @@ use axum::routing::post;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use stream_body_layer::{BodyMode, MemoryBudget, StreamBodyLayer};
+use test_support::chunk;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -227,14 +228,6 @@ pub(crate) async fn post_body(addr: SocketAddr, path: &str, body: &[u8]) -> RawR
     read_response(&mut stream).await.unwrap()
 }
 
-/// One chunk of a chunked body, on the wire.
-pub(crate) fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 /// Sends a chunked body in chunks of `chunk_len` and reads the response, reading while writing
 /// (the server may answer before the body is done and close).
 pub(crate) async fn post_chunked(
@@ -276,13 +269,6 @@ pub(crate) async fn budget_returns(budget: &MemoryBudget) -> bool {
 }
 
 /// Polls `cond` every 10 ms for at most 5 s.
-pub(crate) async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
+pub(crate) async fn wait_until(cond: impl FnMut() -> bool) -> bool {
+    test_support::eventually(Duration::from_secs(5), cond).await
 }

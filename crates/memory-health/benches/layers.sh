@@ -3,8 +3,8 @@
 # against the same router without them; plus the rate at which the layered server answers
 # /api/health/ready. Server pinned to core 0, wrk to core 1, A/B interleaved, medians.
 #
-#   bash crates/memory-health/bench/layers.sh            # 3 x 10 s per side
-#   DURATION=3s REPS=1 bash crates/memory-health/bench/layers.sh   # quick check
+#   bash crates/memory-health/benches/layers.sh            # 3 x 10 s per side
+#   DURATION=3s REPS=1 bash crates/memory-health/benches/layers.sh   # quick check
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 DURATION=${DURATION:-10s}

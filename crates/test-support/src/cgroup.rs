@@ -9,7 +9,8 @@
 //!
 //! **Skipping.** Creating a cgroup needs root and a memory controller that can be enabled for
 //! children. Where it cannot, [`MemoryCgroup::create`] returns a [`Skip`] with the reason. Whether
-//! a test may then skip is [`must_not_skip`]'s decision: not in CI and not as root.
+//! a test may then skip is [`must_not_skip`]'s decision: not in CI and not as root
+//! ([`MemoryCgroup::create_or_skip`] and [`skip`] apply it).
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -43,6 +44,14 @@ pub fn must_not_skip() -> bool {
     }
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     ci || effective_uid() == Some(0)
+}
+
+/// Prints why the test `test` does not run, or panics with it where [`must_not_skip`].
+pub fn skip(test: &str, why: &str) {
+    if must_not_skip() {
+        panic!("{test}: cannot run and may not skip (root or CI): {why}");
+    }
+    eprintln!("SKIPPED {test}: {why} (runs as root, and must run in CI)");
 }
 
 /// The effective uid, from the second field of `Uid:` in `/proc/self/status` (no FFI needed).
@@ -215,10 +224,54 @@ impl MemoryCgroup {
         }
     }
 
-    fn write(&self, file: &str, value: &str) -> Result<(), Skip> {
+    /// Writes `value` to one of the cgroup's files (`memory.high`, say).
+    pub fn write(&self, file: &str, value: &str) -> Result<(), Skip> {
         let path = self.dir.join(file);
         fs::write(&path, value)
             .map_err(|e| Skip(format!("write {value:?} to {}: {e}", path.display())))
+    }
+
+    /// A reader root whose `proc/self/cgroup` places the process in this cgroup, with the real
+    /// cgroup mounts reached through symlinks: a reader that takes a root path (memory-probe's
+    /// `subscribe_at(root)`, say) then resolves this real cgroup while the test process itself
+    /// stays where it is.
+    pub fn reader_root(&self) -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("temp dir");
+        let cgroup = fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let rewritten: String = cgroup
+            .lines()
+            .map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (id, controllers) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+                let ours = match self.version {
+                    Version::V1 => controllers.split(',').any(|c| c == "memory"),
+                    Version::V2 => id == "0",
+                };
+                if ours {
+                    format!("{id}:{controllers}:{}\n", self.path_in_hierarchy)
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        fs::create_dir_all(root.path().join("proc/self")).unwrap();
+        fs::write(root.path().join("proc/self/cgroup"), rewritten).unwrap();
+        fs::write(root.path().join("proc/self/mountinfo"), &mountinfo).unwrap();
+        for mount in cgroup_mounts(&mountinfo) {
+            let top = mount
+                .mount_point
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let link = root.path().join(&top);
+            if !top.is_empty() && top != "proc" && !link.exists() {
+                std::os::unix::fs::symlink(Path::new("/").join(&top), &link).unwrap();
+            }
+        }
+        root
     }
 
     fn read(&self, file: &str) -> String {

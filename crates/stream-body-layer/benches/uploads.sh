@@ -4,8 +4,8 @@
 # extractor and no layer (MODE=baseline), and the workspace's main example server with the whole
 # stack (`server`), interleaved, a fresh server process per case.
 #
-#   crates/stream-body-layer/bench/uploads.sh            # 16 x 64 MiB, 3 repetitions
-#   COUNT=4 SIZE_MIB=16 REPS=1 SETTLE=1 crates/stream-body-layer/bench/uploads.sh   # quick check
+#   crates/stream-body-layer/benches/uploads.sh            # 16 x 64 MiB, 3 repetitions
+#   COUNT=4 SIZE_MIB=16 REPS=1 SETTLE=1 crates/stream-body-layer/benches/uploads.sh   # quick check
 #
 # Per case it reports the server's VmHWM (peak RSS) growth over its idle RSS, VmRSS right after
 # the burst and SETTLE seconds later. Target: layer peak growth under 48 MiB.
@@ -29,13 +29,8 @@ esac
 main_bin="$root/target/release/examples/server"
 
 # Work files on the build's disk (uploads must not land on a tmpfs: that is memory too).
-work=$(mktemp -d "$root/target/stream-body-bench.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$root/benches/lib.sh"
+bench_workdir "$root/target/stream-body-bench.XXXXXX"
 
 head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom >"$work/body.bin"
 expected_sha=$(sha256sum "$work/body.bin" | cut -d' ' -f1)
@@ -51,12 +46,8 @@ run_case() {
     [ "$mode" = server ] && server_bin=$main_bin
     taskset -c 0 env PORT=0 MODE="$mode" UPLOAD_DIR="$work/uploads" "$server_bin" >"$work/server.out" 2>/dev/null &
     server_pid=$!
-    local addr="" i
-    for i in $(seq 100); do
-        addr=$(grep -o 'http://[0-9.:]*' "$work/server.out" 2>/dev/null || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
+    local addr
+    addr=$(wait_for_addr "$work/server.out" grep -o 'http://[0-9.:]*')
     [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
     local idle_kib; idle_kib=$(kib "$server_pid" VmRSS)
 

@@ -4,8 +4,8 @@
 # it (MODE=baseline). Runs A, B, A, B, ... with a fresh server per run, server pinned to core 0,
 # wrk to core 1; reports each side's median and the median of the per-pair ratios.
 #
-#   crates/stream-body-layer/bench/documents.sh                   # 3 pairs of 10 s
-#   REPS=1 DURATION=3 crates/stream-body-layer/bench/documents.sh # quick check
+#   crates/stream-body-layer/benches/documents.sh                   # 3 pairs of 10 s
+#   REPS=1 DURATION=3 crates/stream-body-layer/benches/documents.sh # quick check
 #
 # Target: layer >= 95% of baseline. Bounded: 2 * REPS wrk runs of DURATION seconds, 127.0.0.1.
 set -euo pipefail
@@ -19,32 +19,14 @@ cd "$root"
 cargo build --release -q -p stream-body-layer --features axum --example upload_server
 bin="$root/target/release/examples/upload_server"
 
-work=$(mktemp -d "$root/target/stream-body-bench.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$root/benches/lib.sh"
+bench_workdir "$root/target/stream-body-bench.XXXXXX"
 
-# A JSON array of small objects, 4096 bytes exactly (padded inside the last string).
-awk 'BEGIN {
-    s = "["; i = 0
-    while (length(s) < 3900) { s = s sprintf("{\"id\":%d,\"name\":\"item-%06d\",\"tags\":[\"a\",\"b\"]},", i, i); i++ }
-    pad = 4096 - length(s) - length("{\"pad\":\"\"}]")
-    p = ""; for (j = 0; j < pad; j++) p = p "x"
-    printf "%s{\"pad\":\"%s\"}]", s, p
-}' >"$work/body.json"
+write_documents_body "$work/body.json"
 [ "$(wc -c <"$work/body.json")" = 4096 ] || { echo "body is not 4096 bytes" >&2; exit 1; }
 count=$(grep -o '{' "$work/body.json" | wc -l)
 
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.body = f:read("*a")
-f:close()
-LUA
+write_post_lua "$work/post.lua"
 
 run() {
     local mode=$1
@@ -52,12 +34,8 @@ run() {
     rm -f "$work/server.out"
     taskset -c 0 env PORT=0 MODE="$mode" UPLOAD_DIR="$work/uploads" "$bin" >"$work/server.out" 2>/dev/null &
     server_pid=$!
-    local addr="" i
-    for i in $(seq 100); do
-        addr=$(grep -o 'http://[0-9.:]*' "$work/server.out" 2>/dev/null || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
+    local addr
+    addr=$(wait_for_addr "$work/server.out" grep -o 'http://[0-9.:]*')
     [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
     # The route answers as it should before it is measured.
     local answer

@@ -4,8 +4,8 @@
 # A, B, A, B, ... with the server pinned to core 0 and wrk to core 1. Prints each run, then the
 # medians, the median of the per-pair ratios, and the compressed sizes.
 #
-#   crates/compression-layer/bench/e2e.sh                 # 3 reps of 10 s
-#   REPS=1 DURATION=3s crates/compression-layer/bench/e2e.sh
+#   crates/compression-layer/benches/e2e.sh                 # 3 reps of 10 s
+#   REPS=1 DURATION=3s crates/compression-layer/benches/e2e.sh
 #
 # Built with `-p compression-layer` alone so that flate2 keeps its default backend
 # (miniz_oxide) for tower-http, as in an application that does not ask for another.

@@ -4,9 +4,9 @@
 # (off). Runs off, on, off, on, ... with a fresh server per run, server pinned to core 0 and wrk
 # to core 1; reports each side's median and the median of the per-pair ratios.
 #
-#   crates/memory-interceptor-layer/bench/wrk_hello.sh                      # 3 pairs of 10 s
-#   REPS=1 DURATION=3 crates/memory-interceptor-layer/bench/wrk_hello.sh    # quick check
-#   LAYER=full PROMETHEUS=1 crates/memory-interceptor-layer/bench/wrk_hello.sh
+#   crates/memory-interceptor-layer/benches/wrk_hello.sh                      # 3 pairs of 10 s
+#   REPS=1 DURATION=3 crates/memory-interceptor-layer/benches/wrk_hello.sh    # quick check
+#   LAYER=full PROMETHEUS=1 crates/memory-interceptor-layer/benches/wrk_hello.sh
 #
 # LAYER: on (defaults + ledger) or full (also a quota and pressure aborts). PROMETHEUS=1 installs
 # the Prometheus recorder in both servers, so the histograms are really recorded.
@@ -28,13 +28,8 @@ cd "$root"
 cargo build --release -q -p memory-interceptor-layer --features axum --example hello_bench
 bin="$root/target/release/examples/hello_bench"
 
-work=$(mktemp -d "$root/target/interceptor-bench.XXXXXX")
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$root/benches/lib.sh"
+bench_workdir "$root/target/interceptor-bench.XXXXXX"
 
 extra=()
 [ "$PROMETHEUS" = 1 ] && extra+=(--prometheus)
@@ -45,12 +40,8 @@ run() {
     rm -f "$work/server.out"
     taskset -c 0 "$bin" --layer "$mode" --threads 1 "${extra[@]}" >"$work/server.out" 2>/dev/null &
     server_pid=$!
-    local addr="" i
-    for i in $(seq 100); do
-        addr=$(awk '/^listening on / { print $3 }' "$work/server.out" 2>/dev/null || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
+    local addr
+    addr=$(wait_for_addr "$work/server.out" awk '/^listening on / { print $3 }')
     [ -n "$addr" ] || { echo "server did not start" >&2; exit 1; }
     # The route answers as it should before it is measured.
     local answer

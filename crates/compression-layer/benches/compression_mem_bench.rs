@@ -1,4 +1,5 @@
-//! Memory per in-flight compressed response: starts a fresh `compression_bench_server` per case,
+//! Memory per in-flight compressed response (a bench driver, built as an example so that it sits
+//! beside the server it starts in `target/release/examples`): starts a fresh `compression_bench_server` per case,
 //! holds `--connections` responses open mid-stream (the server has sent the first 64 KiB of the
 //! document into the encoder and waits), and reads the server's resident set (`VmRSS`, which
 //! counts the Rust heap and the C heap of libzstd alike) before and after.
@@ -8,40 +9,22 @@
 //! target/release/examples/compression_mem_bench [--connections 256] [--reps 3] [--known 0|1] [--first 65536] [--cases none:gzip,layer:zstd,...]
 //! ```
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use test_support::ChildServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Server {
-    child: Child,
-    port: u16,
-    pid: u32,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(server: &std::path::Path, mode: &str) -> Server {
-    use std::io::BufRead;
-    let mut child = Command::new(server)
-        .args(["--mode", mode, "--port", "0", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start compression_bench_server");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let line = lines.next().expect("the server prints LISTENING").unwrap();
-    let mut parts = line.split(' ').skip(1);
-    let port = parts.next().unwrap().parse().unwrap();
-    let pid = parts.next().unwrap().parse().unwrap();
-    Server { child, port, pid }
+/// A fresh server in `mode` on a free port; killed on drop.
+fn start(server: &std::path::Path, mode: &str) -> ChildServer {
+    let mut cmd = Command::new(server);
+    cmd.args(["--mode", mode, "--port", "0", "--workers", "1"])
+        .stderr(Stdio::inherit());
+    ChildServer::spawn(cmd, Duration::from_secs(60), |line| {
+        let port = line.strip_prefix("LISTENING ")?.split(' ').next()?;
+        Some(format!("127.0.0.1:{port}"))
+    })
 }
 
 fn rss(pid: u32) -> u64 {
@@ -148,17 +131,18 @@ fn main() {
         let mut flushed = 0;
         for _ in 0..reps {
             let server = start(&server, mode);
+            let port: u16 = server.addr().rsplit(':').next().unwrap().parse().unwrap();
             runtime.block_on(async {
                 // Warm up: the runtime, the connection path and the codec once.
                 for _ in 0..4 {
-                    let (s, _) = hold(server.port, &path, encoding).await;
+                    let (s, _) = hold(port, &path, encoding).await;
                     drop(s);
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                let before = rss(server.pid);
+                let before = rss(server.pid());
                 let tasks: Vec<_> = (0..connections)
                     .map(|_| {
-                        let (port, path) = (server.port, path.clone());
+                        let path = path.clone();
                         tokio::spawn(async move { hold(port, &path, encoding).await })
                     })
                     .collect();
@@ -170,7 +154,7 @@ fn main() {
                     streams.push(s);
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let after = rss(server.pid);
+                let after = rss(server.pid());
                 idle.push(before as f64 / 1048576.0);
                 held.push(after as f64 / 1048576.0);
                 per.push(after.saturating_sub(before) as f64 / connections as f64 / 1024.0);
