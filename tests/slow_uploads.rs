@@ -31,10 +31,8 @@ fn raise_open_files() {
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid, writable rlimit.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0);
     let want = (4 * UPLOADS as libc::rlim_t + 1024).min(limit.rlim_max);
     if limit.rlim_cur < want {
         limit.rlim_cur = want;

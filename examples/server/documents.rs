@@ -77,7 +77,7 @@ fn timestamp(seconds_since_2020: u64) -> String {
 }
 
 /// `count` documents as a JSON array (about 256 bytes each).
-pub fn documents_json(count: usize) -> Vec<u8> {
+pub(crate) fn documents_json(count: usize) -> Vec<u8> {
     let docs: Vec<Document<'static>> = (0..count as u64)
         .map(|id| {
             let r = mix(id);

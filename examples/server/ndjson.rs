@@ -10,7 +10,7 @@ use crate::routes::AppError;
 
 /// Longest record (line) accepted: 1 MiB. The line being assembled across frames is the only
 /// buffer, so this bounds the route's memory whatever the body's size.
-pub const MAX_RECORD: usize = 1 << 20;
+pub(crate) const MAX_RECORD: usize = 1 << 20;
 
 /// The fields the route reads from each record; the rest are skipped by the parser without being
 /// kept.
@@ -22,7 +22,7 @@ struct Record {
 
 /// What the route answers once the body has ended.
 #[derive(Serialize, Default)]
-pub struct StreamSummary {
+pub(crate) struct StreamSummary {
     records: u64,
     bytes: u64,
     max_id: Option<u64>,
@@ -51,7 +51,7 @@ impl StreamSummary {
 /// complete and dropped; the answer sums them up. A line that is not a JSON object is 400 with its
 /// number; a line over [`MAX_RECORD`] is 413. Body limits and slow-body timeouts are the body
 /// layer's answers (413, 408).
-pub async fn stream_documents(body: Body) -> Result<Json<StreamSummary>, AppError> {
+pub(crate) async fn stream_documents(body: Body) -> Result<Json<StreamSummary>, AppError> {
     let mut frames = body.into_data_stream();
     let mut summary = StreamSummary::default();
     // The start of a line whose end has not arrived yet.

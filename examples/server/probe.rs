@@ -12,7 +12,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_ANSWER: usize = 4096;
 
 /// When the arguments ask for a probe, runs it and returns the exit code.
-pub fn from_args() -> Option<i32> {
+pub(crate) fn from_args() -> Option<i32> {
     let mut args = std::env::args().skip(1);
     let first = args.next()?;
     let code = match (first.as_str(), args.next(), args.next()) {

@@ -17,18 +17,18 @@ use crate::shared::heavy_pages;
 pub(crate) use crate::shared::{AppError, Uploads, events};
 
 impl AppError {
-    pub fn too_large(message: impl Into<String>) -> Self {
+    pub(crate) fn too_large(message: impl Into<String>) -> Self {
         AppError(StatusCode::PAYLOAD_TOO_LARGE, message.into())
     }
 }
 
 /// `GET /api/hello`
-pub async fn hello() -> &'static str {
+pub(crate) async fn hello() -> &'static str {
     "hello"
 }
 
 #[derive(Deserialize)]
-pub struct DocumentsQuery {
+pub(crate) struct DocumentsQuery {
     count: Option<usize>,
 }
 
@@ -36,7 +36,7 @@ pub struct DocumentsQuery {
 const MAX_DOCUMENTS: usize = 100_000;
 
 /// `GET /api/documents?count=N`: N records (default 1000, about 256 KiB).
-pub async fn list_documents(Query(q): Query<DocumentsQuery>) -> Result<Response, AppError> {
+pub(crate) async fn list_documents(Query(q): Query<DocumentsQuery>) -> Result<Response, AppError> {
     let count = q.count.unwrap_or(1000);
     if count > MAX_DOCUMENTS {
         return Err(AppError::bad_request(format!(
@@ -48,19 +48,19 @@ pub async fn list_documents(Query(q): Query<DocumentsQuery>) -> Result<Response,
 }
 
 #[derive(Serialize)]
-pub struct Received {
+pub(crate) struct Received {
     received: usize,
 }
 
 /// `POST /api/documents`: a JSON array, buffered by the body layer.
-pub async fn receive_documents(Json(docs): Json<Vec<serde_json::Value>>) -> Json<Received> {
+pub(crate) async fn receive_documents(Json(docs): Json<Vec<serde_json::Value>>) -> Json<Received> {
     Json(Received {
         received: docs.len(),
     })
 }
 
 #[derive(Serialize)]
-pub struct Uploaded {
+pub(crate) struct Uploaded {
     bytes: u64,
     sha256: String,
 }
@@ -68,7 +68,7 @@ pub struct Uploaded {
 /// `POST /api/uploads`: the body is spooled into `UPLOAD_DIR` (a large one straight to disk, one
 /// frame at a time), hashed from there in 64 KiB reads, and renamed into place. A failed body
 /// answers with the status the body layer gave it (413, 408, 400).
-pub async fn upload(
+pub(crate) async fn upload(
     State(uploads): State<Uploads>,
     body: SpooledBody,
 ) -> Result<Json<Uploaded>, SpoolError> {
@@ -91,13 +91,13 @@ pub async fn upload(
 }
 
 #[derive(Deserialize)]
-pub struct HeavyQuery {
+pub(crate) struct HeavyQuery {
     mib: Option<u64>,
     hold_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
-pub struct HeavyReport {
+pub(crate) struct HeavyReport {
     mib: u64,
     bytes: u64,
     checksum: u64,
@@ -111,7 +111,7 @@ pub struct HeavyReport {
 /// answers a summary. Over 50 MiB the
 /// interceptor logs it as heavy and reclaims afterwards; over `MAX_REQUEST_MEMORY` it is aborted
 /// with 503 at a poll boundary and its memory freed.
-pub async fn heavy_report(
+pub(crate) async fn heavy_report(
     Query(q): Query<HeavyQuery>,
     memory: Option<RequestMemory>,
 ) -> Result<Json<HeavyReport>, AppError> {
@@ -138,7 +138,7 @@ pub async fn heavy_report(
 
 /// `GET /api/faults/panic` (with `FAULT_ROUTES=true`): holds 4 MiB across an await, then panics,
 /// as a handler with a bug would. The stack's CatchPanicLayer answers 500.
-pub async fn panic() -> &'static str {
+pub(crate) async fn panic() -> &'static str {
     let held = vec![1u8; 4 << 20];
     tokio::task::yield_now().await;
     if std::hint::black_box(held.len()) > 0 {

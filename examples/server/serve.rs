@@ -30,7 +30,7 @@ use tokio::time::{Instant, Sleep};
 
 /// The connection limits (README, "Configuration").
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub write_timeout: Duration,
@@ -38,7 +38,7 @@ pub struct Limits {
 
 /// Accepts and serves connections until `shutdown` resolves, then waits for the open ones to
 /// finish (the caller bounds that wait with the drain timeout).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,

@@ -9,7 +9,9 @@ use pin_project_lite::pin_project;
 
 use memory_probe::BoxError;
 pin_project! {
-    /// The response body of [`MemoryStackService`].
+    /// The response body of [`MemoryStackService`](super::MemoryStackService).
+    // pin_project_lite takes no attributes on variant fields; the variants say what they hold.
+    #[allow(missing_docs)]
     #[project = StackBodyProj]
     pub enum StackBody<F, L> {
         /// Through every layer.

@@ -8,8 +8,11 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use super::StackBody;
+
 pin_project! {
-    /// The response future of [`MemoryStackService`].
+    /// The response future of [`MemoryStackService`](super::MemoryStackService).
+    // pin_project_lite takes no attributes on variant fields; the variants say what they hold.
+    #[allow(missing_docs)]
     #[project = ResponseFutureProj]
     pub enum ResponseFuture<F, L> {
         /// Through every layer.
