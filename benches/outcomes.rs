@@ -3,6 +3,9 @@
 //! `Json` extractors, tower-http compression and decompression, the same jemalloc), under one
 //! mixed workload, side by side in one run, each figure the median of `RUNS` runs.
 //!
+//! (Over 400 lines: one driver: its phases, its report and its pictures in one place, as the
+//! command BENCHMARKS.md cites (the workload itself is in tests/support/workload.rs).)
+//!
 //! ```sh
 //! cargo build --release --all-features --example server --example baseline_server
 //! cargo bench --all-features --bench outcomes            # RUNS=3; about 8 minutes

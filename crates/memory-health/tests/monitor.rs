@@ -1,6 +1,9 @@
 //! The monitor: limit resolution on fixture trees, thresholds and hysteresis, growth trend and
 //! leak warning, reclaim schedule, liveness. Driven by real readers on fixture trees or by a
 //! source the test steers; the reclaimer is the real one.
+//!
+//! (Over 400 lines: the monitor's cases against one fixture-tree harness, each short; split, they
+//! would repeat the fixtures' setup.)
 
 mod common;
 

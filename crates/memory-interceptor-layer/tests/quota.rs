@@ -1,4 +1,7 @@
 //! The per-request quota and the largest-first aborts under critical pressure.
+//!
+//! (Over 400 lines: the quota and pressure-abort cases share one server and the re-run-as-child
+//! harness.)
 
 mod common;
 

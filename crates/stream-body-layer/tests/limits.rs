@@ -1,5 +1,7 @@
 //! The layer behind a real axum/hyper server on 127.0.0.1, driven by real sockets: every path
 //! with its status code, and the budget whole again afterwards.
+//!
+//! (Over 400 lines: every path of the layer with its status code, against one server harness.)
 
 mod common;
 
