@@ -28,22 +28,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # name binary [VAR=value ...]: prints the server's base URL
+# Not in a command substitution: the pid must reach this shell's `pids` for the cleanup.
+start() { # name binary [VAR=value ...]: sets $url to the server's base URL
     local name=$1 binary=$2; shift 2
     env "$@" PORT=0 UPLOAD_DIR="$work/uploads-$name" taskset -c 0 "$binary" >"$work/$name.log" 2>&1 &
     pids+=("$!")
+    url=""
     for _ in $(seq 100); do
-        local url
         url=$(sed -n 's/.*listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$work/$name.log" | head -1)
-        if [ -n "$url" ]; then echo "$url"; return; fi
+        if [ -n "$url" ]; then return; fi
         sleep 0.1
     done
     echo "$name did not start: $(cat "$work/$name.log")" >&2
     exit 1
 }
-bare=$(start bare "$bin/baseline_server" BASELINE_LAYERS=none)
-typical=$(start typical "$bin/baseline_server")
-stack=$(start stack "$bin/server")
+start bare "$bin/baseline_server" BASELINE_LAYERS=none; bare=$url
+start typical "$bin/baseline_server"; typical=$url
+start stack "$bin/server"; stack=$url
 names=(bare typical stack)
 urls=("$bare" "$typical" "$stack")
 
