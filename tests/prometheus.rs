@@ -204,7 +204,7 @@ fn every_dashboard_legend_names_labels_its_query_keeps() {
         None => Server::start("server", EXERCISED),
     };
     exercise(&server);
-    let (port, _prometheus, _dir) = prometheus_scraping(&server, 1);
+    let (port, _prometheus, _dir) = prometheus_scraping(&server, 1, None);
 
     // Every target whose legend names labels: each series Prometheus answers carries them.
     let targets: Vec<_> = dashboard_targets()
@@ -264,12 +264,24 @@ fn query_all(port: u16, promql: &str) -> Option<Vec<serde_json::Value>> {
     json["data"]["result"].as_array().cloned()
 }
 
-/// A real Prometheus scraping `server` every `interval_s` seconds, on a free port.
-fn prometheus_scraping(server: &Server, interval_s: u32) -> (u16, Prometheus, tempfile::TempDir) {
+/// A real Prometheus scraping `server` every `interval_s` seconds, on a free port, evaluating
+/// `rules` (a rule file copied into its directory) when given.
+fn prometheus_scraping(
+    server: &Server,
+    interval_s: u32,
+    rules: Option<&std::path::Path>,
+) -> (u16, Prometheus, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    let rule_files = match rules {
+        Some(path) => {
+            std::fs::copy(path, dir.path().join("rules.yml")).unwrap();
+            "rule_files:\n  - rules.yml\n"
+        }
+        None => "",
+    };
     let config = format!(
         "global:\n  scrape_interval: {interval_s}s\n  evaluation_interval: {interval_s}s\n\
-         scrape_configs:\n  - job_name: tower-memory\n    metrics_path: /api/metrics\n    \
+         {rule_files}scrape_configs:\n  - job_name: tower-memory\n    metrics_path: /api/metrics\n    \
          static_configs:\n      - targets: ['{}']\n",
         server.addr
     );
@@ -325,34 +337,9 @@ fn query(port: u16, promql: &str) -> Option<f64> {
 #[test]
 fn a_real_prometheus_scrapes_the_server_and_loads_the_alert_rules() {
     let server = Server::start("server", &[("MEMORY_CHECK_INTERVAL", "200")]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml"),
-        dir.path().join("alerts.yml"),
-    )
-    .unwrap();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yml\n\
-         scrape_configs:\n  - job_name: tower-memory\n    metrics_path: /api/metrics\n    \
-         static_configs:\n      - targets: ['{}']\n",
-        server.addr
-    );
-    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let port = free_port();
-    let prometheus = Prometheus(
-        Command::new("prometheus")
-            .current_dir(dir.path())
-            .arg("--config.file=prometheus.yml")
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package prometheus)"),
-    );
+    let alerts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+    let (port, prometheus, _dir) = prometheus_scraping(&server, 1, Some(&alerts));
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let (pressure, rss) = loop {
