@@ -33,7 +33,7 @@
 //!    sampled every 100 ms; every answer counted (200, 503 with `Retry-After`, anything else);
 //!    OOM kills read from the cgroup.
 //! 4. **Soak** (only with `SOAK_SECONDS`): the stack alone under steady traffic and a small burst
-//!    every 30 s; the growth trend memory-health reports at the end.
+//!    every 30 s; the growth trend tower-memory-health reports at the end.
 //!
 //! Writes `outcomes-rss.png` and `outcomes-overload.png` (gnuplot) into `PLOT_DIR` (default: the
 //! workspace root, next to BENCHMARKS.md), from the first run's samples, and the raw samples into
@@ -380,7 +380,7 @@ fn soak(seconds: u64) -> String {
     format!(
         "soak of {seconds} s (stack, memory-first, own memory cgroup): RSS {:.1} -> {:.1} MiB; \
          RSS after each idle period (MiB): {}; slope of the second half {:.2} MiB/hour; \
-         memory-health's trend over the whole run {}",
+         tower-memory-health's trend over the whole run {}",
         start_rss as f64 / MIB,
         status_bytes(s.pid(), "VmRSS:").unwrap_or(0) as f64 / MIB,
         series.join(", "),

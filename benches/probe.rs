@@ -6,13 +6,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use memory_probe::{Backend, CountingAlloc, thread_counters};
+use tower_memory_probe::{Backend, CountingAlloc, thread_counters};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn counters(c: &mut Criterion) {
-    assert_eq!(memory_probe::self_check().backend, Backend::Jemalloc);
+    assert_eq!(tower_memory_probe::self_check().backend, Backend::Jemalloc);
     // Each field goes through black_box on its own: a 16-byte struct stored as two words and
     // reloaded as one stalls store-to-load forwarding and measures the stall, not the read.
     let mut g = c.benchmark_group("thread_counters");

@@ -21,11 +21,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use memory_health::PrometheusMetrics;
 use sha2::{Digest, Sha256};
-use stream_body_layer::BoxError;
 use tower::ServiceBuilder;
 use tower_memory::stack::MemoryStack;
+use tower_memory_health::PrometheusMetrics;
+use tower_memory_stream_body::BoxError;
 
 use shutdown::shutdown_signal;
 

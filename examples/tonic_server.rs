@@ -1,6 +1,6 @@
 //! A tonic gRPC server with the whole stack (`MemoryStack`): health endpoints, shedding,
 //! per-request allocation accounting, the memory governor and request-body limits. Compression
-//! passes gRPC through: gRPC compresses messages itself (and compression-layer skips
+//! passes gRPC through: gRPC compresses messages itself (and tower-memory-compression skips
 //! `application/grpc`).
 //!
 //! ```sh
@@ -19,10 +19,10 @@ mod shutdown;
 use std::net::{IpAddr, SocketAddr};
 
 use http::{Method, Uri};
-use memory_health::PrometheusMetrics;
-use memory_probe::Pressure;
 use tonic_health::ServingStatus;
 use tower_memory::stack::MemoryStack;
+use tower_memory_health::PrometheusMetrics;
+use tower_memory_probe::Pressure;
 
 use shutdown::shutdown_signal;
 
@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The whole stack from the configuration in one call, as in the main job. Compression and
     // request decompression pass gRPC through: gRPC compresses messages itself
-    // (`grpc-encoding`), and compression-layer skips `application/grpc`.
+    // (`grpc-encoding`), and tower-memory-compression skips `application/grpc`.
     let stack = stack
         .route_classifier(grpc_route)
         .ledger_routes(64)

@@ -1,19 +1,19 @@
 //! The stack's configuration from the environment, in one call: [`Config::from_env`].
 //!
-//! Each crate parses its own variables, named after its builder methods: memory-health the
-//! `MEMORY_*` and `HEAP_PROFILE_*` ones ([`MemoryConfig`]), stream-body-layer the `STREAM_*` ones
+//! Each crate parses its own variables, named after its builder methods: tower-memory-health the
+//! `MEMORY_*` and `HEAP_PROFILE_*` ones ([`MemoryConfig`]), tower-memory-stream-body the `STREAM_*` ones
 //! ([`StreamBodyConfig`]). This module adds the stack builder's own (`MAX_BODY_SIZE`,
 //! `MAX_REQUEST_MEMORY`, after [`MemoryStackBuilder`](crate::stack::MemoryStackBuilder)'s
 //! methods) and the `COMPRESSION_*` ones ([`CompressionConfig`]; parsed here rather than in
-//! compression-layer for now). [`MemoryStack::from_env`](crate::stack::MemoryStack::from_env)
+//! tower-memory-compression for now). [`MemoryStack::from_env`](crate::stack::MemoryStack::from_env)
 //! reads them all and builds the stack.
 
 use std::sync::LazyLock;
 
-use memory_probe::env::{parse_bool, parse_u64};
+use tower_memory_probe::env::{parse_bool, parse_u64};
 
-use memory_health::MemoryConfig;
-use stream_body_layer::StreamBodyConfig;
+use tower_memory_health::MemoryConfig;
+use tower_memory_stream_body::StreamBodyConfig;
 
 /// Default largest request body: 1 GiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 30;
@@ -29,12 +29,12 @@ const OWN_VARIABLES: &[&str] = &[
     "COMPRESSION_THRESHOLD",
 ];
 
-/// Every variable [`Config::from_env`] reads: memory-health's, stream-body-layer's and this
+/// Every variable [`Config::from_env`] reads: tower-memory-health's, tower-memory-stream-body's and this
 /// module's, deprecated names included.
 pub static VARIABLES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    memory_health::VARIABLES
+    tower_memory_health::VARIABLES
         .iter()
-        .chain(stream_body_layer::VARIABLES)
+        .chain(tower_memory_stream_body::VARIABLES)
         .chain(OWN_VARIABLES)
         .copied()
         .collect()
@@ -69,9 +69,9 @@ impl Default for CompressionConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// The `MEMORY_*` and `HEAP_PROFILE_*` variables (memory-health).
+    /// The `MEMORY_*` and `HEAP_PROFILE_*` variables (tower-memory-health).
     pub memory: MemoryConfig,
-    /// The `STREAM_*` variables (stream-body-layer), and `MAX_BODY_SIZE` in its
+    /// The `STREAM_*` variables (tower-memory-stream-body), and `MAX_BODY_SIZE` in its
     /// `max_body_size`.
     pub stream_body: StreamBodyConfig,
     /// The `COMPRESSION_*` variables.
@@ -106,10 +106,10 @@ impl From<MemoryConfig> for Config {
 pub enum ConfigError {
     /// A `MEMORY_*` or `HEAP_PROFILE_*` variable.
     #[error(transparent)]
-    Memory(#[from] memory_health::ConfigError),
+    Memory(#[from] tower_memory_health::ConfigError),
     /// A `STREAM_*` variable.
     #[error(transparent)]
-    StreamBody(#[from] stream_body_layer::ConfigError),
+    StreamBody(#[from] tower_memory_stream_body::ConfigError),
     /// One of this module's variables does not parse or is out of range.
     #[error("{variable}={value:?} is invalid: {expected}")]
     Invalid {
@@ -133,8 +133,8 @@ impl ConfigError {
     }
 }
 
-impl From<memory_probe::env::InvalidVariable> for ConfigError {
-    fn from(e: memory_probe::env::InvalidVariable) -> Self {
+impl From<tower_memory_probe::env::InvalidVariable> for ConfigError {
+    fn from(e: tower_memory_probe::env::InvalidVariable) -> Self {
         ConfigError::Invalid {
             variable: e.variable,
             value: e.value,
@@ -147,7 +147,7 @@ impl Config {
     /// Reads every variable of the stack from the process environment. An unset variable takes
     /// its default; a set one that does not parse is an error naming it.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let found = memory_probe::env::read_env(&VARIABLES)?;
+        let found = tower_memory_probe::env::read_env(&VARIABLES)?;
         Self::from_lookup(|name| found.get(name).cloned())
     }
 
@@ -177,7 +177,7 @@ impl Config {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let map = memory_probe::env::vars_map(vars);
+        let map = tower_memory_probe::env::vars_map(vars);
         Self::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -222,24 +222,24 @@ impl Config {
 
 /// Every deprecated variable the stack still reads, with the name that replaced it.
 pub fn deprecated_variables() -> impl Iterator<Item = (&'static str, &'static str)> {
-    memory_health::DEPRECATED_VARIABLES
+    tower_memory_health::DEPRECATED_VARIABLES
         .iter()
-        .chain(stream_body_layer::DEPRECATED_VARIABLES)
+        .chain(tower_memory_stream_body::DEPRECATED_VARIABLES)
         .copied()
 }
 
 /// Logs one warning per variable of the process environment that needs attention: a deprecated
 /// name still in use (the parsers warn too, but a program usually parses its configuration
 /// before it installs a logger), and a name that looks meant for the stack but is not read by it
-/// (memory-health's check, against every variable of [`VARIABLES`]). Call it once at start-up,
+/// (tower-memory-health's check, against every variable of [`VARIABLES`]). Call it once at start-up,
 /// after the logger is installed; it returns the unread ones.
-pub fn warn_unrecognized_env() -> Vec<memory_health::UnrecognizedVariable> {
+pub fn warn_unrecognized_env() -> Vec<tower_memory_health::UnrecognizedVariable> {
     for (old, new) in deprecated_variables() {
         if std::env::var_os(old).is_some() {
             tracing::warn!(target: "tower_memory", variable = old, "{old} is deprecated: use {new}");
         }
     }
-    memory_health::warn_unrecognized_env_among(&VARIABLES)
+    tower_memory_health::warn_unrecognized_env_among(&VARIABLES)
 }
 
 #[cfg(test)]
@@ -254,7 +254,7 @@ mod tests {
         err
     }
 
-    // Moved from memory-health's tests/config.rs with the parsing of these variables.
+    // Moved from tower-memory-health's tests/config.rs with the parsing of these variables.
     #[test]
     fn defaults_and_every_variable_of_the_other_layers() {
         let c = Config::from_vars(std::iter::empty::<(&str, &str)>()).unwrap();

@@ -6,7 +6,7 @@
 //! This umbrella crate re-exports the workspace's crates, each behind a feature (all on by
 //! default), and gathers the everyday types in [`prelude`]:
 //!
-//! - [`probe`] ([`memory_probe`], always): allocation counters, allocator, process and cgroup
+//! - [`probe`] ([`tower_memory_probe`], always): allocation counters, allocator, process and cgroup
 //!   memory, memory release and the pressure signal.
 //! - [`interceptor`] (feature `interceptor`): exact per-request allocation accounting, reports, the
 //!   ledger of memory-intensive routes, a per-request memory quota.
@@ -62,19 +62,19 @@
 //! # }
 //! ```
 
-pub use memory_probe as probe;
+pub use tower_memory_probe as probe;
 
 #[cfg(feature = "interceptor")]
-pub use memory_interceptor_layer as interceptor;
+pub use tower_memory_interceptor as interceptor;
 
 #[cfg(feature = "stream-body")]
-pub use stream_body_layer as stream_body;
+pub use tower_memory_stream_body as stream_body;
 
 #[cfg(feature = "compression")]
-pub use compression_layer as compression;
+pub use tower_memory_compression as compression;
 
 #[cfg(feature = "health")]
-pub use memory_health as health;
+pub use tower_memory_health as health;
 
 #[cfg(feature = "stack")]
 pub mod config;
@@ -83,27 +83,27 @@ pub mod stack;
 
 /// The types most programs need, in one import.
 pub mod prelude {
-    pub use memory_probe::{
+    pub use tower_memory_probe::{
         AllocCounters, CountingAlloc, MemoryBudget, Pressure, PressureSignal, Reclaimer,
         thread_counters,
     };
 
     #[cfg(feature = "interceptor")]
-    pub use memory_interceptor_layer::{
+    pub use tower_memory_interceptor::{
         GovernorConfig, Ledger, MemoryInterceptorLayer, MemoryReport, RequestMemory,
     };
 
     #[cfg(feature = "stream-body")]
-    pub use stream_body_layer::{BodyMode, SpoolConfig, SpooledBody, StreamBodyLayer};
+    pub use tower_memory_stream_body::{BodyMode, SpoolConfig, SpooledBody, StreamBodyLayer};
 
     #[cfg(feature = "compression")]
-    pub use compression_layer::{CompressionLayer, Encoding, RequestDecompressionLayer};
+    pub use tower_memory_compression::{CompressionLayer, Encoding, RequestDecompressionLayer};
 
     #[cfg(feature = "health")]
-    pub use memory_health::{HealthLayer, MemoryConfig, MemoryMonitor, PressureShedLayer};
+    pub use tower_memory_health::{HealthLayer, MemoryConfig, MemoryMonitor, PressureShedLayer};
 
     #[cfg(feature = "prometheus")]
-    pub use memory_health::PrometheusMetrics;
+    pub use tower_memory_health::PrometheusMetrics;
 
     #[cfg(feature = "stack")]
     pub use crate::stack::MemoryStack;

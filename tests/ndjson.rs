@@ -23,7 +23,9 @@ fn record(id: u64, out: &mut Vec<u8>) {
 }
 
 fn peak_rss(pid: u32) -> u64 {
-    memory_probe::process_memory_of(pid).unwrap().peak_rss_bytes
+    tower_memory_probe::process_memory_of(pid)
+        .unwrap()
+        .peak_rss_bytes
 }
 
 /// POSTs `records` records generated on the fly (never held whole by the test either), with a

@@ -356,7 +356,7 @@ fn a_real_prometheus_scrapes_the_server_and_loads_the_alert_rules() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(pressure, 0.0);
-    let actual = memory_probe::process_memory_of(server.pid())
+    let actual = tower_memory_probe::process_memory_of(server.pid())
         .unwrap()
         .rss_bytes as f64;
     assert!(

@@ -204,7 +204,7 @@ fn heavy_reports_are_measured_and_the_quota_aborts_the_largest() {
         "{health}"
     );
     // The peak stays near the quota, not near the 400 MiB that was asked for.
-    let peak = memory_probe::process_memory_of(server.pid())
+    let peak = tower_memory_probe::process_memory_of(server.pid())
         .unwrap()
         .peak_rss_bytes;
     assert!(peak < 250 << 20, "peak RSS {} MiB", peak >> 20);

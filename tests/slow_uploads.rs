@@ -63,7 +63,7 @@ fn two_thousand_slow_uploads_are_held_within_budget() {
     );
     let addr = server.addr.clone();
     let pid = server.pid();
-    let rss = move || memory_probe::process_memory_of(pid).unwrap();
+    let rss = move || tower_memory_probe::process_memory_of(pid).unwrap();
     let runtime = test_support::runtime();
     runtime.block_on(async {
         // A running service has learned its routes: a few uploads first.

@@ -54,7 +54,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A boolean variable: true/false, 1/0, yes/no, on/off (as memory-health reads its own).
+/// A boolean variable: true/false, 1/0, yes/no, on/off (as tower-memory-health reads its own).
 fn flag(name: &str) -> Result<bool, ConfigError> {
     let value: String = var(name, "false".to_string(), "true or false")?;
     match value.to_ascii_lowercase().as_str() {
@@ -89,7 +89,8 @@ fn optional_var<T: FromStr>(name: &str, expected: &str) -> Result<Option<T>, Con
 /// convention, is used instead. The body layer itself refuses a tmpfs spool directory.
 fn default_upload_dir() -> PathBuf {
     let temp = std::env::temp_dir();
-    let on_disk = |dir: &std::path::Path| !stream_body_layer::is_memory_backed(dir).unwrap_or(true);
+    let on_disk =
+        |dir: &std::path::Path| !tower_memory_stream_body::is_memory_backed(dir).unwrap_or(true);
     let base = if on_disk(&temp) {
         temp
     } else {

@@ -42,12 +42,12 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use memory_health::PrometheusMetrics;
-use stream_body_layer::SpoolConfig;
 use tikv_jemallocator::Jemalloc;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_memory::stack::MemoryStack;
+use tower_memory_health::PrometheusMetrics;
+use tower_memory_stream_body::SpoolConfig;
 
 use config::ServerConfig;
 use routes::Uploads;
@@ -110,7 +110,7 @@ fn init_logging(json: bool) {
 }
 
 async fn serve(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let check = memory_probe::self_check();
+    let check = tower_memory_probe::self_check();
     let threshold = config.stack.stream_body.buffer_threshold;
 
     std::fs::create_dir_all(&config.upload_dir)?;

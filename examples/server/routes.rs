@@ -6,11 +6,11 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use memory_interceptor_layer::RequestMemory;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use stream_body_layer::{SpoolError, SpooledBody};
 use tokio::io::AsyncReadExt;
+use tower_memory_interceptor::RequestMemory;
+use tower_memory_stream_body::{SpoolError, SpooledBody};
 
 use crate::documents::documents_json;
 use crate::shared::heavy_pages;

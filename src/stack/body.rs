@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use pin_project_lite::pin_project;
 
-use memory_probe::BoxError;
+use tower_memory_probe::BoxError;
 pin_project! {
     /// The response body of [`MemoryStackService`](super::MemoryStackService).
     // pin_project_lite takes no attributes on variant fields; the variants say what they hold.

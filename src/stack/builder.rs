@@ -1,11 +1,11 @@
 //! [`MemoryStackBuilder`]: the one mapping of the configuration to the layers.
 
-use compression_layer::{CompressionLayer, RequestDecompressionLayer};
 use http::{Method, Uri};
-use memory_health::{BuildError, HealthLayer, PressureShedLayer, StartError};
-use memory_interceptor_layer::{Ledger, MemoryInterceptorLayer};
-use memory_probe::{PressureSignal, Reclaimer};
-use stream_body_layer::{SpoolConfig, StreamBodyLayer};
+use tower_memory_compression::{CompressionLayer, RequestDecompressionLayer};
+use tower_memory_health::{BuildError, HealthLayer, PressureShedLayer, StartError};
+use tower_memory_interceptor::{Ledger, MemoryInterceptorLayer};
+use tower_memory_probe::{PressureSignal, Reclaimer};
+use tower_memory_stream_body::{SpoolConfig, StreamBodyLayer};
 
 #[cfg(feature = "heap-profile")]
 use super::parent_dir;
@@ -18,7 +18,7 @@ type RouteFn = dyn Fn(&Method, &Uri) -> Option<&'static str> + Send + Sync;
 pub struct MemoryStackBuilder {
     pub(super) config: Config,
     #[cfg(feature = "prometheus")]
-    pub(super) metrics: Option<memory_health::PrometheusMetrics>,
+    pub(super) metrics: Option<tower_memory_health::PrometheusMetrics>,
     pub(super) ledger_routes: usize,
     pub(super) top_routes: usize,
     pub(super) prefix: Option<String>,
@@ -51,7 +51,7 @@ pub enum StackError {
     /// directory cannot take a dump.
     #[cfg(feature = "heap-profile")]
     #[error("heap profiles: {0}")]
-    Profile(#[from] memory_health::HeapProfileError),
+    Profile(#[from] tower_memory_health::HeapProfileError),
 }
 
 impl StackError {
@@ -90,7 +90,7 @@ impl MemoryStackBuilder {
 
     /// Serves `/metrics` from this recorder (default: no `/metrics`).
     #[cfg(feature = "prometheus")]
-    pub fn metrics(mut self, metrics: memory_health::PrometheusMetrics) -> Self {
+    pub fn metrics(mut self, metrics: tower_memory_health::PrometheusMetrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -204,8 +204,8 @@ impl MemoryStackBuilder {
         if let Some(metrics) = self.metrics {
             *private = private.clone().metrics(metrics);
             // Descriptions go to the recorder installed now.
-            stream_body_layer::describe_metrics();
-            compression_layer::describe_metrics();
+            tower_memory_stream_body::describe_metrics();
+            tower_memory_compression::describe_metrics();
         }
         #[cfg(feature = "heap-profile")]
         {
@@ -213,12 +213,12 @@ impl MemoryStackBuilder {
             // answering 500 when an operator needs a profile.
             let dir = c.profile_dir();
             if let Some(token) = &c.profile_token {
-                memory_health::check_profile_dir(&dir)?;
+                tower_memory_health::check_profile_dir(&dir)?;
                 *private = private.clone().heap_profile_token(token);
             }
             *private = private.clone().heap_profile_dir(dir);
             if let Some(path) = &c.heap_profile_on_exit {
-                memory_health::check_profile_dir(parent_dir(path))?;
+                tower_memory_health::check_profile_dir(parent_dir(path))?;
             }
         }
 

@@ -1,12 +1,12 @@
 //! [`MemoryStackLayer`]: the six layers composed in their order, full and light paths.
 
-use compression_layer::{
+use tower_layer::Layer;
+use tower_memory_compression::{
     Compression, CompressionLayer, RequestDecompression, RequestDecompressionLayer,
 };
-use memory_health::{Health, HealthLayer, PressureShed, PressureShedLayer};
-use memory_interceptor_layer::{MemoryInterceptor, MemoryInterceptorLayer};
-use stream_body_layer::{StreamBodyLayer, StreamBodyLimit};
-use tower_layer::Layer;
+use tower_memory_health::{Health, HealthLayer, PressureShed, PressureShedLayer};
+use tower_memory_interceptor::{MemoryInterceptor, MemoryInterceptorLayer};
+use tower_memory_stream_body::{StreamBodyLayer, StreamBodyLimit};
 
 use super::MemoryStackService;
 /// The six layers as one [`Layer`]: see [`MemoryStack`](super::MemoryStack).
@@ -35,7 +35,7 @@ pub type FullService<S> =
 
 /// The layers that act on a request no outer layer acts on: interceptor, compression, body
 /// limits. See [`MemoryStackService`]; it is called with the request body typed as behind the
-/// decompression layer ([`RequestDecompressionBody::plain`](compression_layer::RequestDecompressionBody::plain)), so the inner service sees one type.
+/// decompression layer ([`RequestDecompressionBody::plain`](tower_memory_compression::RequestDecompressionBody::plain)), so the inner service sees one type.
 pub type LightService<S> = MemoryInterceptor<Compression<StreamBodyLimit<S>>>;
 
 impl<S: Clone> Layer<S> for MemoryStackLayer {

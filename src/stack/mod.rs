@@ -26,14 +26,14 @@ pub use service::MemoryStackService;
 
 use std::time::Duration;
 
-use memory_health::{Drain, HealthLayer, MemoryMonitor};
-use memory_interceptor_layer::{InFlight, Ledger};
-use memory_probe::{MemoryBudget, Reclaimer};
+use tower_memory_health::{Drain, HealthLayer, MemoryMonitor};
+use tower_memory_interceptor::{InFlight, Ledger};
+use tower_memory_probe::{MemoryBudget, Reclaimer};
 
 use crate::config::{Config, ConfigError};
 pub use crate::config::{DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_REQUEST_MEMORY};
 /// The boxed error of [`StackBody`].
-pub use memory_probe::BoxError;
+pub use tower_memory_probe::BoxError;
 /// Routes the ledger keeps by default: 256.
 pub const DEFAULT_LEDGER_ROUTES: usize = 256;
 /// Routes `/health` lists by default: 10.
@@ -90,7 +90,7 @@ impl std::fmt::Debug for MemoryStack {
 
 impl MemoryStack {
     /// A builder from `config` ([`Config::from_env`]'s variables; a
-    /// [`MemoryConfig`](memory_health::MemoryConfig) alone takes the other layers' defaults).
+    /// [`MemoryConfig`](tower_memory_health::MemoryConfig) alone takes the other layers' defaults).
     pub fn builder(config: impl Into<Config>) -> MemoryStackBuilder {
         MemoryStackBuilder {
             config: config.into(),
@@ -175,14 +175,14 @@ impl MemoryStack {
     #[cfg(feature = "heap-profile")]
     pub fn write_exit_profile(
         &self,
-    ) -> Option<Result<(std::path::PathBuf, u64), memory_health::HeapProfileError>> {
+    ) -> Option<Result<(std::path::PathBuf, u64), tower_memory_health::HeapProfileError>> {
         let path = self.exit_profile.as_ref()?;
-        Some(memory_health::write_heap_profile(path).map(|size| (path.clone(), size)))
+        Some(tower_memory_health::write_heap_profile(path).map(|size| (path.clone(), size)))
     }
 
     /// How long the shed layer's `Retry-After` is.
     pub fn retry_after(&self) -> Duration {
-        memory_probe::DEFAULT_RETRY_AFTER
+        tower_memory_probe::DEFAULT_RETRY_AFTER
     }
 }
 

@@ -4,13 +4,13 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use compression_layer::RequestDecompressionBody;
 use http::{Request, Response};
-use memory_health::{HealthLayer, PressureShedLayer};
+use tower_memory_compression::RequestDecompressionBody;
+use tower_memory_health::{HealthLayer, PressureShedLayer};
 use tower_service::Service;
 
 use super::{FullService, LightService, ResponseFuture, StackBody};
-use memory_probe::BoxError;
+use tower_memory_probe::BoxError;
 /// The service [`MemoryStackLayer`](super::MemoryStackLayer) makes around `S`.
 ///
 /// Three of the six layers act only on some requests: the health layer on its own paths,

@@ -72,8 +72,8 @@ impl Watch {
     }
 
     /// Resident and peak bytes now.
-    pub(crate) fn memory(&self) -> memory_probe::ProcessMemory {
-        memory_probe::process_memory_of(self.pid).expect("the server's /proc status")
+    pub(crate) fn memory(&self) -> tower_memory_probe::ProcessMemory {
+        tower_memory_probe::process_memory_of(self.pid).expect("the server's /proc status")
     }
 
     /// Starts a case whose peak RSS may grow by at most `bound` bytes over the RSS now.

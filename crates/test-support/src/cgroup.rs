@@ -7,8 +7,8 @@
 //! The cgroup is a child of the test process's own cgroup, found from `/proc/self/cgroup` and
 //! `/proc/self/mountinfo` (cgroup v1, v2, or a hybrid host with the memory controller on v1).
 //! Resolution is strict: the directory must exist and list this process in `cgroup.procs`, so a
-//! test never creates anything outside its own subtree. It is independent of memory-probe on
-//! purpose: the tests use it as an oracle for what memory-probe reports.
+//! test never creates anything outside its own subtree. It is independent of tower-memory-probe on
+//! purpose: the tests use it as an oracle for what tower-memory-probe reports.
 //!
 //! **Skipping.** Creating a cgroup needs root and a memory controller that can be enabled for
 //! children. Where it cannot, [`MemoryCgroup::create`] returns a [`Skip`] with the reason. Whether
@@ -235,7 +235,7 @@ impl MemoryCgroup {
     }
 
     /// A reader root whose `proc/self/cgroup` places the process in this cgroup, with the real
-    /// cgroup mounts reached through symlinks: a reader that takes a root path (memory-probe's
+    /// cgroup mounts reached through symlinks: a reader that takes a root path (tower-memory-probe's
     /// `subscribe_at(root)`, say) then resolves this real cgroup while the test process itself
     /// stays where it is.
     pub fn reader_root(&self) -> tempfile::TempDir {

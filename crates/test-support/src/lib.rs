@@ -15,7 +15,7 @@
 //!
 //! It depends on none of the workspace's crates on purpose: the crates' own tests use it as a
 //! dev-dependency, and a dependency back on a crate would give those tests two copies of its
-//! types. It is an oracle, too: the cgroup helper resolves cgroups independently of memory-probe,
+//! types. It is an oracle, too: the cgroup helper resolves cgroups independently of tower-memory-probe,
 //! the code under test. See `ARCHITECTURE.md` at the project root for where it sits.
 //!
 //! Every helper panics with a message on failure: it is for tests.
