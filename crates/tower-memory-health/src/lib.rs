@@ -86,6 +86,7 @@ mod profile;
 mod prometheus;
 mod reclaim;
 mod report;
+mod requests;
 mod sample;
 pub mod shed;
 mod thresholds;
@@ -102,7 +103,9 @@ pub use config::{
 };
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
-pub use gauges::{record_metrics, record_request_metrics};
+pub use gauges::record_metrics;
+#[cfg(feature = "interceptor")]
+pub use gauges::record_request_metrics;
 pub use health::{Health, HealthLayer};
 pub use limit::{LimitSource, MemoryLimit, usage_bytes};
 pub use migration::{

@@ -78,8 +78,8 @@ mod statfs;
 mod stats;
 
 pub use budget::{
-    Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_MAX_QUEUE, MemoryBudget,
-    Park, RequestBudget, Reservation,
+    Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_FLOOR, DEFAULT_MAX_QUEUE,
+    DEFAULT_PARK_TIMEOUT, DEFAULT_QUEUE_TIMEOUT, MemoryBudget, Park, RequestBudget, Reservation,
 };
 pub use cgroup::{CgroupMemory, CgroupVersion, cgroup_memory, cgroup_memory_at};
 pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check, thread_counters};
