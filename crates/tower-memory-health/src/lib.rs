@@ -58,13 +58,22 @@
 //!
 //! # Features
 //!
+//! The defaults (`prometheus`, `interceptor`) need no C toolchain; `jemalloc` and `heap-profile`
+//! build jemalloc (C).
+//!
 //! - `prometheus` (default): `/metrics` through `metrics-exporter-prometheus`.
+//! - `interceptor` (default): tower-memory-interceptor's per-request views: the memory-intensive
+//!   routes (`HealthLayer::ledger`) and the requests in flight (`HealthLayer::in_flight`,
+//!   `MemoryMonitorBuilder::in_flight`) in `/health`, `/metrics` and the critical-pressure log
+//!   event, and `MemoryConfig::governor`. Without it those parts are absent (empty lists in
+//!   `/health`) and everything else works.
 //! - `jemalloc`: [`AllocatorProfile`] and jemalloc statistics and purge in `tower-memory-probe`; the
 //!   program installs `tikv_jemallocator::Jemalloc` as its global allocator.
 //! - `heap-profile`: jemalloc built with profiling, `/debug/pprof/heap` and
 //!   `write_heap_profile`; the program starts jemalloc with `prof:true`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod allocator;
 mod body;

@@ -49,13 +49,20 @@
 //!
 //! # Features
 //!
-//! - `jemalloc`: jemalloc counters, statistics and purge (through `tikv-jemalloc-ctl`). The
-//!   program still has to install `tikv_jemallocator::Jemalloc` as its global allocator;
-//!   [`self_check`] warns when it is linked but not installed.
+//! None is on by default; without them the crate needs no C toolchain, and counts through
+//! [`CountingAlloc`].
+//!
+//! - `jemalloc` (builds jemalloc: a C toolchain): jemalloc counters, statistics and purge (through
+//!   `tikv-jemalloc-ctl`). The program still has to install `tikv_jemallocator::Jemalloc` as its
+//!   global allocator; [`self_check`] warns when it is linked but not installed.
 //!   With it, [`heap_profiling`] and [`dump_heap_profile`] reach jemalloc's heap profiler (the
-//!   program starts jemalloc with `prof:true`; building jemalloc with profiling is
-//!   `tikv-jemalloc-ctl`'s `profiling` feature, which tower-memory-health's `heap-profile` turns on).
-//! - `mimalloc`: `mi_collect(true)` in the [`Reclaimer`] when mimalloc is the global allocator.
+//!   program starts jemalloc with `prof:true`).
+//! - `heap-profile` (implies `jemalloc`): jemalloc built with heap profiling (`tikv-jemalloc-ctl`'s
+//!   `profiling`), so that `prof.*` controls work; tower-memory-health's `heap-profile` turns it on.
+//! - `mimalloc` (builds mimalloc: a C toolchain): `mi_collect(true)` in the [`Reclaimer`] when
+//!   mimalloc is the global allocator.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod budget;
 mod cgroup;
