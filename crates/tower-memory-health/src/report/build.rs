@@ -34,7 +34,8 @@ impl HealthReport {
         Self::build(monitor, snapshot, ledger, in_flight, top)
     }
 
-    /// [`new`](Self::new) with the stand-ins of `crate::requests` when the interceptor is absent.
+    /// `new`'s report, built with or without the interceptor (without it, `ledger` and
+    /// `in_flight` are the stand-ins of `crate::requests`, always `None`).
     pub(crate) fn build(
         monitor: &MemoryMonitor,
         snapshot: &MemorySnapshot,
