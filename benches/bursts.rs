@@ -8,8 +8,8 @@
 //! Run (root, on a host where memory cgroups can be created; loopback only, bounded):
 //!
 //! ```sh
-//! cargo build --release --all-features --example server --example baseline_server
-//! cargo bench --all-features --bench bursts
+//! cargo build --release --features full --example server --example baseline_server
+//! cargo bench --features full --bench bursts
 //! ```
 //!
 //! `RUNS=3` (default 1) repeats the whole table and prints the median of each cell.

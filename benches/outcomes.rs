@@ -7,10 +7,10 @@
 //! command BENCHMARKS.md cites (the workload itself is in tests/support/workload.rs).)
 //!
 //! ```sh
-//! cargo build --release --all-features --example server --example baseline_server
-//! cargo bench --all-features --bench outcomes            # RUNS=3; about 8 minutes
-//! SOAK_SECONDS=600 cargo bench --all-features --bench outcomes   # also the 10-minute leak soak
-//! SOAK_ONLY=1 SOAK_SECONDS=600 cargo bench --all-features --bench outcomes  # the soak alone
+//! cargo build --release --features full --example server --example baseline_server
+//! cargo bench --features full --bench outcomes            # RUNS=3; about 8 minutes
+//! SOAK_SECONDS=600 cargo bench --features full --bench outcomes   # also the 10-minute leak soak
+//! SOAK_ONLY=1 SOAK_SECONDS=600 cargo bench --features full --bench outcomes  # the soak alone
 //! ```
 //!
 //! Servers: `baseline` (jemalloc defaults), `stack` (the example server with its defaults) and

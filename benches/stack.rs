@@ -3,7 +3,7 @@
 //! installed as in the example server). Each layer alone too, so the cost of each shows.
 //!
 //! ```sh
-//! cargo bench --all-features --bench stack
+//! cargo bench --features full --bench stack
 //! ```
 //!
 //! `ONLY=<configuration> ROUNDS=<n>` runs one configuration `n` x 1,000 times without criterion,

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-16}
 SECS=${SECONDS_PER_RUN:-3}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
-cargo build --release -q --all-features --example server --example baseline_server
+cargo build --release -q --features full --example server --example baseline_server
 bin=target/release/examples
 
 work=$(mktemp -d)

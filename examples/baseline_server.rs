@@ -4,10 +4,10 @@
 //! what the whole stack costs or saves, request for request.
 //!
 //! ```sh
-//! cargo run --release --all-features --example baseline_server
+//! cargo run --release --features full --example baseline_server
 //! ```
 //!
-//! Build it with the same features and profile as `examples/server` (`--all-features`), so both
+//! Build it with the same features and profile as `examples/server` (`--features full`), so both
 //! link the same jemalloc. Listens on 127.0.0.1:5001 (`BIND`, `PORT`; `PORT=0` picks a free port),
 //! prints `listening on http://ADDR` first, and serves what the example server serves, with the
 //! same parameters, limits and response bodies:

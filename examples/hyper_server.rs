@@ -1,7 +1,7 @@
 //! The same layers over a plain hyper 1 server (hyper-util), no axum.
 //!
 //! ```sh
-//! cargo run --release --example hyper_server
+//! cargo run --release --example hyper_server --features full
 //! ```
 //!
 //! Listens on 127.0.0.1:5000 (`BIND`, `PORT`), serves `GET /api/hello`, `GET /api/documents`

@@ -4,7 +4,7 @@
 //! `application/grpc`).
 //!
 //! ```sh
-//! cargo run --release --example tonic_server
+//! cargo run --release --example tonic_server --features full
 //! ```
 //!
 //! Listens on 127.0.0.1:50051 (`BIND`, `PORT`). Serves the standard gRPC health service

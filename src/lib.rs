@@ -3,8 +3,8 @@
 //! Where this crate sits in the workspace, its code map and the invariants it keeps:
 //! `ARCHITECTURE.md` at the repository root.
 //!
-//! This umbrella crate re-exports the workspace's crates, each behind a feature (all on by
-//! default), and gathers the everyday types in [`prelude`]:
+//! This umbrella crate re-exports the workspace's crates, each behind a feature, and gathers the
+//! everyday types in [`prelude`]:
 //!
 //! - [`probe`] ([`tower_memory_probe`], always): allocation counters, allocator, process and cgroup
 //!   memory, memory release and the pressure signal.
@@ -12,8 +12,8 @@
 //!   ledger of memory-intensive routes, a per-request memory quota.
 //! - [`stream_body`] (feature `stream-body`): request-body limits, a memory budget, streaming,
 //!   spill to disk, a slow-body guard.
-//! - [`compression`] (feature `compression`): memory-bounded response compression and capped
-//!   request decompression.
+//! - [`compression`] (any `compression-*` or `decompression-*` feature, or `stack`):
+//!   memory-bounded response compression and capped request decompression.
 //! - [`health`] (feature `health`): the memory monitor, pressure, reclaim schedule, health,
 //!   readiness, metrics and heap-profile endpoints, load shedding.
 //! - [`stack`] (feature `stack`): all of them as one layer, built from the configuration in one
@@ -22,6 +22,30 @@
 //!
 //! The layers go in one `ServiceBuilder`, outermost first: health, shedding, interceptor,
 //! compression and decompression, body limits, then the handler.
+//!
+//! # Features
+//!
+//! The defaults need no C toolchain: `stack`, `axum`, `prometheus` and the pure-Rust codecs
+//! (`compression-gzip`, `compression-deflate`, `compression-br` and the same three
+//! `decompression-*`). Without `jemalloc` the interceptor counts through
+//! [`CountingAlloc`](probe::CountingAlloc), which the program installs around its allocator.
+//!
+//! | feature | what it adds | builds C? |
+//! |---|---|---|
+//! | `interceptor` | [`interceptor`]; with `health`, the hungry routes and requests in flight in `/health` | no |
+//! | `stream-body` | [`stream_body`] | no |
+//! | `health` | [`health`] | no |
+//! | `stack` (default) | [`stack`] and [`config`]; implies the three above and the compression layers, which use whichever codecs are on | no |
+//! | `axum` (default) | route labels from `MatchedPath`, the extractors | no |
+//! | `prometheus` (default) | `/metrics` (implies `health`) | no |
+//! | `compression-gzip`, `-deflate`, `-br` (default) | those response codecs (zlib-rs, brotli) | no |
+//! | `compression-zstd` | zstd responses | yes (libzstd) |
+//! | `decompression-gzip`, `-deflate`, `-br` (default), `decompression-zstd` | the same for request bodies | zstd only |
+//! | `compression-full`, `decompression-full` | the four codecs one way | yes (libzstd) |
+//! | `jemalloc` | jemalloc counters, statistics, purge, allocator profiles | yes (jemalloc) |
+//! | `heap-profile` | `/debug/pprof/heap` (implies `jemalloc`, `health`) | yes (jemalloc) |
+//! | `mimalloc` | `mi_collect` in the `Reclaimer` | yes (mimalloc) |
+//! | `full` | everything but `mimalloc` (one global allocator per program) | yes |
 //!
 //! # Example
 //!
@@ -62,6 +86,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use tower_memory_probe as probe;
 
 #[cfg(feature = "interceptor")]
@@ -70,7 +96,20 @@ pub use tower_memory_interceptor as interceptor;
 #[cfg(feature = "stream-body")]
 pub use tower_memory_stream_body as stream_body;
 
-#[cfg(feature = "compression")]
+// Every feature that brings tower-memory-compression in (Cargo makes no feature of a `dep:`).
+#[cfg(any(
+    feature = "stack",
+    feature = "compression-gzip",
+    feature = "compression-deflate",
+    feature = "compression-br",
+    feature = "compression-zstd",
+    feature = "compression-full",
+    feature = "decompression-gzip",
+    feature = "decompression-deflate",
+    feature = "decompression-br",
+    feature = "decompression-zstd",
+    feature = "decompression-full"
+))]
 pub use tower_memory_compression as compression;
 
 #[cfg(feature = "health")]
@@ -96,7 +135,19 @@ pub mod prelude {
     #[cfg(feature = "stream-body")]
     pub use tower_memory_stream_body::{BodyMode, SpoolConfig, SpooledBody, StreamBodyLayer};
 
-    #[cfg(feature = "compression")]
+    #[cfg(any(
+        feature = "stack",
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd",
+        feature = "compression-full",
+        feature = "decompression-gzip",
+        feature = "decompression-deflate",
+        feature = "decompression-br",
+        feature = "decompression-zstd",
+        feature = "decompression-full"
+    ))]
     pub use tower_memory_compression::{CompressionLayer, Encoding, RequestDecompressionLayer};
 
     #[cfg(feature = "health")]

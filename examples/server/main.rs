@@ -1,7 +1,7 @@
 //! The main job: an axum service with the whole memory-aware stack.
 //!
 //! ```sh
-//! cargo run --release --example server
+//! cargo run --release --example server --features full
 //! ```
 //!
 //! Listens on 127.0.0.1:5000 (`BIND`, `PORT`), configured from the environment (README,

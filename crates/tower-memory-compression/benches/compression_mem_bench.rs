@@ -57,12 +57,11 @@ async fn hold(port: u16, path: &str, encoding: &str) -> (TcpStream, bool) {
     };
     // ...and a first body chunk if one comes (the server has then compressed what it got).
     let mut body = got > head_end;
-    if !body {
-        if let Ok(Ok(n)) =
+    if !body
+        && let Ok(Ok(n)) =
             tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf[got..])).await
-        {
-            body = n > 0;
-        }
+    {
+        body = n > 0;
     }
     (stream, body)
 }

@@ -96,6 +96,7 @@
 //! (`any_codec`, `zlib`).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // With every codec feature off the codec types are uninhabited: the code that hands them data
 // is unreachable and its arguments unused (output buffers then look like they could be slices).
 // That build is legal but serves identity only.

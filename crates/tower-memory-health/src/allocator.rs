@@ -271,7 +271,7 @@ fn decay_ticker(on: bool) {
                         // Once per decay time, whatever is still parked beyond a small slack goes
                         // back: decay settings changed at run time do not reach every arena's
                         // pages (measured: 35 MiB left 3 s after a burst with decay alone).
-                        if tick % TICKS_PER_PURGE_CHECK == 0 {
+                        if tick.is_multiple_of(TICKS_PER_PURGE_CHECK) {
                             purge_if_parked();
                         }
                     }

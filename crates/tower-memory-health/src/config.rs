@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(feature = "interceptor")]
 use tower_memory_interceptor::GovernorConfig;
 use tower_memory_probe::MemoryBudget;
 
@@ -155,9 +156,9 @@ impl Default for MemoryConfig {
             governor_enabled: true,
             request_budget: BudgetCapacity::Auto,
             admission_queue: tower_memory_probe::DEFAULT_MAX_QUEUE,
-            admission_timeout: tower_memory_interceptor::DEFAULT_QUEUE_TIMEOUT,
-            admission_floor: tower_memory_interceptor::DEFAULT_FLOOR,
-            park_timeout: tower_memory_interceptor::DEFAULT_PARK_TIMEOUT,
+            admission_timeout: tower_memory_probe::DEFAULT_QUEUE_TIMEOUT,
+            admission_floor: tower_memory_probe::DEFAULT_FLOOR,
+            park_timeout: tower_memory_probe::DEFAULT_PARK_TIMEOUT,
             log_query_strings: false,
         }
     }
@@ -214,7 +215,8 @@ impl MemoryConfig {
     }
 
     /// The interceptor's governor over `budget` with these settings (floor, admission timeout,
-    /// park timeout; the rest at their defaults).
+    /// park timeout; the rest at their defaults). Feature `interceptor`.
+    #[cfg(feature = "interceptor")]
     pub fn governor(&self, budget: MemoryBudget) -> GovernorConfig {
         GovernorConfig::new(budget)
             .admission_floor(self.admission_floor)

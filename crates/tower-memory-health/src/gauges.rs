@@ -1,8 +1,10 @@
 //! The monitor's figures as `metrics` gauges and counters.
 
+#[cfg(feature = "interceptor")]
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
+#[cfg(feature = "interceptor")]
 use tower_memory_interceptor::{InFlight, Ledger};
 
 use metrics::{counter, gauge};
@@ -14,7 +16,8 @@ use crate::monitor::MemoryMonitor;
 /// Sets the per-route gauges of what requests hold: in flight now (`http_in_flight_held_bytes`,
 /// `http_in_flight_requests`) and left behind when they ended (`http_route_retained_bytes`).
 /// Every route the ledger knows gets a series (0 when nothing is in flight), so a finished burst reads 0, not its
-/// last value.
+/// last value. Feature `interceptor`.
+#[cfg(feature = "interceptor")]
 pub fn record_request_metrics(ledger: Option<&Ledger>, in_flight: Option<&InFlight>) {
     let mut routes: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     if let Some(ledger) = ledger {

@@ -58,13 +58,22 @@
 //!
 //! # Features
 //!
+//! The defaults (`prometheus`, `interceptor`) need no C toolchain; `jemalloc` and `heap-profile`
+//! build jemalloc (C).
+//!
 //! - `prometheus` (default): `/metrics` through `metrics-exporter-prometheus`.
+//! - `interceptor` (default): tower-memory-interceptor's per-request views: the memory-intensive
+//!   routes (`HealthLayer::ledger`) and the requests in flight (`HealthLayer::in_flight`,
+//!   `MemoryMonitorBuilder::in_flight`) in `/health`, `/metrics` and the critical-pressure log
+//!   event, and `MemoryConfig::governor`. Without it those parts are absent (empty lists in
+//!   `/health`) and everything else works.
 //! - `jemalloc`: [`AllocatorProfile`] and jemalloc statistics and purge in `tower-memory-probe`; the
 //!   program installs `tikv_jemallocator::Jemalloc` as its global allocator.
 //! - `heap-profile`: jemalloc built with profiling, `/debug/pprof/heap` and
 //!   `write_heap_profile`; the program starts jemalloc with `prof:true`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod allocator;
 mod body;
@@ -86,6 +95,7 @@ mod profile;
 mod prometheus;
 mod reclaim;
 mod report;
+mod requests;
 mod sample;
 pub mod shed;
 mod thresholds;
@@ -102,7 +112,9 @@ pub use config::{
 };
 pub use drain::Drain;
 pub use error::{BuildError, StartError};
-pub use gauges::{record_metrics, record_request_metrics};
+pub use gauges::record_metrics;
+#[cfg(feature = "interceptor")]
+pub use gauges::record_request_metrics;
 pub use health::{Health, HealthLayer};
 pub use limit::{LimitSource, MemoryLimit, usage_bytes};
 pub use migration::{

@@ -335,11 +335,13 @@ pub fn describe_metrics() {
         Unit::Count,
         "Requests parked until memory frees."
     );
+    #[cfg(feature = "interceptor")]
     describe_counter!(
         tower_memory_interceptor::GOVERNOR_METRIC,
         Unit::Count,
         "Memory governor decisions for requests that reserved memory, by route and decision (admitted, queued, rejected, parked, aborted)."
     );
+    #[cfg(feature = "interceptor")]
     describe_histogram!(
         tower_memory_interceptor::ADMISSION_WAIT_METRIC,
         Unit::Seconds,

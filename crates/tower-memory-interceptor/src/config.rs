@@ -17,16 +17,12 @@ use crate::report::MemoryReport;
 /// Requests that allocate at least this many bytes are heavy by default (50 MiB).
 pub const DEFAULT_HEAVY_THRESHOLD: u64 = 50 << 20;
 
-/// Default floor: requests predicted to hold less are admitted without a reservation and never
-/// queue (64 KiB).
-pub const DEFAULT_FLOOR: u64 = 64 << 10;
+// Defined in tower-memory-probe beside the budget, so tower-memory-health reads them without this
+// crate; re-exported here, where the governor uses them.
+pub use tower_memory_probe::{DEFAULT_FLOOR, DEFAULT_PARK_TIMEOUT, DEFAULT_QUEUE_TIMEOUT};
+
 /// Default reservation of a route's first request, while its cost is unknown (1 MiB).
 pub const DEFAULT_UNSEEN_COST: u64 = 1 << 20;
-/// Default longest wait in the admission queue (5 s).
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default time a request stays parked before the governor aborts the request furthest over its
-/// reservation (500 ms).
-pub const DEFAULT_PARK_TIMEOUT: Duration = Duration::from_millis(500);
 /// Default longest wait for a route's first request to show its cost (200 ms).
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 

@@ -93,8 +93,15 @@
 //!
 //! [`Reclaimer`]: tower_memory_probe::Reclaimer
 //! [`PressureSignal`]: tower_memory_probe::PressureSignal
+//!
+//! # Features
+//!
+//! None is on by default, and none needs a C toolchain.
+//!
+//! - `axum`: axum's `MatchedPath` as the route label, and [`RequestMemory`] as an extractor.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The code map: `layer.rs` (the builder), `service.rs`, `future.rs` (`ResponseFuture`, the 503s),
 // `body.rs` (`MeteredBody`) on top; below them `account/` (the per-request account, its owner's

@@ -49,13 +49,20 @@
 //!
 //! # Features
 //!
-//! - `jemalloc`: jemalloc counters, statistics and purge (through `tikv-jemalloc-ctl`). The
-//!   program still has to install `tikv_jemallocator::Jemalloc` as its global allocator;
-//!   [`self_check`] warns when it is linked but not installed.
+//! None is on by default; without them the crate needs no C toolchain, and counts through
+//! [`CountingAlloc`].
+//!
+//! - `jemalloc` (builds jemalloc: a C toolchain): jemalloc counters, statistics and purge (through
+//!   `tikv-jemalloc-ctl`). The program still has to install `tikv_jemallocator::Jemalloc` as its
+//!   global allocator; [`self_check`] warns when it is linked but not installed.
 //!   With it, [`heap_profiling`] and [`dump_heap_profile`] reach jemalloc's heap profiler (the
-//!   program starts jemalloc with `prof:true`; building jemalloc with profiling is
-//!   `tikv-jemalloc-ctl`'s `profiling` feature, which tower-memory-health's `heap-profile` turns on).
-//! - `mimalloc`: `mi_collect(true)` in the [`Reclaimer`] when mimalloc is the global allocator.
+//!   program starts jemalloc with `prof:true`).
+//! - `heap-profile` (implies `jemalloc`): jemalloc built with heap profiling (`tikv-jemalloc-ctl`'s
+//!   `profiling`), so that `prof.*` controls work; tower-memory-health's `heap-profile` turns it on.
+//! - `mimalloc` (builds mimalloc: a C toolchain): `mi_collect(true)` in the [`Reclaimer`] when
+//!   mimalloc is the global allocator.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod budget;
 mod cgroup;
@@ -78,8 +85,8 @@ mod statfs;
 mod stats;
 
 pub use budget::{
-    Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_MAX_QUEUE, MemoryBudget,
-    Park, RequestBudget, Reservation,
+    Admission, BudgetError, BudgetStats, DEFAULT_BUDGET_CAPACITY, DEFAULT_FLOOR, DEFAULT_MAX_QUEUE,
+    DEFAULT_PARK_TIMEOUT, DEFAULT_QUEUE_TIMEOUT, MemoryBudget, Park, RequestBudget, Reservation,
 };
 pub use cgroup::{CgroupMemory, CgroupVersion, cgroup_memory, cgroup_memory_at};
 pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check, thread_counters};

@@ -24,7 +24,7 @@ cd "$root"
 cargo build --release -q -p tower-memory-stream-body --features axum --example upload_server
 bin="$root/target/release/examples/upload_server"
 case " $MODES " in
-    *" server "*) cargo build --release -q --example server ;;
+    *" server "*) cargo build --release -q --features full --example server ;;
 esac
 main_bin="$root/target/release/examples/server"
 

@@ -97,9 +97,12 @@
 //!
 //! # Features
 //!
+//! None is on by default, and none needs a C toolchain.
+//!
 //! - `axum`: `FromRequest` for [`SpooledBody`], `FromRequestParts` for [`BodyMode`].
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod budget;

@@ -194,10 +194,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// Records the first violation (counted once) and wakes the response future.
     pub(crate) fn violate(&self, rejection: Rejection) {
-        if self.violation.set(rejection).is_ok() {
-            if let Some(r) = self.violation.get() {
-                r.count();
-            }
+        if self.violation.set(rejection).is_ok()
+            && let Some(r) = self.violation.get()
+        {
+            r.count();
         }
         self.waker.wake();
     }

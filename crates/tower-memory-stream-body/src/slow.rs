@@ -97,10 +97,10 @@ impl SlowGuard {
                 if let Some(since) = self.waiting_since.take() {
                     self.waited += since.elapsed();
                 }
-                if let Some(Ok(frame)) = &frame {
-                    if let Some(data) = frame.data_ref() {
-                        self.received += data.remaining() as u64;
-                    }
+                if let Some(Ok(frame)) = &frame
+                    && let Some(data) = frame.data_ref()
+                {
+                    self.received += data.remaining() as u64;
                 }
                 Poll::Ready(frame.map(|r| r.map_err(GuardError::Body)))
             }

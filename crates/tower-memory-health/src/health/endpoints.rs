@@ -90,6 +90,7 @@ pub(super) fn metrics(config: &HealthConfig) -> Response<Bytes> {
     let Some(metrics) = &config.metrics else {
         unreachable!("endpoint() matches /metrics only with a recorder");
     };
+    #[cfg(feature = "interceptor")]
     crate::gauges::record_request_metrics(config.ledger.as_ref(), config.in_flight.as_ref());
     let text = metrics.render(Some(&config.monitor));
     let mut response = Response::new(Bytes::from(text));

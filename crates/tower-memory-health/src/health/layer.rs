@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use tower_layer::Layer;
-use tower_memory_interceptor::{InFlight, Ledger};
 
 use super::service::Health;
 use crate::drain::Drain;
 use crate::monitor::MemoryMonitor;
+use crate::requests::{InFlight, Ledger};
 
 /// Default of [`HealthLayer::max_sample_age`]: 1 s.
 pub(crate) const DEFAULT_MAX_SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -109,8 +109,10 @@ impl HealthLayer {
         self.config.drain.clone()
     }
 
-    /// Shows the `top` routes of `ledger` (from `tower-memory-interceptor`) in `/health`.
+    /// Shows the `top` routes of `ledger` (from `tower-memory-interceptor`) in `/health`. Feature
+    /// `interceptor`.
     #[must_use]
+    #[cfg(feature = "interceptor")]
     pub fn ledger(self, ledger: Ledger, top: usize) -> Self {
         self.update(|c| {
             c.ledger = Some(ledger);
@@ -120,8 +122,10 @@ impl HealthLayer {
 
     /// Lists the largest requests in flight (from `tower-memory-interceptor`'s
     /// [`MemoryInterceptorLayer::in_flight`](tower_memory_interceptor::MemoryInterceptorLayer::in_flight))
-    /// in `/health`, as many as routes, and their held bytes per route in `/metrics`.
+    /// in `/health`, as many as routes, and their held bytes per route in `/metrics`. Feature
+    /// `interceptor`.
     #[must_use]
+    #[cfg(feature = "interceptor")]
     pub fn in_flight(self, in_flight: InFlight) -> Self {
         self.update(|c| c.in_flight = Some(in_flight))
     }

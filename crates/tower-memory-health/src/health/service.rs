@@ -115,7 +115,7 @@ where
                 // `max_sample_age`, shared by concurrent requests).
                 let max_age = config.max_sample_age;
                 if let Some(snapshot) = config.monitor.fresh_snapshot(max_age) {
-                    return ResponseFuture::ready(health(&HealthReport::new(
+                    return ResponseFuture::ready(health(&HealthReport::build(
                         &config.monitor,
                         &snapshot,
                         config.ledger.as_ref(),
@@ -126,7 +126,7 @@ where
                 let config = Arc::clone(config);
                 ResponseFuture::boxed(Box::pin(async move {
                     match config.monitor.recent_snapshot(max_age).await {
-                        Ok(snapshot) => health(&HealthReport::new(
+                        Ok(snapshot) => health(&HealthReport::build(
                             &config.monitor,
                             &snapshot,
                             config.ledger.as_ref(),

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tower_memory_interceptor::InFlight;
 use tower_memory_probe::{MemoryBudget, Pressure, PressureSignal, Reclaimer};
 
 use super::leak::{LeakCheck, LeakThreshold};
@@ -16,6 +15,7 @@ use super::{MemoryMonitor, Shared, State};
 use crate::allocator::AllocatorProfile;
 use crate::budget::BudgetCapacity;
 use crate::error::BuildError;
+use crate::requests::InFlight;
 use crate::sample::{ProbeSource, SampleSource};
 use crate::thresholds::Thresholds;
 use crate::trend::GrowthTrend;
@@ -233,8 +233,10 @@ impl MemoryMonitorBuilder {
     /// On entering critical pressure, the warning event lists the largest requests in flight
     /// (from `tower-memory-interceptor`'s
     /// [`MemoryInterceptorLayer::in_flight`](tower_memory_interceptor::MemoryInterceptorLayer::in_flight)):
-    /// if the kernel kills the process next, its logs say what held the memory.
+    /// if the kernel kills the process next, its logs say what held the memory. Feature
+    /// `interceptor`.
     #[must_use]
+    #[cfg(feature = "interceptor")]
     pub fn in_flight(mut self, in_flight: InFlight) -> Self {
         self.in_flight = Some(in_flight);
         self

@@ -1,11 +1,11 @@
 //! What a pressure change tells the outside: the `memory_pressure_changes_total` counter and one
 //! log event (on entering critical, with the requests holding the most).
 
-use tower_memory_interceptor::InFlight;
 use tower_memory_probe::Pressure;
 
 use super::pressure::Reading;
 use crate::metrics::MEMORY_PRESSURE_CHANGES_TOTAL;
+use crate::requests::{self, InFlight};
 
 /// Requests the critical-pressure event lists.
 const CRITICAL_IN_FLIGHT: usize = 5;
@@ -26,18 +26,7 @@ pub(super) fn pressure_changed(
     if pressure == Pressure::Critical {
         // One event with the requests holding the most: the cause of an OOM kill is in
         // the logs even if the process dies next.
-        let largest = in_flight.map(|f| {
-            let list: Vec<String> = f
-                .largest(CRITICAL_IN_FLIGHT)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            if list.is_empty() {
-                "none".to_string()
-            } else {
-                list.join("; ")
-            }
-        });
+        let largest = requests::largest_in_flight(in_flight, CRITICAL_IN_FLIGHT);
         tracing::warn!(
             target: "tower_memory_health",
             from = %previous, to = %pressure,

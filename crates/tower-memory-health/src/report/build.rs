@@ -3,12 +3,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tower_memory_interceptor::{InFlight, Ledger};
 use tower_memory_probe::{CgroupVersion, Pressure};
 
 use super::*;
 use crate::budget::BudgetCapacity;
 use crate::monitor::{MemoryMonitor, MemorySnapshot};
+use crate::requests::{self, InFlight, Ledger};
 
 /// The status word of a pressure level.
 fn status_word(pressure: Pressure) -> &'static str {
@@ -21,7 +21,9 @@ fn status_word(pressure: Pressure) -> &'static str {
 
 impl HealthReport {
     /// The report for `snapshot` (the monitor's reclaim totals are read now), with the `top`
-    /// routes of `ledger` and the `top` largest requests of `in_flight`.
+    /// routes of `ledger` and the `top` largest requests of `in_flight` (feature `interceptor`;
+    /// without it [`HealthLayer`](crate::HealthLayer) builds the report with empty lists).
+    #[cfg(feature = "interceptor")]
     pub fn new(
         monitor: &MemoryMonitor,
         snapshot: &MemorySnapshot,
@@ -29,6 +31,19 @@ impl HealthReport {
         in_flight: Option<&InFlight>,
         top: usize,
     ) -> Self {
+        Self::build(monitor, snapshot, ledger, in_flight, top)
+    }
+
+    /// `new`'s report, built with or without the interceptor (without it, `ledger` and
+    /// `in_flight` are the stand-ins of `crate::requests`, always `None`).
+    pub(crate) fn build(
+        monitor: &MemoryMonitor,
+        snapshot: &MemorySnapshot,
+        ledger: Option<&Ledger>,
+        in_flight: Option<&InFlight>,
+        top: usize,
+    ) -> Self {
+        let (in_flight, in_flight_min_bytes) = requests::in_flight_reports(in_flight, top);
         let thresholds = monitor.thresholds();
         let reclaim = monitor.reclaim_summary();
         let stats = &snapshot.allocator;
@@ -132,43 +147,9 @@ impl HealthReport {
                     parked_total: stats.parked,
                 }
             }),
-            routes: ledger
-                .map(|l| {
-                    l.top(top)
-                        .into_iter()
-                        .map(|r| RouteReport {
-                            route: r.route,
-                            requests: r.requests,
-                            allocated_bytes_total: r.allocated_bytes_total,
-                            allocated_bytes_max: r.allocated_bytes_max,
-                            retained_bytes: r.retained_bytes,
-                            predicted_cost_bytes: r.predicted_cost_bytes,
-                            governor: RouteGovernorReport {
-                                admitted: r.governor.admitted,
-                                queued: r.governor.queued,
-                                rejected: r.governor.rejected,
-                                parked: r.governor.parked,
-                                aborted: r.governor.aborted,
-                            },
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            in_flight: in_flight
-                .map(|f| {
-                    f.largest(top)
-                        .into_iter()
-                        .map(|r| InFlightReport {
-                            route: r.route.to_string(),
-                            method: r.method.to_string(),
-                            age_seconds: round4(r.age.as_secs_f64()),
-                            held_bytes: r.held_bytes,
-                            peak_bytes: r.peak_bytes,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            in_flight_min_bytes: in_flight.map(InFlight::min_bytes),
+            routes: requests::route_reports(ledger, top),
+            in_flight,
+            in_flight_min_bytes,
         }
     }
 }
@@ -198,7 +179,7 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Four decimals are plenty for a ratio and keep the JSON readable.
-fn round4(v: f64) -> f64 {
+pub(crate) fn round4(v: f64) -> f64 {
     (v * 1e4).round() / 1e4
 }
 

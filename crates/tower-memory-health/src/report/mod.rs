@@ -4,6 +4,9 @@
 
 mod build;
 
+#[cfg(feature = "interceptor")]
+pub(crate) use build::round4;
+
 use serde::Serialize;
 
 /// `GET /health`: usage against the limit, with the figures it rests on.

@@ -40,6 +40,18 @@ pub const DEFAULT_BUDGET_CAPACITY: u64 = 256 << 20;
 /// Default bound of the admission queue: 1024 waiting reservations.
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
 
+// The governor's defaults (tower-memory-interceptor runs it and re-exports them) live here, beside
+// the budget they govern, so that tower-memory-health's configuration has them without the
+// interceptor.
+/// Default floor of the governor: requests predicted to hold less are admitted without a
+/// reservation and never queue (64 KiB).
+pub const DEFAULT_FLOOR: u64 = 64 << 10;
+/// Default longest wait in the governor's admission queue (5 s).
+pub const DEFAULT_QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default time a request stays parked before the governor aborts the request furthest over its
+/// reservation (500 ms).
+pub const DEFAULT_PARK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A byte budget shared by every layer that holds a clone (cloning shares it).
 ///
 /// - **Reservations** ([`try_reserve`](Self::try_reserve), [`reserve`](Self::reserve)) are
