@@ -5,7 +5,7 @@
 //! `ARCHITECTURE.md` at the repository root.
 //!
 //! - [`CompressionLayer`] compresses responses with gzip, deflate (zlib-wrapped), br or zstd,
-//!   each a cargo feature (all on by default), negotiated from `Accept-Encoding` (q-values,
+//!   each a cargo feature (see [Features](#features)), negotiated from `Accept-Encoding` (q-values,
 //!   `*`, `identity;q=0` answered 406). It compresses a body that arrives at once in one shot
 //!   and sends its exact length; it streams the rest in frames of at least 16 KiB, flushing
 //!   when the input pauses so that Server-Sent Events arrive promptly. Bodies under the
@@ -74,6 +74,20 @@
 //! (level 3, 256 KiB window, 32 KiB + 8 KiB tables for streams; tower-http's zstd: about
 //! 980 KiB); brotli about 0.75 MiB (quality 3 and a 256 KiB window for streams).
 //!
+//! # Features
+//!
+//! One feature per codec and direction, as in tower-http: `compression-gzip`,
+//! `compression-deflate`, `compression-br`, `compression-zstd` (response encoders) and
+//! `decompression-gzip`, `decompression-deflate`, `decompression-br`, `decompression-zstd`
+//! (request decoders); `compression-full` and `decompression-full` turn on all four of a
+//! direction. A coding whose feature is off is neither offered nor accepted
+//! ([`Encoding::can_compress`], [`Encoding::can_decompress`]): the layer answers it as
+//! tower-http does (identity for responses, 415 for request bodies).
+//!
+//! The default is every codec but zstd, both ways: gzip, deflate and br are pure Rust, while
+//! zstd builds libzstd from C and so needs a C compiler; turn on `compression-zstd` and
+//! `decompression-zstd` (or the `-full` features) to get it.
+//!
 //! # Runtime
 //!
 //! Time-based flushing and the threshold hold use Tokio timers: the layers must run inside a
@@ -93,14 +107,14 @@
 //! both use: `codec/` (one file per codec with its encoder and decoder), `decoder.rs` (the
 //! capped multi-stage [`Decoder`]), `limits.rs`, `encoding.rs`, `negotiation.rs`, `params.rs`
 //! and `metrics.rs`. The codec features are summed up by the cfg aliases of `build.rs`
-//! (`any_codec`, `zlib`).
+//! (`any_encoder`, `any_decoder`, `zlib_encoder`, `zlib_decoder`).
 
 #![forbid(unsafe_code)]
-// With every codec feature off the codec types are uninhabited: the code that hands them data
-// is unreachable and its arguments unused (output buffers then look like they could be slices).
-// That build is legal but serves identity only.
+// With every compression feature off the encoder types are uninhabited: the code that hands
+// them data is unreachable and its arguments unused (output buffers then look like they could
+// be slices). That build is legal but serves identity only.
 #![cfg_attr(
-    not(any_codec),
+    not(any_encoder),
     allow(unused_variables, unreachable_code, clippy::ptr_arg)
 )]
 

@@ -1,14 +1,19 @@
 //! brotli (RFC 7932) through the pure-Rust `brotli` crate: the encoder with a window fitted to
 //! the body, and the decoder with a cap on the window a stream may declare.
 
+#[cfg(feature = "compression-br")]
 use super::{CodecError, Encode, reserve};
 use crate::Encoding;
+#[cfg(feature = "decompression-br")]
 use crate::limits::{DecodeError, DecodeLimits};
+#[cfg(feature = "compression-br")]
 use crate::params::BrotliParams;
 
+#[cfg(feature = "compression-br")]
 type BrotliEncoderState =
     ::brotli::enc::encode::BrotliEncoderStateStruct<brotli::enc::StandardAlloc>;
 
+#[cfg(feature = "compression-br")]
 #[derive(Clone, Copy)]
 enum Op {
     Process,
@@ -16,11 +21,13 @@ enum Op {
     Finish,
 }
 
+#[cfg(feature = "compression-br")]
 pub(crate) struct BrotliEncoder {
     // The state is several KiB inline; boxed so responses move cheaply.
     state: Box<BrotliEncoderState>,
 }
 
+#[cfg(feature = "compression-br")]
 impl BrotliEncoder {
     pub(crate) fn new(params: BrotliParams, size: Option<u64>, streaming: bool) -> Self {
         use ::brotli::enc::encode::BrotliEncoderParameter::*;
@@ -85,6 +92,7 @@ impl BrotliEncoder {
     }
 }
 
+#[cfg(feature = "compression-br")]
 impl Encode for BrotliEncoder {
     #[inline]
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -102,12 +110,14 @@ impl Encode for BrotliEncoder {
     }
 }
 
+#[cfg(feature = "decompression-br")]
 type BrotliDecoderState = ::brotli::BrotliState<
     ::brotli::enc::StandardAlloc,
     ::brotli::enc::StandardAlloc,
     ::brotli::enc::StandardAlloc,
 >;
 
+#[cfg(feature = "decompression-br")]
 pub(crate) struct BrotliDecoder {
     state: Box<BrotliDecoderState>,
     window_bits_max: u32,
@@ -115,6 +125,7 @@ pub(crate) struct BrotliDecoder {
     ended: bool,
 }
 
+#[cfg(feature = "decompression-br")]
 impl BrotliDecoder {
     /// A decoder that refuses streams declaring a window above `limits.brotli_window_bits_max`
     /// (and every large-window stream) before decoding them.
@@ -189,6 +200,7 @@ impl BrotliDecoder {
     }
 }
 
+#[cfg(feature = "decompression-br")]
 /// Reads WBITS from the first byte of a brotli stream (RFC 7932 section 9.1) and refuses
 /// large-window streams and windows above `max_bits`.
 fn check_window(first: u8, max_bits: u32) -> Result<(), DecodeError> {

@@ -1,20 +1,27 @@
 //! gzip (RFC 1952) and deflate as HTTP means it (zlib-wrapped, RFC 1950) on zlib-rs: the
 //! encoder and the decoder.
 
+#[cfg(zlib_encoder)]
 use super::{CodecError, Encode, reserve};
 use crate::Encoding;
+#[cfg(zlib_decoder)]
 use crate::limits::{DecodeError, DecodeLimits};
+#[cfg(zlib_encoder)]
 use crate::params::DeflateParams;
 
 /// zlib's convention: +16 selects the gzip wrapper, a plain value the zlib one.
+#[cfg(zlib_decoder)]
 const GZIP_WINDOW_BITS: u8 = 16 + 15;
+#[cfg(zlib_decoder)]
 const ZLIB_WINDOW_BITS: u8 = 15;
 
+#[cfg(zlib_encoder)]
 pub(crate) struct DeflateEncoder {
     z: zlib_rs::Deflate,
     encoding: Encoding,
 }
 
+#[cfg(zlib_encoder)]
 impl DeflateEncoder {
     /// A fresh encoder for `encoding` (gzip or deflate). The arguments after it are those every
     /// codec's constructor takes: zlib sizes nothing to the body.
@@ -80,6 +87,7 @@ impl DeflateEncoder {
     }
 }
 
+#[cfg(zlib_encoder)]
 impl Encode for DeflateEncoder {
     #[inline]
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -97,6 +105,7 @@ impl Encode for DeflateEncoder {
     }
 }
 
+#[cfg(zlib_decoder)]
 pub(crate) struct DeflateDecoder {
     z: Box<zlib_rs::Inflate>,
     gzip: bool,
@@ -106,6 +115,7 @@ pub(crate) struct DeflateDecoder {
     ended: bool,
 }
 
+#[cfg(zlib_decoder)]
 impl DeflateDecoder {
     /// A decoder for `encoding` (gzip or deflate). zlib's window is at most 32 KiB: no cap of
     /// [`DecodeLimits`] concerns its state (the byte and ratio caps hold around every codec).

@@ -10,35 +10,41 @@
 //! Adding a codec: a file here with its encoder (implementing [`Encode`]) and decoder (`new`,
 //! `at_boundary`, `decode`), a feature, and one arm in each enum below.
 
-#[cfg(feature = "br")]
+#[cfg(any(feature = "compression-br", feature = "decompression-br"))]
 mod brotli;
-#[cfg(zlib)]
+#[cfg(any(zlib_encoder, zlib_decoder))]
 mod deflate;
-#[cfg(feature = "zstd")]
+#[cfg(any(feature = "compression-zstd", feature = "decompression-zstd"))]
 mod zstd;
 
-#[cfg(feature = "zstd")]
+#[cfg(feature = "compression-zstd")]
 use std::sync::Arc;
 
-#[cfg(feature = "br")]
-use self::brotli::{BrotliDecoder, BrotliEncoder};
-#[cfg(zlib)]
-use self::deflate::{DeflateDecoder, DeflateEncoder};
-#[cfg(feature = "zstd")]
+#[cfg(feature = "decompression-br")]
+use self::brotli::BrotliDecoder;
+#[cfg(feature = "compression-br")]
+use self::brotli::BrotliEncoder;
+#[cfg(zlib_decoder)]
+use self::deflate::DeflateDecoder;
+#[cfg(zlib_encoder)]
+use self::deflate::DeflateEncoder;
+#[cfg(feature = "decompression-zstd")]
+use self::zstd::ZstdDecoder;
+#[cfg(feature = "compression-zstd")]
+use self::zstd::ZstdEncoder;
+#[cfg(feature = "compression-zstd")]
 pub(crate) use self::zstd::ZstdPool;
-#[cfg(feature = "zstd")]
-use self::zstd::{ZstdDecoder, ZstdEncoder};
 use crate::Encoding;
 use crate::limits::{DecodeError, DecodeLimits};
-#[cfg(feature = "br")]
+#[cfg(feature = "compression-br")]
 use crate::params::BrotliParams;
-#[cfg(zlib)]
+#[cfg(zlib_encoder)]
 use crate::params::DeflateParams;
-#[cfg(feature = "zstd")]
+#[cfg(feature = "compression-zstd")]
 use crate::params::ZstdParams;
 
 /// How much output space each codec call gets at least.
-#[cfg(any_codec)]
+#[cfg(any_encoder)]
 const OUT_STEP: usize = 16 * 1024;
 
 /// A codec failed. Compression only fails on a broken invariant (a body that delivers more or
@@ -51,7 +57,7 @@ pub struct CodecError {
 }
 
 impl CodecError {
-    #[cfg(any_codec)]
+    #[cfg(any_encoder)]
     fn new(encoding: Encoding, reason: impl Into<String>) -> Self {
         CodecError {
             encoding,
@@ -61,7 +67,7 @@ impl CodecError {
 }
 
 /// What the layer asks of a codec's encoder.
-#[cfg(any_codec)]
+#[cfg(any_encoder)]
 trait Encode {
     /// Compresses all of `input`, appending whatever output the codec releases to `out`.
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError>;
@@ -80,7 +86,7 @@ trait Encode {
 }
 
 /// Makes sure `out` has at least [`OUT_STEP`] bytes of spare capacity.
-#[cfg(any_codec)]
+#[cfg(any_encoder)]
 fn reserve(out: &mut Vec<u8>) {
     if out.capacity() - out.len() < OUT_STEP {
         out.reserve(OUT_STEP.max(out.len() / 2));
@@ -90,26 +96,26 @@ fn reserve(out: &mut Vec<u8>) {
 /// The parameters of one response's encoder.
 #[derive(Debug, Clone)]
 pub(crate) enum EncoderConfig {
-    #[cfg(feature = "gzip")]
+    #[cfg(feature = "compression-gzip")]
     Gzip(DeflateParams),
-    #[cfg(feature = "deflate")]
+    #[cfg(feature = "compression-deflate")]
     Deflate(DeflateParams),
-    #[cfg(feature = "br")]
+    #[cfg(feature = "compression-br")]
     Brotli(BrotliParams),
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "compression-zstd")]
     Zstd(ZstdParams, Arc<ZstdPool>),
 }
 
 impl EncoderConfig {
     pub(crate) fn encoding(&self) -> Encoding {
         match *self {
-            #[cfg(feature = "gzip")]
+            #[cfg(feature = "compression-gzip")]
             EncoderConfig::Gzip(_) => Encoding::Gzip,
-            #[cfg(feature = "deflate")]
+            #[cfg(feature = "compression-deflate")]
             EncoderConfig::Deflate(_) => Encoding::Deflate,
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             EncoderConfig::Brotli(_) => Encoding::Brotli,
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             EncoderConfig::Zstd(..) => Encoding::Zstd,
         }
     }
@@ -118,23 +124,23 @@ impl EncoderConfig {
     /// compressed as it arrives (its state lives as long as the response), not in one shot.
     pub(crate) fn build(&self, size: Option<u64>, streaming: bool) -> Result<Encoder, CodecError> {
         match *self {
-            #[cfg(feature = "gzip")]
+            #[cfg(feature = "compression-gzip")]
             EncoderConfig::Gzip(p) => Ok(Encoder::Deflate(DeflateEncoder::new(
                 p,
                 Encoding::Gzip,
                 size,
                 streaming,
             ))),
-            #[cfg(feature = "deflate")]
+            #[cfg(feature = "compression-deflate")]
             EncoderConfig::Deflate(p) => Ok(Encoder::Deflate(DeflateEncoder::new(
                 p,
                 Encoding::Deflate,
                 size,
                 streaming,
             ))),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             EncoderConfig::Brotli(p) => Ok(Encoder::Brotli(BrotliEncoder::new(p, size, streaming))),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             EncoderConfig::Zstd(ref p, ref pool) => {
                 ZstdEncoder::new(p, pool, size, streaming).map(Encoder::Zstd)
             }
@@ -144,11 +150,11 @@ impl EncoderConfig {
 
 /// What a response needs from an encoder.
 pub(crate) enum Encoder {
-    #[cfg(zlib)]
+    #[cfg(zlib_encoder)]
     Deflate(DeflateEncoder),
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "compression-zstd")]
     Zstd(ZstdEncoder),
-    #[cfg(feature = "br")]
+    #[cfg(feature = "compression-br")]
     Brotli(BrotliEncoder),
 }
 
@@ -157,11 +163,11 @@ impl Encoder {
     #[inline]
     pub(crate) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.compress(input, out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.compress(input, out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.compress(input, out),
         }
     }
@@ -175,11 +181,11 @@ impl Encoder {
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.compress_all(input, out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.compress_all(input, out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.compress_all(input, out),
         }
     }
@@ -188,11 +194,11 @@ impl Encoder {
     #[inline]
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.flush(out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.flush(out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.flush(out),
         }
     }
@@ -201,11 +207,11 @@ impl Encoder {
     #[inline]
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.finish(out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.finish(out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.finish(out),
         }
     }
@@ -213,26 +219,28 @@ impl Encoder {
 
 /// One coding's decoder, for one stage of a [`Decoder`](crate::Decoder).
 pub(crate) enum CodecDecoder {
-    #[cfg(zlib)]
+    #[cfg(zlib_decoder)]
     Deflate(DeflateDecoder),
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "decompression-zstd")]
     Zstd(ZstdDecoder),
-    #[cfg(feature = "br")]
+    #[cfg(feature = "decompression-br")]
     Brotli(BrotliDecoder),
 }
 
+// With every decoder feature off the decoder type is uninhabited (see `impl Encoder`).
+#[cfg_attr(not(any_decoder), allow(unused_variables, unreachable_code))]
 impl CodecDecoder {
     /// A decoder for `encoding` with its state bounded by `limits`; `Unsupported` for a coding
     /// not compiled in (and for `identity`, which has no decoder).
     pub(crate) fn new(encoding: Encoding, limits: &DecodeLimits) -> Result<Self, DecodeError> {
         match encoding {
-            #[cfg(feature = "gzip")]
+            #[cfg(feature = "decompression-gzip")]
             Encoding::Gzip => Ok(CodecDecoder::Deflate(DeflateDecoder::new(encoding, limits))),
-            #[cfg(feature = "deflate")]
+            #[cfg(feature = "decompression-deflate")]
             Encoding::Deflate => Ok(CodecDecoder::Deflate(DeflateDecoder::new(encoding, limits))),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "decompression-zstd")]
             Encoding::Zstd => ZstdDecoder::new(limits).map(CodecDecoder::Zstd),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "decompression-br")]
             Encoding::Brotli => Ok(CodecDecoder::Brotli(BrotliDecoder::new(limits))),
             other => Err(DecodeError::Unsupported(other.as_str().to_owned())),
         }
@@ -242,11 +250,11 @@ impl CodecDecoder {
     #[inline]
     pub(crate) fn at_boundary(&self) -> bool {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_decoder)]
             CodecDecoder::Deflate(ref d) => d.at_boundary(),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "decompression-zstd")]
             CodecDecoder::Zstd(ref d) => d.at_boundary(),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "decompression-br")]
             CodecDecoder::Brotli(ref d) => d.at_boundary(),
         }
     }
@@ -260,11 +268,11 @@ impl CodecDecoder {
         out: &mut [u8],
     ) -> Result<Option<(usize, usize)>, DecodeError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_decoder)]
             CodecDecoder::Deflate(ref mut d) => d.decode(input, out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "decompression-zstd")]
             CodecDecoder::Zstd(ref mut d) => d.decode(input, out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "decompression-br")]
             CodecDecoder::Brotli(ref mut d) => d.decode(input, out),
         }
     }

@@ -1,11 +1,15 @@
 //! zstd (RFC 8878) through libzstd (zstd-safe): the encoder with its pool of reused contexts,
 //! and the decoder with a cap on the window a frame may declare.
 
+#[cfg(feature = "compression-zstd")]
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "compression-zstd")]
 use super::{CodecError, Encode, reserve};
 use crate::Encoding;
+#[cfg(feature = "decompression-zstd")]
 use crate::limits::{DecodeError, DecodeLimits};
+#[cfg(feature = "compression-zstd")]
 use crate::params::ZstdParams;
 
 /// Idle zstd compression contexts, shared by every clone of a layer.
@@ -13,6 +17,7 @@ use crate::params::ZstdParams;
 /// A context keeps its tables and buffers between frames, so a reused one starts a frame
 /// without allocating or clearing megabytes; with a pledged size a small response touches only
 /// a small part of them.
+#[cfg(feature = "compression-zstd")]
 pub(crate) struct ZstdPool {
     idle: Mutex<Vec<zstd_safe::CCtx<'static>>>,
     max_idle: usize,
@@ -20,6 +25,7 @@ pub(crate) struct ZstdPool {
     pressure: Option<tower_memory_probe::PressureSignal>,
 }
 
+#[cfg(feature = "compression-zstd")]
 impl std::fmt::Debug for ZstdPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZstdPool")
@@ -29,6 +35,7 @@ impl std::fmt::Debug for ZstdPool {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 impl ZstdPool {
     pub(crate) fn new(
         max_idle: usize,
@@ -85,6 +92,7 @@ impl ZstdPool {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 pub(crate) struct ZstdEncoder {
     ctx: Option<zstd_safe::CCtx<'static>>,
     pool: Arc<ZstdPool>,
@@ -92,6 +100,7 @@ pub(crate) struct ZstdEncoder {
     reuse: bool,
 }
 
+#[cfg(feature = "compression-zstd")]
 impl ZstdEncoder {
     pub(crate) fn new(
         params: &ZstdParams,
@@ -165,6 +174,7 @@ impl ZstdEncoder {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 impl Encode for ZstdEncoder {
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         use zstd_safe::{InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
@@ -204,6 +214,7 @@ impl Encode for ZstdEncoder {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 impl Drop for ZstdEncoder {
     fn drop(&mut self) {
         if let Some(ctx) = self.ctx.take()
@@ -214,12 +225,14 @@ impl Drop for ZstdEncoder {
     }
 }
 
+#[cfg(feature = "decompression-zstd")]
 pub(crate) struct ZstdDecoder {
     ctx: zstd_safe::DCtx<'static>,
     window_log_max: u32,
     at_boundary: bool,
 }
 
+#[cfg(feature = "decompression-zstd")]
 impl ZstdDecoder {
     /// A decoder that refuses frames declaring a window above `limits.zstd_window_log_max`
     /// before allocating it.
