@@ -291,7 +291,7 @@ impl Stage {
     }
 
     /// Whether the stage stands between complete streams (so the end of input is clean).
-    fn at_boundary(&self) -> bool {
+    fn at_boundary(&mut self) -> bool {
         self.codec.at_boundary()
     }
 

@@ -11,13 +11,16 @@
 //!   when the input pauses so that Server-Sent Events arrive promptly. Bodies under the
 //!   threshold (1024 bytes by default, also for bodies of unknown size) and already-compressed
 //!   or opaque content types pass through. Codecs: zlib-rs for gzip/deflate (about twice the
-//!   speed of miniz_oxide), libzstd with a pledged size and a pool of reused contexts, the
-//!   `brotli` crate with a window fitted to the body. With a
+//!   speed of miniz_oxide) with zlib's `memLevel` and window bits, libzstd with a pledged size
+//!   and a pool of reused contexts, and brotli on `async-compression`'s codec layer
+//!   (compression-codecs) with a window fitted to the body. With a
 //!   [`PressureSignal`](tower_memory_probe::PressureSignal), `Warning` switches new responses to the
 //!   fastest levels and small windows, `Critical` stops compressing.
 //! - [`RequestDecompressionLayer`] decodes compressed request bodies under hard caps enforced inside
 //!   the decoder ([`DecodeLimits`]: decoded bytes, ratio, zstd and brotli windows): a bomb is
-//!   answered 413 having cost at most the cap; corrupt data 400; an unknown coding 415.
+//!   answered 413 having cost at most the cap; corrupt data 400; an unknown coding 415. The
+//!   decoders are compression-codecs' (gzip and deflate on flate2's zlib-rs backend), driven
+//!   by this crate's capped loop.
 //!
 //! ```
 //! use std::convert::Infallible;

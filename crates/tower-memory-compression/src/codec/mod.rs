@@ -1,15 +1,26 @@
-//! The codecs, one file each holding its encoder and its decoder, and the enums that pick one
-//! per response or request stage (static dispatch: one `match` per call).
+//! The codecs, one file per codec family holding its encoder and its decoder, and the enums
+//! that pick one per response or request stage (static dispatch: one `match` per call).
 //!
-//! Written against the codecs directly rather than through `async-compression` because the
-//! layer needs what its encoders do not expose: zlib `memLevel`, a pledged source size and a
-//! reused context for zstd, a size hint and a fitted window for brotli, output written into
-//! buffers the layer sizes for its own framing, and decoders whose output buffers are bounded by
-//! the caps.
+//! Built on compression-codecs (the codec layer of `async-compression`, driven by
+//! `adapter.rs`) except two encoders, kept hand-written for what they measurably win
+//! (`BENCHMARKS.md`, "tower-memory-compression"):
+//!
+//! - gzip and deflate on zlib-rs directly: compression-codecs takes a level only, while this
+//!   encoder takes zlib's `memLevel` and window bits, which the `Warning` pressure parameters
+//!   use to cut the memory of every new stream (same throughput, same memory at the defaults).
+//! - zstd on zstd-safe: compression-codecs has neither a pledged source size nor reused
+//!   contexts, which make small responses several times faster and let a known-length stream's
+//!   window shrink to the body.
+//!
+//! The brotli encoder and every decoder are compression-codecs' (brotli with its window and size
+//! hint, zstd with its window cap, gzip with multi-member bodies, flate2 on its zlib-rs backend);
+//! this crate keeps the framing, the flushes and the output caps around them.
 //!
 //! Adding a codec: a file here with its encoder (implementing [`Encode`]) and decoder (`new`,
-//! `at_boundary`, `decode`), a feature, and one arm in each enum below.
+//! `at_boundary`, `decode`), the two features, and one arm in each enum below.
 
+#[cfg(any(feature = "compression-br", any_decoder))]
+mod adapter;
 #[cfg(any(feature = "compression-br", feature = "decompression-br"))]
 mod brotli;
 #[cfg(any(zlib_encoder, zlib_decoder))]
@@ -24,10 +35,12 @@ use std::sync::Arc;
 use self::brotli::BrotliDecoder;
 #[cfg(feature = "compression-br")]
 use self::brotli::BrotliEncoder;
-#[cfg(zlib_decoder)]
-use self::deflate::DeflateDecoder;
 #[cfg(zlib_encoder)]
 use self::deflate::DeflateEncoder;
+#[cfg(feature = "decompression-gzip")]
+use self::deflate::GzipDecoder;
+#[cfg(feature = "decompression-deflate")]
+use self::deflate::ZlibDecoder;
 #[cfg(feature = "decompression-zstd")]
 use self::zstd::ZstdDecoder;
 #[cfg(feature = "compression-zstd")]
@@ -139,7 +152,9 @@ impl EncoderConfig {
                 streaming,
             ))),
             #[cfg(feature = "compression-br")]
-            EncoderConfig::Brotli(p) => Ok(Encoder::Brotli(BrotliEncoder::new(p, size, streaming))),
+            EncoderConfig::Brotli(p) => Ok(Encoder::Brotli(Box::new(brotli::encoder(
+                p, size, streaming,
+            )))),
             #[cfg(feature = "compression-zstd")]
             EncoderConfig::Zstd(ref p, ref pool) => {
                 ZstdEncoder::new(p, pool, size, streaming).map(Encoder::Zstd)
@@ -154,8 +169,9 @@ pub(crate) enum Encoder {
     Deflate(DeflateEncoder),
     #[cfg(feature = "compression-zstd")]
     Zstd(ZstdEncoder),
+    /// Boxed: the `brotli` crate's encoder state is several KiB inline, and responses move.
     #[cfg(feature = "compression-br")]
-    Brotli(BrotliEncoder),
+    Brotli(Box<BrotliEncoder>),
 }
 
 impl Encoder {
@@ -219,15 +235,18 @@ impl Encoder {
 
 /// One coding's decoder, for one stage of a [`Decoder`](crate::Decoder).
 pub(crate) enum CodecDecoder {
-    #[cfg(zlib_decoder)]
-    Deflate(DeflateDecoder),
+    #[cfg(feature = "decompression-gzip")]
+    Gzip(GzipDecoder),
+    #[cfg(feature = "decompression-deflate")]
+    Zlib(ZlibDecoder),
     #[cfg(feature = "decompression-zstd")]
     Zstd(ZstdDecoder),
     #[cfg(feature = "decompression-br")]
     Brotli(BrotliDecoder),
 }
 
-// With every decoder feature off the decoder type is uninhabited (see `impl Encoder`).
+// With every decoder feature off the decoder type is uninhabited: the code that hands it data
+// is unreachable and its arguments unused.
 #[cfg_attr(not(any_decoder), allow(unused_variables, unreachable_code))]
 impl CodecDecoder {
     /// A decoder for `encoding` with its state bounded by `limits`; `Unsupported` for a coding
@@ -235,11 +254,11 @@ impl CodecDecoder {
     pub(crate) fn new(encoding: Encoding, limits: &DecodeLimits) -> Result<Self, DecodeError> {
         match encoding {
             #[cfg(feature = "decompression-gzip")]
-            Encoding::Gzip => Ok(CodecDecoder::Deflate(DeflateDecoder::new(encoding, limits))),
+            Encoding::Gzip => Ok(CodecDecoder::Gzip(deflate::gzip_decoder(limits))),
             #[cfg(feature = "decompression-deflate")]
-            Encoding::Deflate => Ok(CodecDecoder::Deflate(DeflateDecoder::new(encoding, limits))),
+            Encoding::Deflate => Ok(CodecDecoder::Zlib(deflate::zlib_decoder(limits))),
             #[cfg(feature = "decompression-zstd")]
-            Encoding::Zstd => ZstdDecoder::new(limits).map(CodecDecoder::Zstd),
+            Encoding::Zstd => Ok(CodecDecoder::Zstd(ZstdDecoder::new(limits))),
             #[cfg(feature = "decompression-br")]
             Encoding::Brotli => Ok(CodecDecoder::Brotli(BrotliDecoder::new(limits))),
             other => Err(DecodeError::Unsupported(other.as_str().to_owned())),
@@ -248,14 +267,16 @@ impl CodecDecoder {
 
     /// Whether the decoder stands between complete streams (so the end of input is clean).
     #[inline]
-    pub(crate) fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&mut self) -> bool {
         match *self {
-            #[cfg(zlib_decoder)]
-            CodecDecoder::Deflate(ref d) => d.at_boundary(),
+            #[cfg(feature = "decompression-gzip")]
+            CodecDecoder::Gzip(ref mut d) => d.at_boundary(),
+            #[cfg(feature = "decompression-deflate")]
+            CodecDecoder::Zlib(ref mut d) => d.at_boundary(),
             #[cfg(feature = "decompression-zstd")]
-            CodecDecoder::Zstd(ref d) => d.at_boundary(),
+            CodecDecoder::Zstd(ref mut d) => d.at_boundary(),
             #[cfg(feature = "decompression-br")]
-            CodecDecoder::Brotli(ref d) => d.at_boundary(),
+            CodecDecoder::Brotli(ref mut d) => d.at_boundary(),
         }
     }
 
@@ -268,8 +289,10 @@ impl CodecDecoder {
         out: &mut [u8],
     ) -> Result<Option<(usize, usize)>, DecodeError> {
         match *self {
-            #[cfg(zlib_decoder)]
-            CodecDecoder::Deflate(ref mut d) => d.decode(input, out),
+            #[cfg(feature = "decompression-gzip")]
+            CodecDecoder::Gzip(ref mut d) => d.decode(input, out),
+            #[cfg(feature = "decompression-deflate")]
+            CodecDecoder::Zlib(ref mut d) => d.decode(input, out),
             #[cfg(feature = "decompression-zstd")]
             CodecDecoder::Zstd(ref mut d) => d.decode(input, out),
             #[cfg(feature = "decompression-br")]
