@@ -1,23 +1,47 @@
-//! cfg aliases for the codec features, so that the code says `cfg(any_codec)` once instead of
-//! repeating `any(feature = "gzip", feature = "deflate", feature = "br", feature = "zstd")`.
+//! cfg aliases for the codec features, so that the code says `cfg(any_encoder)` once instead of
+//! repeating `any(feature = "compression-gzip", feature = "compression-deflate", ...)`.
 //!
-//! - `zlib`: gzip or deflate (both on zlib-rs, one encoder and one decoder for the two).
-//! - `any_codec`: at least one codec.
-//! - `all_codecs`: every codec (the unit tests that compare codecs need them all).
+//! - `zlib_encoder`: gzip or deflate compression (one zlib encoder for the two).
+//! - `zlib_decoder`: gzip or deflate decompression.
+//! - `any_encoder`, `any_decoder`: at least one codec in that direction.
+//! - `all_codecs`: every codec both ways (the unit tests that compare codecs need them all).
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(zlib)");
-    println!("cargo::rustc-check-cfg=cfg(any_codec)");
-    println!("cargo::rustc-check-cfg=cfg(all_codecs)");
-    let on = |feature: &str| std::env::var_os(format!("CARGO_FEATURE_{feature}")).is_some();
-    if on("GZIP") || on("DEFLATE") {
-        println!("cargo::rustc-cfg=zlib");
+    for alias in [
+        "zlib_encoder",
+        "zlib_decoder",
+        "any_encoder",
+        "any_decoder",
+        "all_codecs",
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({alias})");
     }
-    let codecs = ["GZIP", "DEFLATE", "BR", "ZSTD"];
-    if codecs.into_iter().any(on) {
-        println!("cargo::rustc-cfg=any_codec");
-    }
-    if codecs.into_iter().all(on) {
-        println!("cargo::rustc-cfg=all_codecs");
-    }
+    let on = |feature: &str| {
+        let var = format!("CARGO_FEATURE_{}", feature.to_uppercase().replace('-', "_"));
+        std::env::var_os(var).is_some()
+    };
+    let codecs = ["gzip", "deflate", "br", "zstd"];
+    let encoders = codecs.map(|c| format!("compression-{c}"));
+    let decoders = codecs.map(|c| format!("decompression-{c}"));
+    let set = |alias: &str, yes: bool| {
+        if yes {
+            println!("cargo::rustc-cfg={alias}");
+        }
+    };
+    set(
+        "zlib_encoder",
+        on("compression-gzip") || on("compression-deflate"),
+    );
+    set(
+        "zlib_decoder",
+        on("decompression-gzip") || on("decompression-deflate"),
+    );
+    let any_encoder = encoders.iter().any(|f| on(f));
+    let any_decoder = decoders.iter().any(|f| on(f));
+    set("any_encoder", any_encoder);
+    set("any_decoder", any_decoder);
+    set(
+        "all_codecs",
+        encoders.iter().chain(&decoders).all(|f| on(f)),
+    );
 }

@@ -4,8 +4,13 @@
 //! document into the encoder and waits), and reads the server's resident set (`VmRSS`, which
 //! counts the Rust heap and the C heap of libzstd alike) before and after.
 //!
+//! Cases: no compression, then per encoding tower-http with flate2's miniz_oxide and with its
+//! zlib-rs (the copies of the server `benches/e2e.sh` builds outside the workspace) and this
+//! layer; every case once per rep.
+//!
 //! ```text
-//! cargo build --release -p tower-memory-compression --example compression_bench_server --example compression_mem_bench
+//! crates/tower-memory-compression/benches/e2e.sh   # builds all the servers (REPS=0: nothing else)
+//! cargo build --release -p tower-memory-compression --features compression-full,decompression-full --example compression_bench_server --example compression_mem_bench
 //! target/release/examples/compression_mem_bench [--connections 256] [--reps 3] [--known 0|1] [--first 65536] [--cases none:gzip,layer:zstd,...]
 //! ```
 
@@ -107,31 +112,28 @@ fn main() {
         known == 1
     );
     println!(
-        "{:<11} {:<5} {:>10} {:>10} {:>14} {:>16}",
+        "{:<18} {:<7} {:>10} {:>10} {:>14} {:>16}",
         "mode", "enc", "idle MiB", "held MiB", "KiB/response", "net of none KiB"
     );
-    let mut none_per = 0.0;
-    for (mode, encoding) in [
-        ("none", "gzip"),
-        ("tower-http", "gzip"),
-        ("layer", "gzip"),
-        ("tower-http", "zstd"),
-        ("layer", "zstd"),
-        ("tower-http", "br"),
-        ("layer", "br"),
-    ] {
-        if only
-            .as_ref()
-            .is_some_and(|o| !o.iter().any(|c| *c == format!("{mode}:{encoding}")))
-        {
-            continue;
+    // Every case once per rep, reps outermost: A, B, C, A, B, C, ... so that drift over the
+    // run spreads over all cases alike.
+    let mut cases = vec![("none", "gzip")];
+    for encoding in ["gzip", "deflate", "zstd", "br"] {
+        for mode in ["tower-http-miniz", "tower-http-zlib-rs", "layer"] {
+            cases.push((mode, encoding));
         }
-        let mut per = Vec::new();
-        let mut idle = Vec::new();
-        let mut held = Vec::new();
-        let mut flushed = 0;
-        for _ in 0..reps {
-            let server = start(&server, mode);
+    }
+    cases.retain(|(mode, encoding)| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|c| *c == format!("{mode}:{encoding}")))
+    });
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut idle: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut held: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut flushed = vec![0; cases.len()];
+    for _ in 0..reps {
+        for (i, &(mode, encoding)) in cases.iter().enumerate() {
+            let server = start(&binary(&server, mode), server_mode(mode));
             let port: u16 = server.addr().rsplit(':').next().unwrap().parse().unwrap();
             runtime.block_on(async {
                 // Warm up: the runtime, the connection path and the codec once.
@@ -148,31 +150,60 @@ fn main() {
                     })
                     .collect();
                 let mut streams = Vec::with_capacity(connections);
-                flushed = 0;
+                flushed[i] = 0;
                 for t in tasks {
                     let (s, body) = t.await.unwrap();
-                    flushed += usize::from(body);
+                    flushed[i] += usize::from(body);
                     streams.push(s);
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let after = rss(server.pid());
-                idle.push(before as f64 / 1048576.0);
-                held.push(after as f64 / 1048576.0);
-                per.push(after.saturating_sub(before) as f64 / connections as f64 / 1024.0);
+                idle[i].push(before as f64 / 1048576.0);
+                held[i].push(after as f64 / 1048576.0);
+                per[i].push(after.saturating_sub(before) as f64 / connections as f64 / 1024.0);
                 drop(streams);
             });
         }
-        let per = median(per);
+    }
+    let mut none_per = 0.0;
+    for (i, &(mode, encoding)) in cases.iter().enumerate() {
+        let per = median(per[i].clone());
         if mode == "none" {
             none_per = per;
         }
         println!(
-            "{mode:<11} {:<5} {:>10.1} {:>10.1} {:>14.1} {:>16.1}   (first chunk reached the client: {flushed}/{connections})",
+            "{mode:<18} {:<7} {:>10.1} {:>10.1} {:>14.1} {:>16.1}   (first chunk reached the client: {}/{connections})",
             if mode == "none" { "-" } else { encoding },
-            median(idle),
-            median(held),
+            median(idle[i].clone()),
+            median(held[i].clone()),
             per,
             per - none_per,
+            flushed[i],
         );
+    }
+}
+
+/// The server binary for `mode`: tower-http's modes run the copies `benches/e2e.sh` builds
+/// outside the workspace (flate2 with miniz_oxide or zlib-rs), beside this driver.
+fn binary(server: &std::path::Path, mode: &str) -> std::path::PathBuf {
+    match mode {
+        "tower-http-miniz" | "tower-http-zlib-rs" => {
+            let path = server.with_file_name(format!("compression_bench_server-{mode}"));
+            assert!(
+                path.exists(),
+                "run benches/e2e.sh first: it builds {path:?}"
+            );
+            path
+        }
+        _ => server.to_path_buf(),
+    }
+}
+
+/// The `--mode` the server takes for a bench mode.
+fn server_mode(mode: &str) -> &str {
+    if mode.starts_with("tower-http") {
+        "tower-http"
+    } else {
+        mode
     }
 }

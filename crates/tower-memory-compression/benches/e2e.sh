@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
-# End-to-end throughput of GET /api/documents (256 KiB JSON) through compression_bench_server:
-# tower-http 0.7's CompressionLayer (defaults) against this crate's layer, per encoding, run
-# A, B, A, B, ... with the server pinned to core 0 and wrk to core 1. Prints each run, then the
-# medians, the median of the per-pair ratios, and the compressed sizes.
+# End-to-end throughput of GET /api/documents (256 KiB JSON) through compression_bench_server,
+# per encoding: tower-http 0.7's CompressionLayer (defaults) with flate2's miniz_oxide backend and
+# with its zlib-rs backend, and this crate's layer. Each rep runs every mode once (A, B, C, A,
+# B, ...), the server pinned to core 0 and wrk to core 1. Prints each run, then the medians, the median of the per-rep ratios
+# against tower-http (miniz) and the compressed sizes.
 #
 #   crates/tower-memory-compression/benches/e2e.sh                 # 3 reps of 10 s
 #   REPS=1 DURATION=3s crates/tower-memory-compression/benches/e2e.sh
+#   REPS=0 crates/tower-memory-compression/benches/e2e.sh          # only build the servers
 #
-# Built with `-p tower-memory-compression` alone so that flate2 keeps its default backend
-# (miniz_oxide) for tower-http, as in an application that does not ask for another.
+# flate2's backend is a feature, and Cargo unifies features over a build: in the workspace this
+# crate's gzip and deflate features turn on flate2's zlib-rs, so tower-http in the workspace's
+# server would run zlib-rs too. tower-http's two servers are therefore the same source built
+# outside the workspace (benches/tower-http-server/, with the workspace's Cargo.lock), once with
+# flate2's defaults and once with `--features zlib-rs`.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
 REPS=${REPS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
-ENCODINGS=${ENCODINGS:-"gzip zstd br"}
+ENCODINGS=${ENCODINGS:-"gzip deflate zstd br"}
+MODES=${MODES:-"tower-http-miniz tower-http-zlib-rs layer"}
 
-cargo build --release -q -p tower-memory-compression --example compression_bench_server
-BIN=target/release/examples/compression_bench_server
+cargo build --release -q -p tower-memory-compression --features compression-full,decompression-full \
+    --example compression_bench_server --example compression_mem_bench
+EXAMPLES=target/release/examples
+(
+    cd crates/tower-memory-compression/benches/tower-http-server
+    cp ../../../../Cargo.lock .
+    # One target directory per backend, so that each build stays up to date.
+    for backend in miniz zlib-rs; do
+        features=()
+        [ "$backend" = zlib-rs ] && features=(--features zlib-rs)
+        CARGO_TARGET_DIR=../../../../target/tower-http-bench/$backend cargo build --release -q --offline "${features[@]}"
+        cp "../../../../target/tower-http-bench/$backend/release/compression_bench_server" \
+            "../../../../$EXAMPLES/compression_bench_server-tower-http-$backend"
+    done
+)
+[ "$REPS" -gt 0 ] || exit 0
+
 WORK=$(mktemp -d)
 SERVER_PID=""
 cleanup() {
@@ -27,15 +48,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server() {
-    taskset -c 0 "$BIN" --mode "$1" --port 0 --workers 1 >"$WORK/server.out" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        grep -q LISTENING "$WORK/server.out" 2>/dev/null && break
-        sleep 0.05
+start_server() { # mode
+    local bin=$EXAMPLES/compression_bench_server mode=$1
+    case "$1" in
+        tower-http-*) bin=$EXAMPLES/compression_bench_server-$1; mode=tower-http ;;
+    esac
+    # On this shared machine a start now and then stalls for seconds: try again, three times.
+    for _ in 1 2 3; do
+        taskset -c 0 "$bin" --mode "$mode" --port 0 --workers 1 >"$WORK/server.out" 2>&1 &
+        SERVER_PID=$!
+        for _ in $(seq 200); do
+            grep -q LISTENING "$WORK/server.out" 2>/dev/null && break
+            sleep 0.05
+        done
+        PORT=$(awk '/LISTENING/ {print $2}' "$WORK/server.out")
+        [ -n "$PORT" ] && return 0
+        echo "server $1 did not start in 10 s, again" >&2
+        stop_server
     done
-    PORT=$(awk '/LISTENING/ {print $2}' "$WORK/server.out")
-    [ -n "$PORT" ] || { echo "server did not start" >&2; exit 1; }
+    echo "server $1 did not start" >&2
+    exit 1
 }
 
 stop_server() {
@@ -64,28 +96,32 @@ for rep in $(seq "$REPS"); do
 done
 for enc in $ENCODINGS; do
     for rep in $(seq "$REPS"); do
-        run tower-http "$enc" "$rep"
-        run layer "$enc" "$rep"
+        for mode in $MODES; do
+            run "$mode" "$enc" "$rep"
+        done
     done
 done
 
-python3 - "$RESULTS" <<'PY'
-import sys, statistics as st
+MODES="$MODES" python3 - "$RESULTS" <<'PY'
+import os, sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+modes = os.environ["MODES"].split()
 by = {}
 for enc, mode, rep, rps, size in rows:
-    by.setdefault((enc, mode), []).append((int(rep), float(rps), int(size)))
+    by.setdefault((enc, mode), {})[int(rep)] = (float(rps), int(size))
 print()
-print(f"{'encoding':<9} {'tower-http req/s':>17} {'layer req/s':>12} {'ratio':>7} {'tower-http B':>13} {'layer B':>9} {'size':>7}")
 for (enc, mode), v in sorted(by.items()):
     if mode == "none":
-        print(f"{enc:<9} uncompressed: {st.median(r for _, r, _ in v):.0f} req/s, {v[0][2]} B")
-encs = sorted({e for e, m in by if m == "layer"})
-for enc in encs:
-    a = dict((rep, (r, s)) for rep, r, s in by[(enc, "tower-http")])
-    b = dict((rep, (r, s)) for rep, r, s in by[(enc, "layer")])
-    ratios = [b[k][0] / a[k][0] for k in a if k in b and a[k][0] > 0]
-    ta = st.median(r for r, _ in a.values()); tb = st.median(r for r, _ in b.values())
-    sa = st.median(s for _, s in a.values()); sb = st.median(s for _, s in b.values())
-    print(f"{enc:<9} {ta:>17.0f} {tb:>12.0f} {st.median(ratios):>6.2f}x {sa:>13.0f} {sb:>9.0f} {100*(sb/sa-1):>+6.1f}%")
+        print(f"identity: {st.median(r for r, _ in v.values()):.0f} req/s, {next(iter(v.values()))[1]} B")
+base = modes[0]
+print(f"{'encoding':<9} {'mode':<19} {'req/s':>8} {'ratio to ' + base:>28} {'bytes':>8}")
+for enc in sorted({e for e, m in by if m != "none"}):
+    a = by.get((enc, base), {})
+    for mode in modes:
+        b = by.get((enc, mode))
+        if not b:
+            continue
+        ratios = [b[k][0] / a[k][0] for k in b if k in a and a[k][0] > 0]
+        ratio = f"{st.median(ratios):.2f}x" if ratios else "-"
+        print(f"{enc:<9} {mode:<19} {st.median(r for r, _ in b.values()):>8.0f} {ratio:>28} {st.median(s for _, s in b.values()):>8.0f}")
 PY

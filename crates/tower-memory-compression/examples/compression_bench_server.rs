@@ -5,6 +5,10 @@
 //! compression_bench_server --mode none|tower-http|layer [--port 0] [--workers 1]
 //! ```
 //!
+//! tower-http's gzip and deflate run on whichever flate2 backend the build unified:
+//! `benches/tower-http-server/` builds this same file outside the workspace, with flate2's
+//! default miniz_oxide or with its `zlib-rs` feature.
+//!
 //! Routes:
 //! - `GET /api/documents`: a 256 KiB JSON document (full body, known length).
 //! - `GET /api/documents/stream?first=65536&known=0`: the first `first` bytes of the document,

@@ -76,7 +76,7 @@ impl Decoder {
             if e == Encoding::Identity {
                 continue;
             }
-            if !e.is_compiled() {
+            if !e.can_decompress() {
                 return Err(DecodeError::Unsupported(e.as_str().to_owned()));
             }
             stages.push(Stage::new(e, &limits)?);
@@ -291,7 +291,7 @@ impl Stage {
     }
 
     /// Whether the stage stands between complete streams (so the end of input is clean).
-    fn at_boundary(&self) -> bool {
+    fn at_boundary(&mut self) -> bool {
         self.codec.at_boundary()
     }
 
@@ -325,7 +325,7 @@ mod tests {
     fn codings() -> Vec<Encoding> {
         Encoding::CODINGS
             .into_iter()
-            .filter(|e| e.is_compiled())
+            .filter(|e| e.can_decompress())
             .collect()
     }
 

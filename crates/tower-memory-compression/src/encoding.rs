@@ -62,13 +62,26 @@ impl Encoding {
         .map(|(_, e)| e)
     }
 
-    /// Whether this build has the codec (its cargo feature is on). `identity` always is.
-    pub fn is_compiled(self) -> bool {
+    /// Whether this build compresses with the codec (its `compression-*` cargo feature is on).
+    /// `identity` always does.
+    pub fn can_compress(self) -> bool {
         match self {
-            Encoding::Gzip => cfg!(feature = "gzip"),
-            Encoding::Deflate => cfg!(feature = "deflate"),
-            Encoding::Brotli => cfg!(feature = "br"),
-            Encoding::Zstd => cfg!(feature = "zstd"),
+            Encoding::Gzip => cfg!(feature = "compression-gzip"),
+            Encoding::Deflate => cfg!(feature = "compression-deflate"),
+            Encoding::Brotli => cfg!(feature = "compression-br"),
+            Encoding::Zstd => cfg!(feature = "compression-zstd"),
+            Encoding::Identity => true,
+        }
+    }
+
+    /// Whether this build decodes the codec (its `decompression-*` cargo feature is on).
+    /// `identity` always does.
+    pub fn can_decompress(self) -> bool {
+        match self {
+            Encoding::Gzip => cfg!(feature = "decompression-gzip"),
+            Encoding::Deflate => cfg!(feature = "decompression-deflate"),
+            Encoding::Brotli => cfg!(feature = "decompression-br"),
+            Encoding::Zstd => cfg!(feature = "decompression-zstd"),
             Encoding::Identity => true,
         }
     }
@@ -90,11 +103,12 @@ impl fmt::Display for Encoding {
     }
 }
 
-/// The comma-separated list of compiled codings, e.g. `"zstd, br, gzip, deflate"`.
+/// The comma-separated list of codings, e.g. `"zstd, br, gzip, deflate"` (the callers' lists
+/// hold compiled codings only: offered or accepted ones).
 pub(crate) fn compiled_list(codings: &[Encoding]) -> String {
     codings
         .iter()
-        .filter(|e| e.is_compiled() && **e != Encoding::Identity)
+        .filter(|e| **e != Encoding::Identity)
         .map(|e| e.as_str())
         .collect::<Vec<_>>()
         .join(", ")

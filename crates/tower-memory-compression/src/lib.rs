@@ -5,19 +5,22 @@
 //! `ARCHITECTURE.md` at the repository root.
 //!
 //! - [`CompressionLayer`] compresses responses with gzip, deflate (zlib-wrapped), br or zstd,
-//!   each a cargo feature (all on by default), negotiated from `Accept-Encoding` (q-values,
+//!   each a cargo feature (see [Features](#features)), negotiated from `Accept-Encoding` (q-values,
 //!   `*`, `identity;q=0` answered 406). It compresses a body that arrives at once in one shot
 //!   and sends its exact length; it streams the rest in frames of at least 16 KiB, flushing
 //!   when the input pauses so that Server-Sent Events arrive promptly. Bodies under the
 //!   threshold (1024 bytes by default, also for bodies of unknown size) and already-compressed
 //!   or opaque content types pass through. Codecs: zlib-rs for gzip/deflate (about twice the
-//!   speed of miniz_oxide), libzstd with a pledged size and a pool of reused contexts, the
-//!   `brotli` crate with a window fitted to the body. With a
+//!   speed of miniz_oxide) with zlib's `memLevel` and window bits, libzstd with a pledged size
+//!   and a pool of reused contexts, and brotli on `async-compression`'s codec layer
+//!   (compression-codecs) with a window fitted to the body. With a
 //!   [`PressureSignal`](tower_memory_probe::PressureSignal), `Warning` switches new responses to the
 //!   fastest levels and small windows, `Critical` stops compressing.
 //! - [`RequestDecompressionLayer`] decodes compressed request bodies under hard caps enforced inside
 //!   the decoder ([`DecodeLimits`]: decoded bytes, ratio, zstd and brotli windows): a bomb is
-//!   answered 413 having cost at most the cap; corrupt data 400; an unknown coding 415.
+//!   answered 413 having cost at most the cap; corrupt data 400; an unknown coding 415. The
+//!   decoders are compression-codecs' (gzip and deflate on flate2's zlib-rs backend), driven
+//!   by this crate's capped loop.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -74,6 +77,20 @@
 //! (level 3, 256 KiB window, 32 KiB + 8 KiB tables for streams; tower-http's zstd: about
 //! 980 KiB); brotli about 0.75 MiB (quality 3 and a 256 KiB window for streams).
 //!
+//! # Features
+//!
+//! One feature per codec and direction, as in tower-http: `compression-gzip`,
+//! `compression-deflate`, `compression-br`, `compression-zstd` (response encoders) and
+//! `decompression-gzip`, `decompression-deflate`, `decompression-br`, `decompression-zstd`
+//! (request decoders); `compression-full` and `decompression-full` turn on all four of a
+//! direction. A coding whose feature is off is neither offered nor accepted
+//! ([`Encoding::can_compress`], [`Encoding::can_decompress`]): the layer answers it as
+//! tower-http does (identity for responses, 415 for request bodies).
+//!
+//! The default is every codec but zstd, both ways: gzip, deflate and br are pure Rust, while
+//! zstd builds libzstd from C and so needs a C compiler; turn on `compression-zstd` and
+//! `decompression-zstd` (or the `-full` features) to get it.
+//!
 //! # Runtime
 //!
 //! Time-based flushing and the threshold hold use Tokio timers: the layers must run inside a
@@ -93,15 +110,15 @@
 //! both use: `codec/` (one file per codec with its encoder and decoder), `decoder.rs` (the
 //! capped multi-stage [`Decoder`]), `limits.rs`, `encoding.rs`, `negotiation.rs`, `params.rs`
 //! and `metrics.rs`. The codec features are summed up by the cfg aliases of `build.rs`
-//! (`any_codec`, `zlib`).
+//! (`any_encoder`, `any_decoder`, `zlib_encoder`, `zlib_decoder`).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// With every codec feature off the codec types are uninhabited: the code that hands them data
-// is unreachable and its arguments unused (output buffers then look like they could be slices).
-// That build is legal but serves identity only.
+// With every compression feature off the encoder types are uninhabited: the code that hands
+// them data is unreachable and its arguments unused (output buffers then look like they could
+// be slices). That build is legal but serves identity only.
 #![cfg_attr(
-    not(any_codec),
+    not(any_encoder),
     allow(unused_variables, unreachable_code, clippy::ptr_arg)
 )]
 

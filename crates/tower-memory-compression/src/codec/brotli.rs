@@ -1,139 +1,72 @@
-//! brotli (RFC 7932) through the pure-Rust `brotli` crate: the encoder with a window fitted to
-//! the body, and the decoder with a cap on the window a stream may declare.
+//! brotli (RFC 7932) on compression-codecs (the `brotli` crate underneath): the encoder with a
+//! window fitted to the body and the body's size as its hint, and the decoder behind a check of
+//! the window a stream declares.
 
-use super::{CodecError, Encode, reserve};
+#[cfg(feature = "decompression-br")]
+use super::adapter::CodecsDecoder;
+#[cfg(feature = "compression-br")]
+use super::adapter::CodecsEncoder;
 use crate::Encoding;
+#[cfg(feature = "decompression-br")]
 use crate::limits::{DecodeError, DecodeLimits};
+#[cfg(feature = "compression-br")]
 use crate::params::BrotliParams;
 
-type BrotliEncoderState =
-    ::brotli::enc::encode::BrotliEncoderStateStruct<brotli::enc::StandardAlloc>;
+/// A brotli encoder for one response.
+#[cfg(feature = "compression-br")]
+pub(crate) type BrotliEncoder = CodecsEncoder<compression_codecs::BrotliEncoder>;
 
-#[derive(Clone, Copy)]
-enum Op {
-    Process,
-    Flush,
-    Finish,
+/// A brotli encoder with the quality for one-shot or streamed bodies, a window fitted to a body
+/// of known `size` and that size as the encoder's hint.
+#[cfg(feature = "compression-br")]
+pub(crate) fn encoder(params: BrotliParams, size: Option<u64>, streaming: bool) -> BrotliEncoder {
+    use compression_codecs::brotli::params::EncoderParams;
+    let quality = if streaming {
+        params.stream_quality
+    } else {
+        params.quality
+    };
+    let window = params.window_for(size, streaming);
+    let mut p = EncoderParams::default()
+        .quality(compression_codecs::core::Level::Precise(
+            quality.min(11) as i32
+        ))
+        .window_size(window as i32);
+    if let Some(n) = size {
+        p = p.size_hint(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    CodecsEncoder::new(compression_codecs::BrotliEncoder::new(p), Encoding::Brotli)
 }
 
-pub(crate) struct BrotliEncoder {
-    // The state is several KiB inline; boxed so responses move cheaply.
-    state: Box<BrotliEncoderState>,
-}
-
-impl BrotliEncoder {
-    pub(crate) fn new(params: BrotliParams, size: Option<u64>, streaming: bool) -> Self {
-        use ::brotli::enc::encode::BrotliEncoderParameter::*;
-        let mut state = Box::new(BrotliEncoderState::new(
-            ::brotli::enc::StandardAlloc::default(),
-        ));
-        let quality = if streaming {
-            params.stream_quality
-        } else {
-            params.quality
-        };
-        state.set_parameter(BROTLI_PARAM_QUALITY, quality.min(11));
-        state.set_parameter(BROTLI_PARAM_LGWIN, params.window_for(size, streaming));
-        if let Some(n) = size {
-            state.set_parameter(BROTLI_PARAM_SIZE_HINT, u32::try_from(n).unwrap_or(u32::MAX));
-        }
-        BrotliEncoder { state }
-    }
-
-    fn run(&mut self, input: &[u8], out: &mut Vec<u8>, op: Op) -> Result<(), CodecError> {
-        use ::brotli::enc::encode::BrotliEncoderOperation as O;
-        let operation = match op {
-            Op::Process => O::BROTLI_OPERATION_PROCESS,
-            Op::Flush => O::BROTLI_OPERATION_FLUSH,
-            Op::Finish => O::BROTLI_OPERATION_FINISH,
-        };
-        let mut in_offset = 0;
-        loop {
-            reserve(out);
-            let start = out.len();
-            out.resize(out.capacity(), 0);
-            let mut avail_in = input.len() - in_offset;
-            let mut avail_out = out.len() - start;
-            let mut out_offset = start;
-            let ok = self.state.compress_stream(
-                operation,
-                &mut avail_in,
-                input,
-                &mut in_offset,
-                &mut avail_out,
-                out,
-                &mut out_offset,
-                &mut None,
-                &mut |_, _, _, _| (),
-            );
-            out.truncate(out_offset);
-            if !ok {
-                return Err(CodecError::new(
-                    Encoding::Brotli,
-                    "encoder refused the call",
-                ));
-            }
-            let done = match op {
-                Op::Process => in_offset == input.len() && !self.state.has_more_output(),
-                Op::Flush => !self.state.has_more_output(),
-                Op::Finish => self.state.is_finished(),
-            };
-            if done {
-                return Ok(());
-            }
-        }
-    }
-}
-
-impl Encode for BrotliEncoder {
-    #[inline]
-    fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-        self.run(input, out, Op::Process)
-    }
-
-    #[inline]
-    fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        self.run(&[], out, Op::Flush)
-    }
-
-    #[inline]
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        self.run(&[], out, Op::Finish)
-    }
-}
-
-type BrotliDecoderState = ::brotli::BrotliState<
-    ::brotli::enc::StandardAlloc,
-    ::brotli::enc::StandardAlloc,
-    ::brotli::enc::StandardAlloc,
->;
-
+/// A brotli decoder behind the check of the window the stream declares.
+#[cfg(feature = "decompression-br")]
 pub(crate) struct BrotliDecoder {
-    state: Box<BrotliDecoderState>,
+    inner: CodecsDecoder<compression_codecs::BrotliDecoder>,
     window_bits_max: u32,
     started: bool,
-    ended: bool,
 }
 
+#[cfg(feature = "decompression-br")]
 impl BrotliDecoder {
     /// A decoder that refuses streams declaring a window above `limits.brotli_window_bits_max`
     /// (and every large-window stream) before decoding them.
     pub(crate) fn new(limits: &DecodeLimits) -> Self {
         BrotliDecoder {
-            state: Box::new(BrotliDecoderState::new(
-                ::brotli::enc::StandardAlloc::default(),
-                ::brotli::enc::StandardAlloc::default(),
-                ::brotli::enc::StandardAlloc::default(),
-            )),
+            // Single-stream; brotli's `decode` drains pending output without input.
+            inner: CodecsDecoder::new(
+                compression_codecs::BrotliDecoder::new(),
+                Encoding::Brotli,
+                false,
+                false,
+            ),
             window_bits_max: limits.brotli_window_bits_max.clamp(10, 24),
             started: false,
-            ended: false,
         }
     }
 
     /// Whether the decoder stands between complete streams (so the end of input is clean).
-    pub(crate) fn at_boundary(&self) -> bool {
-        self.ended || !self.started
+    pub(crate) fn at_boundary(&mut self) -> bool {
+        self.inner.at_boundary()
     }
 
     /// Decodes from `input` into `out`: `(consumed, written)`, or `None` when the stream has
@@ -143,52 +76,15 @@ impl BrotliDecoder {
         input: &[u8],
         out: &mut [u8],
     ) -> Result<Option<(usize, usize)>, DecodeError> {
-        let corrupt = |reason: &str| DecodeError::Corrupt {
-            encoding: Encoding::Brotli,
-            reason: reason.to_owned(),
-        };
-        let BrotliDecoder {
-            state,
-            window_bits_max,
-            started,
-            ended,
-        } = self;
-        if *ended {
-            if input.is_empty() {
-                return Ok(None);
-            }
-            return Err(corrupt("data after the end of the stream"));
+        if !self.started && !input.is_empty() {
+            check_window(input[0], self.window_bits_max)?;
+            self.started = true;
         }
-        if !*started && !input.is_empty() {
-            check_window(input[0], *window_bits_max)?;
-            *started = true;
-        }
-        let mut avail_in = input.len();
-        let mut in_offset = 0;
-        let mut avail_out = out.len();
-        let mut out_offset = 0;
-        let mut total = 0;
-        let result = ::brotli::BrotliDecompressStream(
-            &mut avail_in,
-            &mut in_offset,
-            input,
-            &mut avail_out,
-            &mut out_offset,
-            out,
-            &mut total,
-            state,
-        );
-        match result {
-            ::brotli::BrotliResult::ResultFailure => {
-                return Err(corrupt("invalid brotli stream"));
-            }
-            ::brotli::BrotliResult::ResultSuccess => *ended = true,
-            _ => {}
-        }
-        Ok(Some((in_offset, out_offset)))
+        self.inner.decode(input, out)
     }
 }
 
+#[cfg(feature = "decompression-br")]
 /// Reads WBITS from the first byte of a brotli stream (RFC 7932 section 9.1) and refuses
 /// large-window streams and windows above `max_bits`.
 fn check_window(first: u8, max_bits: u32) -> Result<(), DecodeError> {

@@ -1,20 +1,25 @@
-//! gzip (RFC 1952) and deflate as HTTP means it (zlib-wrapped, RFC 1950) on zlib-rs: the
-//! encoder and the decoder.
+//! gzip (RFC 1952) and deflate as HTTP means it (zlib-wrapped, RFC 1950): the encoder on
+//! zlib-rs, kept hand-written because it takes zlib's `memLevel` and window bits (which
+//! compression-codecs' flate encoders do not), and the decoders on compression-codecs (flate2
+//! with its zlib-rs backend).
 
+#[cfg(zlib_decoder)]
+use super::adapter::CodecsDecoder;
+#[cfg(zlib_encoder)]
 use super::{CodecError, Encode, reserve};
 use crate::Encoding;
-use crate::limits::{DecodeError, DecodeLimits};
+#[cfg(zlib_decoder)]
+use crate::limits::DecodeLimits;
+#[cfg(zlib_encoder)]
 use crate::params::DeflateParams;
 
-/// zlib's convention: +16 selects the gzip wrapper, a plain value the zlib one.
-const GZIP_WINDOW_BITS: u8 = 16 + 15;
-const ZLIB_WINDOW_BITS: u8 = 15;
-
+#[cfg(zlib_encoder)]
 pub(crate) struct DeflateEncoder {
     z: zlib_rs::Deflate,
     encoding: Encoding,
 }
 
+#[cfg(zlib_encoder)]
 impl DeflateEncoder {
     /// A fresh encoder for `encoding` (gzip or deflate). The arguments after it are those every
     /// codec's constructor takes: zlib sizes nothing to the body.
@@ -80,6 +85,7 @@ impl DeflateEncoder {
     }
 }
 
+#[cfg(zlib_encoder)]
 impl Encode for DeflateEncoder {
     #[inline]
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -97,85 +103,34 @@ impl Encode for DeflateEncoder {
     }
 }
 
-pub(crate) struct DeflateDecoder {
-    z: Box<zlib_rs::Inflate>,
-    gzip: bool,
-    /// Between gzip members (or before the first byte).
-    at_boundary: bool,
-    /// The zlib stream ended (deflate: nothing may follow).
-    ended: bool,
+/// A gzip decoder: members may follow each other.
+#[cfg(feature = "decompression-gzip")]
+pub(crate) type GzipDecoder = CodecsDecoder<compression_codecs::GzipDecoder>;
+
+/// A zlib-wrapped deflate decoder: nothing may follow the stream.
+#[cfg(feature = "decompression-deflate")]
+pub(crate) type ZlibDecoder = CodecsDecoder<compression_codecs::ZlibDecoder>;
+
+/// A gzip decoder. zlib's window is at most 32 KiB: no cap of [`DecodeLimits`] concerns its
+/// state (the byte and ratio caps hold around every codec).
+#[cfg(feature = "decompression-gzip")]
+pub(crate) fn gzip_decoder(_limits: &DecodeLimits) -> GzipDecoder {
+    // Drained by `flush`: flate's `decode` takes zlib's "no progress possible" for an error.
+    CodecsDecoder::new(
+        compression_codecs::GzipDecoder::new(),
+        Encoding::Gzip,
+        true,
+        true,
+    )
 }
 
-impl DeflateDecoder {
-    /// A decoder for `encoding` (gzip or deflate). zlib's window is at most 32 KiB: no cap of
-    /// [`DecodeLimits`] concerns its state (the byte and ratio caps hold around every codec).
-    pub(crate) fn new(encoding: Encoding, _limits: &DecodeLimits) -> Self {
-        let gzip = encoding == Encoding::Gzip;
-        let window_bits = if gzip {
-            GZIP_WINDOW_BITS
-        } else {
-            ZLIB_WINDOW_BITS
-        };
-        DeflateDecoder {
-            z: Box::new(zlib_rs::Inflate::new(true, window_bits)),
-            gzip,
-            at_boundary: true,
-            ended: false,
-        }
-    }
-
-    /// Whether the decoder stands between complete streams (so the end of input is clean).
-    pub(crate) fn at_boundary(&self) -> bool {
-        self.at_boundary || self.ended
-    }
-
-    /// Decodes from `input` into `out`: `(consumed, written)`, or `None` when the stream has
-    /// ended and there is no more input.
-    pub(crate) fn decode(
-        &mut self,
-        input: &[u8],
-        out: &mut [u8],
-    ) -> Result<Option<(usize, usize)>, DecodeError> {
-        let encoding = if self.gzip {
-            Encoding::Gzip
-        } else {
-            Encoding::Deflate
-        };
-        let corrupt = |reason: &str| DecodeError::Corrupt {
-            encoding,
-            reason: reason.to_owned(),
-        };
-        let DeflateDecoder {
-            z,
-            gzip,
-            at_boundary,
-            ended,
-        } = self;
-        if *ended {
-            if input.is_empty() {
-                return Ok(None);
-            }
-            // Only gzip may continue with another member; a zlib stream may not be
-            // followed by anything.
-            if !*gzip {
-                return Err(corrupt("data after the end of the stream"));
-            }
-            **z = zlib_rs::Inflate::new(true, GZIP_WINDOW_BITS);
-            *ended = false;
-        }
-        let (in0, out0) = (z.total_in(), z.total_out());
-        let status = z
-            .decompress(input, out, zlib_rs::InflateFlush::NoFlush)
-            .map_err(|e| corrupt(e.as_str()))?;
-        let consumed = (z.total_in() - in0) as usize;
-        let written = (z.total_out() - out0) as usize;
-        if consumed > 0 {
-            *at_boundary = false;
-        }
-        if status == zlib_rs::Status::StreamEnd {
-            *ended = true;
-            *at_boundary = true;
-        }
-        Ok(Some((consumed, written)))
-    }
+/// A zlib-wrapped deflate decoder, as [`gzip_decoder`] but single-stream.
+#[cfg(feature = "decompression-deflate")]
+pub(crate) fn zlib_decoder(_limits: &DecodeLimits) -> ZlibDecoder {
+    CodecsDecoder::new(
+        compression_codecs::ZlibDecoder::new(),
+        Encoding::Deflate,
+        false,
+        true,
+    )
 }

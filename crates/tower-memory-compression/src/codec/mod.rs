@@ -1,44 +1,63 @@
-//! The codecs, one file each holding its encoder and its decoder, and the enums that pick one
-//! per response or request stage (static dispatch: one `match` per call).
+//! The codecs, one file per codec family holding its encoder and its decoder, and the enums
+//! that pick one per response or request stage (static dispatch: one `match` per call).
 //!
-//! Written against the codecs directly rather than through `async-compression` because the
-//! layer needs what its encoders do not expose: zlib `memLevel`, a pledged source size and a
-//! reused context for zstd, a size hint and a fitted window for brotli, output written into
-//! buffers the layer sizes for its own framing, and decoders whose output buffers are bounded by
-//! the caps.
+//! Built on compression-codecs (the codec layer of `async-compression`, driven by
+//! `adapter.rs`) except two encoders, kept hand-written for what they measurably win
+//! (`BENCHMARKS.md`, "tower-memory-compression"):
+//!
+//! - gzip and deflate on zlib-rs directly: compression-codecs takes a level only, while this
+//!   encoder takes zlib's `memLevel` and window bits, which the `Warning` pressure parameters
+//!   use to cut the memory of every new stream (same throughput, same memory at the defaults).
+//! - zstd on zstd-safe: compression-codecs has neither a pledged source size nor reused
+//!   contexts, which make small responses several times faster and let a known-length stream's
+//!   window shrink to the body.
+//!
+//! The brotli encoder and every decoder are compression-codecs' (brotli with its window and size
+//! hint, zstd with its window cap, gzip with multi-member bodies, flate2 on its zlib-rs backend);
+//! this crate keeps the framing, the flushes and the output caps around them.
 //!
 //! Adding a codec: a file here with its encoder (implementing [`Encode`]) and decoder (`new`,
-//! `at_boundary`, `decode`), a feature, and one arm in each enum below.
+//! `at_boundary`, `decode`), the two features, and one arm in each enum below.
 
-#[cfg(feature = "br")]
+#[cfg(any(feature = "compression-br", any_decoder))]
+mod adapter;
+#[cfg(any(feature = "compression-br", feature = "decompression-br"))]
 mod brotli;
-#[cfg(zlib)]
+#[cfg(any(zlib_encoder, zlib_decoder))]
 mod deflate;
-#[cfg(feature = "zstd")]
+#[cfg(any(feature = "compression-zstd", feature = "decompression-zstd"))]
 mod zstd;
 
-#[cfg(feature = "zstd")]
+#[cfg(feature = "compression-zstd")]
 use std::sync::Arc;
 
-#[cfg(feature = "br")]
-use self::brotli::{BrotliDecoder, BrotliEncoder};
-#[cfg(zlib)]
-use self::deflate::{DeflateDecoder, DeflateEncoder};
-#[cfg(feature = "zstd")]
+#[cfg(feature = "decompression-br")]
+use self::brotli::BrotliDecoder;
+#[cfg(feature = "compression-br")]
+use self::brotli::BrotliEncoder;
+#[cfg(zlib_encoder)]
+use self::deflate::DeflateEncoder;
+#[cfg(feature = "decompression-gzip")]
+use self::deflate::GzipDecoder;
+#[cfg(feature = "decompression-deflate")]
+use self::deflate::ZlibDecoder;
+#[cfg(feature = "decompression-zstd")]
+use self::zstd::ZstdDecoder;
+#[cfg(feature = "compression-zstd")]
+use self::zstd::ZstdEncoder;
+#[cfg(feature = "compression-zstd")]
 pub(crate) use self::zstd::ZstdPool;
-#[cfg(feature = "zstd")]
-use self::zstd::{ZstdDecoder, ZstdEncoder};
 use crate::Encoding;
 use crate::limits::{DecodeError, DecodeLimits};
-#[cfg(feature = "br")]
+#[cfg(feature = "compression-br")]
 use crate::params::BrotliParams;
-#[cfg(zlib)]
+#[cfg(zlib_encoder)]
 use crate::params::DeflateParams;
-#[cfg(feature = "zstd")]
+#[cfg(feature = "compression-zstd")]
 use crate::params::ZstdParams;
 
 /// How much output space each codec call gets at least.
-#[cfg(any_codec)]
+#[cfg(any_encoder)]
 const OUT_STEP: usize = 16 * 1024;
 
 /// A codec failed. Compression only fails on a broken invariant (a body that delivers more or
@@ -51,7 +70,7 @@ pub struct CodecError {
 }
 
 impl CodecError {
-    #[cfg(any_codec)]
+    #[cfg(any_encoder)]
     fn new(encoding: Encoding, reason: impl Into<String>) -> Self {
         CodecError {
             encoding,
@@ -61,7 +80,7 @@ impl CodecError {
 }
 
 /// What the layer asks of a codec's encoder.
-#[cfg(any_codec)]
+#[cfg(any_encoder)]
 trait Encode {
     /// Compresses all of `input`, appending whatever output the codec releases to `out`.
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError>;
@@ -80,7 +99,7 @@ trait Encode {
 }
 
 /// Makes sure `out` has at least [`OUT_STEP`] bytes of spare capacity.
-#[cfg(any_codec)]
+#[cfg(any_encoder)]
 fn reserve(out: &mut Vec<u8>) {
     if out.capacity() - out.len() < OUT_STEP {
         out.reserve(OUT_STEP.max(out.len() / 2));
@@ -90,26 +109,26 @@ fn reserve(out: &mut Vec<u8>) {
 /// The parameters of one response's encoder.
 #[derive(Debug, Clone)]
 pub(crate) enum EncoderConfig {
-    #[cfg(feature = "gzip")]
+    #[cfg(feature = "compression-gzip")]
     Gzip(DeflateParams),
-    #[cfg(feature = "deflate")]
+    #[cfg(feature = "compression-deflate")]
     Deflate(DeflateParams),
-    #[cfg(feature = "br")]
+    #[cfg(feature = "compression-br")]
     Brotli(BrotliParams),
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "compression-zstd")]
     Zstd(ZstdParams, Arc<ZstdPool>),
 }
 
 impl EncoderConfig {
     pub(crate) fn encoding(&self) -> Encoding {
         match *self {
-            #[cfg(feature = "gzip")]
+            #[cfg(feature = "compression-gzip")]
             EncoderConfig::Gzip(_) => Encoding::Gzip,
-            #[cfg(feature = "deflate")]
+            #[cfg(feature = "compression-deflate")]
             EncoderConfig::Deflate(_) => Encoding::Deflate,
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             EncoderConfig::Brotli(_) => Encoding::Brotli,
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             EncoderConfig::Zstd(..) => Encoding::Zstd,
         }
     }
@@ -118,23 +137,25 @@ impl EncoderConfig {
     /// compressed as it arrives (its state lives as long as the response), not in one shot.
     pub(crate) fn build(&self, size: Option<u64>, streaming: bool) -> Result<Encoder, CodecError> {
         match *self {
-            #[cfg(feature = "gzip")]
+            #[cfg(feature = "compression-gzip")]
             EncoderConfig::Gzip(p) => Ok(Encoder::Deflate(DeflateEncoder::new(
                 p,
                 Encoding::Gzip,
                 size,
                 streaming,
             ))),
-            #[cfg(feature = "deflate")]
+            #[cfg(feature = "compression-deflate")]
             EncoderConfig::Deflate(p) => Ok(Encoder::Deflate(DeflateEncoder::new(
                 p,
                 Encoding::Deflate,
                 size,
                 streaming,
             ))),
-            #[cfg(feature = "br")]
-            EncoderConfig::Brotli(p) => Ok(Encoder::Brotli(BrotliEncoder::new(p, size, streaming))),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-br")]
+            EncoderConfig::Brotli(p) => Ok(Encoder::Brotli(Box::new(brotli::encoder(
+                p, size, streaming,
+            )))),
+            #[cfg(feature = "compression-zstd")]
             EncoderConfig::Zstd(ref p, ref pool) => {
                 ZstdEncoder::new(p, pool, size, streaming).map(Encoder::Zstd)
             }
@@ -144,12 +165,13 @@ impl EncoderConfig {
 
 /// What a response needs from an encoder.
 pub(crate) enum Encoder {
-    #[cfg(zlib)]
+    #[cfg(zlib_encoder)]
     Deflate(DeflateEncoder),
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "compression-zstd")]
     Zstd(ZstdEncoder),
-    #[cfg(feature = "br")]
-    Brotli(BrotliEncoder),
+    /// Boxed: the `brotli` crate's encoder state is several KiB inline, and responses move.
+    #[cfg(feature = "compression-br")]
+    Brotli(Box<BrotliEncoder>),
 }
 
 impl Encoder {
@@ -157,11 +179,11 @@ impl Encoder {
     #[inline]
     pub(crate) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.compress(input, out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.compress(input, out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.compress(input, out),
         }
     }
@@ -175,11 +197,11 @@ impl Encoder {
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.compress_all(input, out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.compress_all(input, out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.compress_all(input, out),
         }
     }
@@ -188,11 +210,11 @@ impl Encoder {
     #[inline]
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.flush(out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.flush(out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.flush(out),
         }
     }
@@ -201,11 +223,11 @@ impl Encoder {
     #[inline]
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         match *self {
-            #[cfg(zlib)]
+            #[cfg(zlib_encoder)]
             Encoder::Deflate(ref mut e) => e.finish(out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoder::Zstd(ref mut e) => e.finish(out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoder::Brotli(ref mut e) => e.finish(out),
         }
     }
@@ -213,26 +235,31 @@ impl Encoder {
 
 /// One coding's decoder, for one stage of a [`Decoder`](crate::Decoder).
 pub(crate) enum CodecDecoder {
-    #[cfg(zlib)]
-    Deflate(DeflateDecoder),
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "decompression-gzip")]
+    Gzip(GzipDecoder),
+    #[cfg(feature = "decompression-deflate")]
+    Zlib(ZlibDecoder),
+    #[cfg(feature = "decompression-zstd")]
     Zstd(ZstdDecoder),
-    #[cfg(feature = "br")]
+    #[cfg(feature = "decompression-br")]
     Brotli(BrotliDecoder),
 }
 
+// With every decoder feature off the decoder type is uninhabited: the code that hands it data
+// is unreachable and its arguments unused.
+#[cfg_attr(not(any_decoder), allow(unused_variables, unreachable_code))]
 impl CodecDecoder {
     /// A decoder for `encoding` with its state bounded by `limits`; `Unsupported` for a coding
     /// not compiled in (and for `identity`, which has no decoder).
     pub(crate) fn new(encoding: Encoding, limits: &DecodeLimits) -> Result<Self, DecodeError> {
         match encoding {
-            #[cfg(feature = "gzip")]
-            Encoding::Gzip => Ok(CodecDecoder::Deflate(DeflateDecoder::new(encoding, limits))),
-            #[cfg(feature = "deflate")]
-            Encoding::Deflate => Ok(CodecDecoder::Deflate(DeflateDecoder::new(encoding, limits))),
-            #[cfg(feature = "zstd")]
-            Encoding::Zstd => ZstdDecoder::new(limits).map(CodecDecoder::Zstd),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "decompression-gzip")]
+            Encoding::Gzip => Ok(CodecDecoder::Gzip(deflate::gzip_decoder(limits))),
+            #[cfg(feature = "decompression-deflate")]
+            Encoding::Deflate => Ok(CodecDecoder::Zlib(deflate::zlib_decoder(limits))),
+            #[cfg(feature = "decompression-zstd")]
+            Encoding::Zstd => Ok(CodecDecoder::Zstd(ZstdDecoder::new(limits))),
+            #[cfg(feature = "decompression-br")]
             Encoding::Brotli => Ok(CodecDecoder::Brotli(BrotliDecoder::new(limits))),
             other => Err(DecodeError::Unsupported(other.as_str().to_owned())),
         }
@@ -240,14 +267,16 @@ impl CodecDecoder {
 
     /// Whether the decoder stands between complete streams (so the end of input is clean).
     #[inline]
-    pub(crate) fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&mut self) -> bool {
         match *self {
-            #[cfg(zlib)]
-            CodecDecoder::Deflate(ref d) => d.at_boundary(),
-            #[cfg(feature = "zstd")]
-            CodecDecoder::Zstd(ref d) => d.at_boundary(),
-            #[cfg(feature = "br")]
-            CodecDecoder::Brotli(ref d) => d.at_boundary(),
+            #[cfg(feature = "decompression-gzip")]
+            CodecDecoder::Gzip(ref mut d) => d.at_boundary(),
+            #[cfg(feature = "decompression-deflate")]
+            CodecDecoder::Zlib(ref mut d) => d.at_boundary(),
+            #[cfg(feature = "decompression-zstd")]
+            CodecDecoder::Zstd(ref mut d) => d.at_boundary(),
+            #[cfg(feature = "decompression-br")]
+            CodecDecoder::Brotli(ref mut d) => d.at_boundary(),
         }
     }
 
@@ -260,11 +289,13 @@ impl CodecDecoder {
         out: &mut [u8],
     ) -> Result<Option<(usize, usize)>, DecodeError> {
         match *self {
-            #[cfg(zlib)]
-            CodecDecoder::Deflate(ref mut d) => d.decode(input, out),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "decompression-gzip")]
+            CodecDecoder::Gzip(ref mut d) => d.decode(input, out),
+            #[cfg(feature = "decompression-deflate")]
+            CodecDecoder::Zlib(ref mut d) => d.decode(input, out),
+            #[cfg(feature = "decompression-zstd")]
             CodecDecoder::Zstd(ref mut d) => d.decode(input, out),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "decompression-br")]
             CodecDecoder::Brotli(ref mut d) => d.decode(input, out),
         }
     }

@@ -1,11 +1,16 @@
-//! zstd (RFC 8878) through libzstd (zstd-safe): the encoder with its pool of reused contexts,
-//! and the decoder with a cap on the window a frame may declare.
+//! zstd (RFC 8878) through libzstd: the encoder on zstd-safe with its pool of reused contexts
+//! and a pledged size (kept hand-written: compression-codecs has neither, see `codec/mod.rs`),
+//! and the decoder on compression-codecs with a cap on the window a frame may declare.
 
+#[cfg(feature = "compression-zstd")]
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "compression-zstd")]
 use super::{CodecError, Encode, reserve};
 use crate::Encoding;
+#[cfg(feature = "decompression-zstd")]
 use crate::limits::{DecodeError, DecodeLimits};
+#[cfg(feature = "compression-zstd")]
 use crate::params::ZstdParams;
 
 /// Idle zstd compression contexts, shared by every clone of a layer.
@@ -13,6 +18,7 @@ use crate::params::ZstdParams;
 /// A context keeps its tables and buffers between frames, so a reused one starts a frame
 /// without allocating or clearing megabytes; with a pledged size a small response touches only
 /// a small part of them.
+#[cfg(feature = "compression-zstd")]
 pub(crate) struct ZstdPool {
     idle: Mutex<Vec<zstd_safe::CCtx<'static>>>,
     max_idle: usize,
@@ -20,6 +26,7 @@ pub(crate) struct ZstdPool {
     pressure: Option<tower_memory_probe::PressureSignal>,
 }
 
+#[cfg(feature = "compression-zstd")]
 impl std::fmt::Debug for ZstdPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZstdPool")
@@ -29,6 +36,7 @@ impl std::fmt::Debug for ZstdPool {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 impl ZstdPool {
     pub(crate) fn new(
         max_idle: usize,
@@ -85,6 +93,7 @@ impl ZstdPool {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 pub(crate) struct ZstdEncoder {
     ctx: Option<zstd_safe::CCtx<'static>>,
     pool: Arc<ZstdPool>,
@@ -92,6 +101,7 @@ pub(crate) struct ZstdEncoder {
     reuse: bool,
 }
 
+#[cfg(feature = "compression-zstd")]
 impl ZstdEncoder {
     pub(crate) fn new(
         params: &ZstdParams,
@@ -165,6 +175,7 @@ impl ZstdEncoder {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 impl Encode for ZstdEncoder {
     fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         use zstd_safe::{InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective};
@@ -204,6 +215,7 @@ impl Encode for ZstdEncoder {
     }
 }
 
+#[cfg(feature = "compression-zstd")]
 impl Drop for ZstdEncoder {
     fn drop(&mut self) {
         if let Some(ctx) = self.ctx.take()
@@ -214,80 +226,68 @@ impl Drop for ZstdEncoder {
     }
 }
 
+/// A zstd decoder on compression-codecs with libzstd's cap on the window a frame may declare;
+/// frames may follow each other.
+#[cfg(feature = "decompression-zstd")]
 pub(crate) struct ZstdDecoder {
-    ctx: zstd_safe::DCtx<'static>,
+    inner: super::adapter::CodecsDecoder<compression_codecs::ZstdDecoder>,
     window_log_max: u32,
-    at_boundary: bool,
 }
 
+#[cfg(feature = "decompression-zstd")]
 impl ZstdDecoder {
     /// A decoder that refuses frames declaring a window above `limits.zstd_window_log_max`
     /// before allocating it.
-    pub(crate) fn new(limits: &DecodeLimits) -> Result<Self, DecodeError> {
-        let encoding = Encoding::Zstd;
-        let mut ctx = zstd_safe::DCtx::try_create().ok_or_else(|| DecodeError::Corrupt {
-            encoding,
-            reason: "cannot allocate a zstd context".into(),
-        })?;
+    pub(crate) fn new(limits: &DecodeLimits) -> Self {
+        use compression_codecs::zstd::params::DParameter;
         let window_log_max = limits.zstd_window_log_max.clamp(10, 31);
-        ctx.set_parameter(zstd_safe::DParameter::WindowLogMax(window_log_max))
-            .map_err(|c| DecodeError::Corrupt {
-                encoding,
-                reason: zstd_safe::get_error_name(c).into(),
-            })?;
-        Ok(ZstdDecoder {
-            ctx,
+        ZstdDecoder {
+            inner: super::adapter::CodecsDecoder::new(
+                compression_codecs::ZstdDecoder::new_with_params(&[DParameter::window_log_max(
+                    window_log_max,
+                )]),
+                Encoding::Zstd,
+                true,
+                false,
+            ),
             window_log_max,
-            at_boundary: true,
-        })
+        }
     }
 
     /// Whether the decoder stands between complete frames (so the end of input is clean).
-    pub(crate) fn at_boundary(&self) -> bool {
-        self.at_boundary
+    pub(crate) fn at_boundary(&mut self) -> bool {
+        self.inner.at_boundary()
     }
 
-    /// Decodes from `input` into `out`: `(consumed, written)`.
+    /// Decodes from `input` into `out`: `(consumed, written)`, or `None` when the data has
+    /// ended and there is no more input.
     pub(crate) fn decode(
         &mut self,
         input: &[u8],
         out: &mut [u8],
     ) -> Result<Option<(usize, usize)>, DecodeError> {
-        use zstd_safe::{InBuffer, OutBuffer, zstd_sys::ZSTD_ErrorCode};
-        let encoding = Encoding::Zstd;
-        let corrupt = |reason: &str| DecodeError::Corrupt {
-            encoding,
-            reason: reason.to_owned(),
-        };
-        let ZstdDecoder {
-            ctx,
-            window_log_max,
-            at_boundary,
-        } = self;
-        let mut inb = InBuffer::around(input);
-        let mut outb = OutBuffer::around(out);
-        let hint = ctx.decompress_stream(&mut outb, &mut inb).map_err(|code| {
-            if zstd_safe::is_error_kind(
-                code,
-                ZSTD_ErrorCode::ZSTD_error_frameParameter_windowTooLarge,
-            ) {
+        let window_log_max = self.window_log_max;
+        self.inner.decode(input, out).map_err(|e| match e {
+            // libzstd's errors reach us as their names (the zstd crate's `map_error_code`).
+            DecodeError::Corrupt { reason, .. } if reason == window_too_large() => {
                 DecodeError::WindowTooLarge {
-                    encoding,
-                    limit_log: *window_log_max,
+                    encoding: Encoding::Zstd,
+                    limit_log: window_log_max,
                 }
-            } else {
-                corrupt(zstd_safe::get_error_name(code))
             }
-        })?;
-        let (consumed, written) = (inb.pos(), outb.pos());
-        // 0: a frame just ended and no other has begun. A call that did nothing (asked
-        // for more output after a frame's end) says it wants the next frame's header,
-        // which does not make the end of the data unclean.
-        if consumed > 0 || written > 0 {
-            *at_boundary = hint == 0;
-        }
-        Ok(Some((consumed, written)))
+            e => e,
+        })
     }
+}
+
+/// libzstd's name of the error of a frame whose window is above the decoder's cap.
+#[cfg(feature = "decompression-zstd")]
+fn window_too_large() -> &'static str {
+    use zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_frameParameter_windowTooLarge;
+    // A function's error return is the negated code.
+    zstd_safe::get_error_name(
+        0usize.wrapping_sub(ZSTD_error_frameParameter_windowTooLarge as usize),
+    )
 }
 
 #[cfg(all(test, all_codecs))]

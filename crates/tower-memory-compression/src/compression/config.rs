@@ -2,7 +2,7 @@
 //! services share. At the bottom of the compression module's imports: it reads no layer,
 //! service, future or body.
 
-#[cfg(feature = "zstd")]
+#[cfg(feature = "compression-zstd")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use super::flush::FlushPolicy;
 use super::skip::SkipRules;
 use crate::Encoding;
 use crate::codec::EncoderConfig;
-#[cfg(feature = "zstd")]
+#[cfg(feature = "compression-zstd")]
 use crate::codec::ZstdPool;
 use crate::params::{BrotliParams, DeflateParams, ZstdParams};
 
@@ -26,7 +26,7 @@ pub(crate) struct Settings {
     pub(crate) deflate: DeflateParams,
     pub(crate) brotli: BrotliParams,
     pub(crate) zstd: ZstdParams,
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "compression-zstd")]
     pub(crate) zstd_pool: Arc<ZstdPool>,
     pub(crate) threshold: u64,
     pub(crate) skip: SkipRules,
@@ -43,12 +43,12 @@ impl Default for Settings {
             enabled: true,
             offered: Encoding::CODINGS
                 .into_iter()
-                .filter(|e| e.is_compiled())
+                .filter(|e| e.can_compress())
                 .collect(),
             gzip: DeflateParams::default(),
             deflate: DeflateParams::default(),
             brotli: BrotliParams::default(),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             zstd_pool: Arc::new(ZstdPool::new(zstd.pool_size, None)),
             zstd,
             threshold: 1024,
@@ -94,13 +94,13 @@ impl Settings {
         pressure: Pressure,
     ) -> Option<EncoderConfig> {
         match encoding {
-            #[cfg(feature = "gzip")]
+            #[cfg(feature = "compression-gzip")]
             Encoding::Gzip => Some(EncoderConfig::Gzip(self.gzip.at(pressure))),
-            #[cfg(feature = "deflate")]
+            #[cfg(feature = "compression-deflate")]
             Encoding::Deflate => Some(EncoderConfig::Deflate(self.deflate.at(pressure))),
-            #[cfg(feature = "br")]
+            #[cfg(feature = "compression-br")]
             Encoding::Brotli => Some(EncoderConfig::Brotli(self.brotli.at(pressure))),
-            #[cfg(feature = "zstd")]
+            #[cfg(feature = "compression-zstd")]
             Encoding::Zstd => Some(EncoderConfig::Zstd(
                 self.zstd.at(pressure),
                 Arc::clone(&self.zstd_pool),
@@ -111,7 +111,7 @@ impl Settings {
 
     /// A response is about to be compressed with `encoding` at `pressure`: under `Warning`, a
     /// zstd response first drops the idle zstd contexts (it takes a fresh, smaller one).
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "compression-zstd")]
     pub(crate) fn release_idle_contexts(&self, encoding: Encoding, pressure: Pressure) {
         if encoding == Encoding::Zstd && pressure >= Pressure::Warning {
             self.zstd_pool.clear();

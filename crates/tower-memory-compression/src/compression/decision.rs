@@ -106,7 +106,7 @@ pub(crate) fn decide<B: Body>(info: &RequestInfo, parts: &Parts, body: &B) -> Ve
     let Some(config) = settings.encoder_config(encoding, pressure) else {
         return skip(SkipReason::NotAccepted, true);
     };
-    #[cfg(feature = "zstd")]
+    #[cfg(feature = "compression-zstd")]
     settings.release_idle_contexts(encoding, pressure);
     let policy = parts
         .extensions

@@ -11,7 +11,7 @@ use super::flush::FlushPolicy;
 use super::service::Compression;
 use super::skip::SkipRules;
 use crate::Encoding;
-#[cfg(feature = "zstd")]
+#[cfg(feature = "compression-zstd")]
 use crate::codec::ZstdPool;
 use crate::params::{BrotliParams, DeflateParams, ZstdParams};
 
@@ -65,7 +65,7 @@ impl CompressionLayer {
     fn edit(mut self, f: impl FnOnce(&mut Settings)) -> Self {
         let settings = Arc::make_mut(&mut self.settings);
         f(settings);
-        #[cfg(feature = "zstd")]
+        #[cfg(feature = "compression-zstd")]
         {
             // The pool follows the (possibly changed) size and pressure signal.
             settings.zstd_pool = Arc::new(ZstdPool::new(
@@ -90,7 +90,7 @@ impl CompressionLayer {
     pub fn preference(self, codings: &[Encoding]) -> Self {
         let mut offered = Vec::new();
         for &e in codings {
-            if e != Encoding::Identity && e.is_compiled() && !offered.contains(&e) {
+            if e != Encoding::Identity && e.can_compress() && !offered.contains(&e) {
                 offered.push(e);
             }
         }
@@ -100,7 +100,7 @@ impl CompressionLayer {
     fn toggle(self, coding: Encoding, on: bool) -> Self {
         self.edit(|s| {
             s.offered.retain(|e| *e != coding);
-            if on && coding.is_compiled() {
+            if on && coding.can_compress() {
                 s.offered.push(coding);
             }
         })

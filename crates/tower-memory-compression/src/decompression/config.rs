@@ -19,7 +19,7 @@ impl Default for Config {
             limits: DecodeLimits::default(),
             accepted: Encoding::CODINGS
                 .into_iter()
-                .filter(|e| e.is_compiled())
+                .filter(|e| e.can_decompress())
                 .collect(),
             max_codings: 2,
         }

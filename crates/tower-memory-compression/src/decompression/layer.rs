@@ -96,7 +96,7 @@ impl RequestDecompressionLayer {
         let accepted = codings
             .iter()
             .copied()
-            .filter(|e| *e != Encoding::Identity && e.is_compiled())
+            .filter(|e| *e != Encoding::Identity && e.can_decompress())
             .collect();
         self.edit(|c| c.accepted = accepted)
     }
