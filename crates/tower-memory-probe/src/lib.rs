@@ -25,6 +25,8 @@
 //!   read by layers without taking a lock.
 //! - [`overload_body`], [`retry_after_seconds`], [`DEFAULT_RETRY_AFTER`]: the one format of the
 //!   layers' memory 503s.
+//! - [`set_metric_prefix`] and [`MetricName`]: one prefix for every metric name the workspace
+//!   emits (default none), resolved once per name so that emitting costs what it did.
 //!
 //! # Example
 //!
@@ -68,6 +70,7 @@ mod events;
 mod jemalloc;
 #[cfg(feature = "jemalloc")]
 pub mod jemalloc_ctl;
+mod metric_name;
 mod overload;
 mod pressure;
 mod process;
@@ -86,6 +89,7 @@ pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check,
 pub use counting::CountingAlloc;
 pub use error::ProbeError;
 pub use events::{EventSource, MemoryEvent, MemoryEvents, PSI_TRIGGER, SkipReason, Skipped};
+pub use metric_name::{MetricName, MetricPrefixError, metric_prefix, set_metric_prefix};
 pub use overload::{
     DEFAULT_RETRY_AFTER, OVERLOAD_CONTENT_TYPE, overload_body, retry_after_seconds,
 };
