@@ -9,6 +9,7 @@ use crate::report::Ended;
 
 /// Sends the report everywhere it is configured to go.
 pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
+    crate::span::record(report);
     let status = status_label(report.status);
     let method = method_label(report.method);
     record_route(
