@@ -36,7 +36,9 @@ pub fn record_request_metrics(ledger: Option<&Ledger>, in_flight: Option<&InFlig
 }
 
 /// Sets every gauge and counter from the monitor's latest snapshot, with the process's resident
-/// and virtual size read now (they are the standard scrape-time process metrics). Metrics go to
+/// and virtual size read now (they are the standard scrape-time process metrics; the monitor's
+/// [`process_metrics`](crate::MemoryMonitorBuilder::process_metrics) setting leaves the two
+/// `process_*` gauges out). Metrics go to
 /// whichever recorder is installed ([`PrometheusMetrics`](crate::PrometheusMetrics) calls it at
 /// every render; call it yourself before another recorder exports).
 pub fn record_metrics(monitor: &MemoryMonitor) {
@@ -45,8 +47,10 @@ pub fn record_metrics(monitor: &MemoryMonitor) {
         .ok()
         .or_else(|| snapshot.as_ref().and_then(|s| s.process));
     if let Some(p) = process {
-        gauge!(PROCESS_RESIDENT_MEMORY_BYTES.get()).set(p.rss_bytes as f64);
-        gauge!(PROCESS_VIRTUAL_MEMORY_BYTES.get()).set(p.virtual_bytes as f64);
+        if monitor.process_metrics() {
+            gauge!(PROCESS_RESIDENT_MEMORY_BYTES.get()).set(p.rss_bytes as f64);
+            gauge!(PROCESS_VIRTUAL_MEMORY_BYTES.get()).set(p.virtual_bytes as f64);
+        }
         gauge!(MEMORY_PROCESS_PEAK_RESIDENT_BYTES.get()).set(p.peak_rss_bytes as f64);
     }
     let thresholds = monitor.thresholds();

@@ -116,7 +116,7 @@ pub use profile::{
     write_heap_profile,
 };
 #[cfg(feature = "prometheus")]
-pub use prometheus::{MetricsError, PrometheusMetrics};
+pub use prometheus::{MetricsError, PrometheusMetrics, Upkeep};
 pub use reclaim::ReclaimSummary;
 pub use report::{
     AllocatorReport, BudgetReport, CgroupReport, HealthReport, InFlightReport, LastReclaimReport,
