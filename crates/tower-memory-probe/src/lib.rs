@@ -45,7 +45,8 @@
 //! assert!(delta.allocated >= 1 << 20);
 //! assert!(delta.deallocated >= 1 << 20);
 //!
-//! let rss = tower_memory_probe::process_memory().expect("/proc is readable on Linux");
+//! // /proc on Linux; elsewhere the operating system through memory-stats.
+//! let rss = tower_memory_probe::process_memory().expect("a supported system");
 //! assert!(rss.rss_bytes > 0 && rss.peak_rss_bytes >= rss.rss_bytes);
 //! ```
 //!
@@ -95,8 +96,8 @@ pub use overload::{
 };
 pub use pressure::{Pressure, PressureSignal};
 pub use process::{
-    ProcessMemory, physical_memory, physical_memory_at, process_memory, process_memory_at,
-    process_memory_of,
+    ProcessMemory, own_process_memory_at, physical_memory, physical_memory_at, process_memory,
+    process_memory_at, process_memory_of,
 };
 pub use reclaim::{
     RECLAIM_DURATION_METRIC, ReclaimError, ReclaimReport, ReclaimStats, ReclaimTrigger, Reclaimer,
