@@ -53,20 +53,31 @@
 //! | `memory.outcome` ([`SPAN_OUTCOME`]) | str | [`Outcome::as_str`] |
 //! | `memory.heavy` ([`SPAN_HEAVY`]) | bool | [`MemoryReport::heavy`] |
 //!
-//! ```ignore
-//! // tower-http's TraceLayer, outside the memory layers (the span is current at their call):
-//! let trace = tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {
-//!     tracing::info_span!(
-//!         "request",
-//!         method = %req.method(),
-//!         uri = %req.uri(),
-//!         memory.allocated_bytes = tracing::field::Empty,
-//!         memory.net_bytes = tracing::field::Empty,
-//!         memory.peak_net_bytes = tracing::field::Empty,
-//!         memory.outcome = tracing::field::Empty,
-//!     )
-//! });
-//! let app = router.layer(MemoryInterceptorLayer::new()).layer(trace);
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use http::{Request, Response};
+//! use tower::ServiceBuilder;
+//! use tower_http::trace::TraceLayer;
+//! use tower_memory_interceptor::MemoryInterceptorLayer;
+//! use tracing::field::Empty;
+//!
+//! let service = ServiceBuilder::new()
+//!     // Outside the memory layer, so that its span is current when the layer is called.
+//!     .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<String>| {
+//!         tracing::info_span!(
+//!             "request",
+//!             method = %req.method(),
+//!             uri = %req.uri(),
+//!             memory.allocated_bytes = Empty,
+//!             memory.net_bytes = Empty,
+//!             memory.peak_net_bytes = Empty,
+//!             memory.outcome = Empty,
+//!         )
+//!     }))
+//!     .layer(MemoryInterceptorLayer::new())
+//!     .service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+//! # let _ = service;
 //! ```
 //!
 //! The span is closed only when the last reference to it goes: the layer keeps one until the

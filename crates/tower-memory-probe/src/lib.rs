@@ -50,6 +50,18 @@
 //! assert!(rss.rss_bytes > 0 && rss.peak_rss_bytes >= rss.rss_bytes);
 //! ```
 //!
+//! # Platforms
+//!
+//! Linux is where this crate reads the kernel and where it is tested. On macOS and Windows the
+//! thread counters work the same (they come from the allocator: jemalloc or [`CountingAlloc`]),
+//! [`process_memory`] answers from the `memory-stats` crate (resident and virtual size; the peak
+//! is the largest resident size read), and what only Linux has is absent without an error:
+//! [`cgroup_memory`] is `Ok(None)`, [`MemoryEvents`] fails to subscribe with a typed error,
+//! [`physical_memory`] fails (configure a limit instead), `malloc_trim` is not called. The same
+//! fallback answers on Linux when `/proc` cannot be read. Off Linux the crate is checked with
+//! `cargo clippy` for x86_64-apple-darwin and x86_64-pc-windows-msvc, but it is not run there.
+//! The table is `docs/platforms.md` at the repository root.
+//!
 //! # Features
 //!
 //! - `jemalloc`: jemalloc counters, statistics and purge (through `tikv-jemalloc-ctl`). The
