@@ -48,11 +48,15 @@ pub(crate) fn capture() -> Span {
 
 #[inline(never)]
 fn capture_current() -> Span {
-    let span = Span::current();
-    let wants = span
-        .metadata()
-        .is_some_and(|m| m.fields().iter().any(|f| f.name().starts_with("memory.")));
-    if wants { span } else { Span::none() }
+    // Look before cloning: `Span::current()` takes a reference in the subscriber (and gives it
+    // back on drop), which a span that declares none of the fields should not cost.
+    let wants = tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .current_span()
+            .metadata()
+            .is_some_and(|m| m.fields().iter().any(|f| f.name().starts_with("memory.")))
+    });
+    if wants { Span::current() } else { Span::none() }
 }
 
 /// Records the report's figures on the span taken at the call (nothing when there is none).
