@@ -67,8 +67,11 @@
 //! - **Names**: every metric of the workspace is a Prometheus name spelled once per crate (the
 //!   table is [`describe_metrics`]). [`tower_memory_probe::set_metric_prefix`] prefixes all of
 //!   them, and only them, for a shared Prometheus (`myapp_memory_usage_bytes`); default none,
-//!   which the deploy rules, dashboard and autoscaling rule expect (with a prefix, prepend it to
-//!   every name they use).
+//!   which the deploy rules, dashboard and autoscaling rule expect. With a prefix they follow by
+//!   rewriting: every `memory_*`, `http_*` and `process_*` word in `deploy/` is one of these
+//!   metric names, so `sed -E 's/\b(memory|http|process)_/myapp_\1_/g'` over the alert rules,
+//!   their tests, the dashboard and the adapter and HPA manifests gives the prefixed set (the
+//!   rewritten rules pass `promtool test rules` against their rewritten tests).
 //! - **Process gauges**: `process_resident_memory_bytes` and `process_virtual_memory_bytes` are
 //!   on by default; [`MemoryMonitorBuilder::process_metrics`] turns them off where
 //!   `metrics-process` already emits them.
