@@ -127,8 +127,10 @@ impl PrometheusMetrics {
     /// assert!(metrics.render(None).contains("app_logins_total 1"));
     /// ```
     ///
-    /// A handle of a recorder that is not the global one renders only what is recorded into it
-    /// (the workspace emits into the global recorder).
+    /// The handle is `metrics-exporter-prometheus` 0.18's (the version this crate builds on;
+    /// a crate that installs the recorder for you must use the same one). A handle of a recorder
+    /// that is not the global one renders only what is recorded into it (the workspace emits into
+    /// the global recorder; a metrics-util fanout that contains it is fine).
     pub fn from_handle(handle: PrometheusHandle, upkeep: Upkeep) -> Self {
         if upkeep == Upkeep::Spawn {
             spawn_upkeep(handle.clone());
