@@ -6,22 +6,30 @@ use crate::compression::SkipReason;
 use crate::limits::DecodeError;
 
 /// Uncompressed bytes fed to an encoder, by `encoding`.
-pub(crate) const COMPRESSION_INPUT_BYTES: &str = "http_compression_input_bytes_total";
+pub(crate) static COMPRESSION_INPUT_BYTES: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_compression_input_bytes_total");
 /// Compressed bytes sent, by `encoding`.
-pub(crate) const COMPRESSION_OUTPUT_BYTES: &str = "http_compression_output_bytes_total";
+pub(crate) static COMPRESSION_OUTPUT_BYTES: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_compression_output_bytes_total");
 /// Responses compressed, by `encoding`.
-pub(crate) const COMPRESSED_RESPONSES: &str = "http_compression_responses_total";
+pub(crate) static COMPRESSED_RESPONSES: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_compression_responses_total");
 /// Responses sent uncompressed, by `reason` (see [`SkipReason::as_str`]).
-pub(crate) const SKIPPED_RESPONSES: &str = "http_compression_skipped_total";
+pub(crate) static SKIPPED_RESPONSES: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_compression_skipped_total");
 /// Requests answered 406 because no acceptable coding remained.
-pub(crate) const NOT_ACCEPTABLE: &str = "http_compression_not_acceptable_total";
+pub(crate) static NOT_ACCEPTABLE: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_compression_not_acceptable_total");
 /// Compressed request bytes read, by `encoding` (the outermost coding).
-pub(crate) const DECOMPRESSION_INPUT_BYTES: &str = "http_decompression_input_bytes_total";
+pub(crate) static DECOMPRESSION_INPUT_BYTES: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_decompression_input_bytes_total");
 /// Decoded request bytes handed to the handler, by `encoding`.
-pub(crate) const DECOMPRESSION_OUTPUT_BYTES: &str = "http_decompression_output_bytes_total";
+pub(crate) static DECOMPRESSION_OUTPUT_BYTES: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_decompression_output_bytes_total");
 /// Request bodies refused, by `reason` (`too_large`, `ratio`, `window`, `corrupt`, `truncated`,
 /// `unsupported`).
-pub(crate) const DECOMPRESSION_REJECTED: &str = "http_decompression_rejected_total";
+pub(crate) static DECOMPRESSION_REJECTED: tower_memory_probe::MetricName =
+    tower_memory_probe::MetricName::new("http_decompression_rejected_total");
 
 /// Registers the description and unit of every metric of this crate with the installed
 /// recorder (call it once, after installing the recorder).
@@ -39,42 +47,42 @@ pub(crate) const DECOMPRESSION_REJECTED: &str = "http_decompression_rejected_tot
 pub fn describe_metrics() {
     use metrics::{Unit, describe_counter};
     describe_counter!(
-        COMPRESSION_INPUT_BYTES,
+        COMPRESSION_INPUT_BYTES.get(),
         Unit::Bytes,
         "Uncompressed response bytes fed to an encoder, by encoding."
     );
     describe_counter!(
-        COMPRESSION_OUTPUT_BYTES,
+        COMPRESSION_OUTPUT_BYTES.get(),
         Unit::Bytes,
         "Compressed response bytes sent, by encoding."
     );
     describe_counter!(
-        COMPRESSED_RESPONSES,
+        COMPRESSED_RESPONSES.get(),
         Unit::Count,
         "Responses compressed, by encoding."
     );
     describe_counter!(
-        SKIPPED_RESPONSES,
+        SKIPPED_RESPONSES.get(),
         Unit::Count,
         "Responses sent uncompressed, by reason."
     );
     describe_counter!(
-        NOT_ACCEPTABLE,
+        NOT_ACCEPTABLE.get(),
         Unit::Count,
         "Requests answered 406 Not Acceptable by the compression layer."
     );
     describe_counter!(
-        DECOMPRESSION_INPUT_BYTES,
+        DECOMPRESSION_INPUT_BYTES.get(),
         Unit::Bytes,
         "Compressed request bytes read, by encoding."
     );
     describe_counter!(
-        DECOMPRESSION_OUTPUT_BYTES,
+        DECOMPRESSION_OUTPUT_BYTES.get(),
         Unit::Bytes,
         "Decoded request bytes handed to the handler, by encoding."
     );
     describe_counter!(
-        DECOMPRESSION_REJECTED,
+        DECOMPRESSION_REJECTED.get(),
         Unit::Count,
         "Compressed request bodies refused, by reason."
     );
@@ -91,7 +99,7 @@ pub(crate) fn skipped(reason: SkipReason) {
     }
     let recorder =
         metrics::with_recorder(|r| r as *const dyn metrics::Recorder as *const () as usize);
-    let register = || metrics::counter!(SKIPPED_RESPONSES, "reason" => reason.as_str());
+    let register = || metrics::counter!(SKIPPED_RESPONSES.get(), "reason" => reason.as_str());
     let cached = HANDLES.try_with(|cell| {
         let Ok(mut handles) = cell.try_borrow_mut() else {
             return false;
@@ -119,20 +127,20 @@ pub(crate) fn rejected(error: &DecodeError) {
         DecodeError::Truncated { .. } => "truncated",
         DecodeError::Unsupported(_) => "unsupported",
     };
-    metrics::counter!(DECOMPRESSION_REJECTED, "reason" => reason).increment(1);
+    metrics::counter!(DECOMPRESSION_REJECTED.get(), "reason" => reason).increment(1);
 }
 
 pub(crate) fn compressed(encoding: Encoding) {
-    metrics::counter!(COMPRESSED_RESPONSES, "encoding" => encoding.as_str()).increment(1);
+    metrics::counter!(COMPRESSED_RESPONSES.get(), "encoding" => encoding.as_str()).increment(1);
 }
 
 pub(crate) fn bytes(encoding: Encoding, input: u64, output: u64) {
     if input > 0 {
-        metrics::counter!(COMPRESSION_INPUT_BYTES, "encoding" => encoding.as_str())
+        metrics::counter!(COMPRESSION_INPUT_BYTES.get(), "encoding" => encoding.as_str())
             .increment(input);
     }
     if output > 0 {
-        metrics::counter!(COMPRESSION_OUTPUT_BYTES, "encoding" => encoding.as_str())
+        metrics::counter!(COMPRESSION_OUTPUT_BYTES.get(), "encoding" => encoding.as_str())
             .increment(output);
     }
 }

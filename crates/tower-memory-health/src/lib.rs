@@ -56,6 +56,31 @@
 //! # }
 //! ```
 //!
+//! # Metrics: a shared recorder, names, OpenTelemetry
+//!
+//! - **An application with its own recorder** (its own `PrometheusBuilder::install_recorder()`,
+//!   axum-prometheus) hands its handle to
+//!   [`PrometheusMetrics::from_handle`](crate::PrometheusMetrics::from_handle) (feature
+//!   `prometheus`): `/metrics` renders the application's metrics and this workspace's together.
+//!   The `Upkeep` argument says who folds the exporter's histogram samples (without upkeep they
+//!   pile up in memory); `Upkeep::Spawn` unless the application runs it.
+//! - **Names**: every metric of the workspace is a Prometheus name spelled once per crate (the
+//!   table is [`describe_metrics`]). [`tower_memory_probe::set_metric_prefix`] prefixes all of
+//!   them, and only them, for a shared Prometheus (`myapp_memory_usage_bytes`); default none,
+//!   which the deploy rules, dashboard and autoscaling rule expect. With a prefix they follow by
+//!   rewriting: every `memory_*`, `http_*` and `process_*` word in `deploy/` is one of these
+//!   metric names, so `sed -E 's/\b(memory|http|process)_/myapp_\1_/g'` over the alert rules,
+//!   their tests, the dashboard and the adapter and HPA manifests gives the prefixed set (the
+//!   rewritten rules pass `promtool test rules` against their rewritten tests).
+//! - **Process gauges**: `process_resident_memory_bytes` and `process_virtual_memory_bytes` are
+//!   on by default; [`MemoryMonitorBuilder::process_metrics`] turns them off where
+//!   `metrics-process` already emits them.
+//! - **OpenTelemetry**: install a facade-to-OpenTelemetry recorder (`metrics-exporter-otel`,
+//!   alone or in a metrics-util fanout beside Prometheus) and call [`record_metrics`] on a timer,
+//!   since no scrape does. Each request's memory report reaches traces through its span
+//!   (tower-memory-interceptor's `memory.*` span fields and tracing-opentelemetry).
+//!   `docs/opentelemetry.md` at the repository root has the code and the crate versions.
+//!
 //! # Features
 //!
 //! The defaults (`prometheus`, `interceptor`) need no C toolchain; `jemalloc` and `heap-profile`
@@ -128,7 +153,7 @@ pub use profile::{
     write_heap_profile,
 };
 #[cfg(feature = "prometheus")]
-pub use prometheus::{MetricsError, PrometheusMetrics};
+pub use prometheus::{MetricsError, PrometheusMetrics, Upkeep};
 pub use reclaim::ReclaimSummary;
 pub use report::{
     AllocatorReport, BudgetReport, CgroupReport, HealthReport, InFlightReport, LastReclaimReport,

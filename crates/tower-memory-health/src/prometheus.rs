@@ -48,6 +48,11 @@ pub enum MetricsError {
 /// `_seconds` get buckets (true Prometheus histograms, which aggregate across instances, rather
 /// than summaries).
 ///
+/// An application that installed its recorder itself (its own
+/// `PrometheusBuilder::install_recorder()`, or a crate such as axum-prometheus) hands its handle
+/// to [`from_handle`](Self::from_handle) instead: `/metrics` then renders that recorder, the
+/// application's metrics and this workspace's together.
+///
 /// ```
 /// use tower_memory_health::PrometheusMetrics;
 ///
@@ -99,6 +104,41 @@ impl PrometheusMetrics {
         Ok(Self { handle })
     }
 
+    /// Serves `/metrics` from a recorder the application installed itself: everything recorded
+    /// in it, the application's metrics and this workspace's, is rendered. Describes this
+    /// crate's metrics to the installed recorder (as [`install`](Self::install) does).
+    ///
+    /// `upkeep` says who folds the exporter's histogram samples: until `run_upkeep` runs, every
+    /// sample stays queued, and the interceptor records two per request, so an unscraped service
+    /// grows without bound. [`Upkeep::Spawn`] (use it unless you know otherwise) starts a thread
+    /// that runs it every 5 s for this handle; [`Upkeep::External`] leaves it to the application
+    /// (`PrometheusBuilder::install()` with its own HTTP listener runs one, and so does a program
+    /// that calls `run_upkeep` on a timer). A second upkeep of the same recorder is harmless, a
+    /// missing one is a leak. Every [`render`](Self::render) runs upkeep too. Build it once per
+    /// handle and clone it (each call with `Upkeep::Spawn` starts a thread).
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use tower_memory_health::{PrometheusMetrics, Upkeep};
+    ///
+    /// let handle = PrometheusBuilder::new().install_recorder().expect("the first recorder");
+    /// metrics::counter!("app_logins_total").increment(1);
+    /// let metrics = PrometheusMetrics::from_handle(handle, Upkeep::Spawn);
+    /// assert!(metrics.render(None).contains("app_logins_total 1"));
+    /// ```
+    ///
+    /// The handle is `metrics-exporter-prometheus` 0.18's (the version this crate builds on;
+    /// a crate that installs the recorder for you must use the same one). A handle of a recorder
+    /// that is not the global one renders only what is recorded into it (the workspace emits into
+    /// the global recorder; a metrics-util fanout that contains it is fine).
+    pub fn from_handle(handle: PrometheusHandle, upkeep: Upkeep) -> Self {
+        if upkeep == Upkeep::Spawn {
+            spawn_upkeep(handle.clone());
+        }
+        describe_metrics();
+        Self { handle }
+    }
+
     /// The exporter's handle.
     pub fn handle(&self) -> &PrometheusHandle {
         &self.handle
@@ -115,6 +155,16 @@ impl PrometheusMetrics {
     }
 }
 
+/// Who runs the exporter's upkeep for a handle given to [`PrometheusMetrics::from_handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Upkeep {
+    /// A thread of this crate runs `run_upkeep` every 5 s for the process's life.
+    Spawn,
+    /// The application runs it (and scrapes run it too).
+    External,
+}
+
 /// How often the exporter's histogram samples are folded into their summaries when nobody
 /// scrapes: the exporter's own default for the recorders it installs itself.
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -122,7 +172,8 @@ const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// `install_recorder` leaves upkeep to the caller, and until it runs every histogram sample stays
 /// queued: an unscraped service (no Prometheus yet, a broken scrape) grew by about 40 bytes per
 /// request without bound (1.1 M requests: +45 MiB; the outcomes soak: +8 MiB/hour). A plain thread,
-/// so that no Tokio runtime is needed; it lives as long as the global recorder, the process.
+/// so that no Tokio runtime is needed; it lives as long as the process (a handle it was given
+/// may outlive its recorder's use, and keeping it costs a sleep every 5 s).
 fn spawn_upkeep(handle: PrometheusHandle) {
     let spawned = std::thread::Builder::new()
         .name("metrics-upkeep".into())

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use tower_memory_probe::{
     AllocatorKind, AllocatorStats, CgroupMemory, ProbeError, ProcessMemory, allocator_stats,
-    cgroup_memory_at, physical_memory_at, process_memory_at, self_check,
+    cgroup_memory_at, own_process_memory_at, physical_memory_at, self_check,
 };
 
 /// What a [`SampleSource`] read at one moment. Fields the source could not know are `None`.
@@ -109,7 +109,9 @@ impl Default for ProbeSource {
 impl SampleSource for ProbeSource {
     fn sample(&self) -> Result<Sample, SampleError> {
         let taken_at = Instant::now();
-        let process = process_memory_at(&self.root.join("proc/self"))?;
+        // The own process's reader: where `/proc` cannot be read (macOS, Windows), the resident
+        // set comes from the operating system instead of failing every sample.
+        let process = own_process_memory_at(&self.root.join("proc/self"))?;
         // A cgroup that exists but cannot be parsed is an error, not "no cgroup": falling back to
         // physical memory would silently raise the limit.
         let cgroup = cgroup_memory_at(&self.root)?;

@@ -682,3 +682,23 @@ async fn a_fixed_budget_stays_fixed_and_a_ratio_follows_the_limit() {
         assert_eq!(monitor.budget_capacity(), Some(capacity));
     }
 }
+
+/// Off Linux (or in a container without `/proc`) there is neither `/proc/self/status` nor a
+/// cgroup: an empty root stands for that. Samples still succeed: the resident set comes from the
+/// operating system (memory-stats), there is no cgroup, and a configured limit gives the ratio.
+#[tokio::test]
+async fn a_root_without_proc_or_cgroups_samples_cleanly() {
+    let empty = tempfile::tempdir().unwrap();
+    let monitor = MemoryMonitor::builder()
+        .source(ProbeSource::at(empty.path()))
+        .limit_bytes(1 << 40)
+        .build()
+        .unwrap();
+    let snapshot = monitor.sample_now().await.expect("no error without /proc");
+    let process = snapshot.process.expect("the fallback's resident set");
+    assert!(process.rss_bytes > 0, "{process:?}");
+    assert!(snapshot.cgroup.is_none());
+    assert_eq!(snapshot.usage_bytes, Some(process.rss_bytes));
+    assert!(snapshot.usage_ratio.is_some_and(|r| r > 0.0 && r < 1.0));
+    assert_eq!(monitor.pressure(), Pressure::Normal);
+}

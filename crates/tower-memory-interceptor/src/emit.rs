@@ -3,12 +3,13 @@
 
 use crate::config::Config;
 use crate::labels::{labels, method_label, record_route, status_label};
-use crate::metrics::{ABORTED_METRIC, HEAVY_METRIC};
+use crate::metrics::{ABORTED, HEAVY};
 use crate::outcome::{AbortReason, Outcome};
 use crate::report::Ended;
 
 /// Sends the report everywhere it is configured to go.
 pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
+    crate::span::record(report);
     let status = status_label(report.status);
     let method = method_label(report.method);
     record_route(
@@ -21,11 +22,11 @@ pub(crate) fn emit(config: &Config, report: &Ended<'_>) {
     );
     if config.metrics {
         if report.heavy {
-            metrics::counter!(HEAVY_METRIC, labels(method, report.route, status)).increment(1);
+            metrics::counter!(HEAVY.get(), labels(method, report.route, status)).increment(1);
         }
         if let Outcome::Aborted(reason) = report.outcome {
             metrics::counter!(
-                ABORTED_METRIC,
+                ABORTED.get(),
                 "reason" => reason.as_str(),
                 "route" => report.route.label()
             )

@@ -8,7 +8,7 @@ use metrics::{Histogram, Label};
 
 use crate::config::Config;
 use crate::ledger::{Entry as LedgerEntry, Ledger};
-use crate::metrics::{ALLOCATED_METRIC, NET_METRIC};
+use crate::metrics::{ALLOCATED, NET};
 use crate::route::Route;
 
 /// The `method` label: standard methods by name, anything else `OTHER` (bounded).
@@ -111,8 +111,8 @@ pub(crate) fn record_route(
         route: route.clone(),
         histograms: config.metrics.then(|| {
             (
-                metrics::histogram!(ALLOCATED_METRIC, labels(method, route, status)),
-                metrics::histogram!(NET_METRIC, labels(method, route, status)),
+                metrics::histogram!(ALLOCATED.get(), labels(method, route, status)),
+                metrics::histogram!(NET.get(), labels(method, route, status)),
             )
         }),
         entry: config.ledger.as_ref().map(|l| l.entry(route.as_str())),

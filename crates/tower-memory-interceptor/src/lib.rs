@@ -35,6 +35,58 @@
 //!   per tick. Each abort is a warning, a report with its reason and a count in
 //!   `http_requests_aborted_total{reason}`.
 //!
+//! # The report on the request's span
+//!
+//! When the request ends, its figures are also recorded on the `tracing` span that was current
+//! when the layer was called: an outer tower-http `TraceLayer`'s span, or the span of an
+//! `#[instrument]`ed function that calls the service. tracing-opentelemetry exports recorded
+//! fields as span attributes, so each request's memory reaches the trace. `Span::record` only
+//! fills fields declared when the span was created: declare the ones you want as
+//! `tracing::field::Empty` (a span that declares none of them is left alone and not even kept):
+//!
+//! | field | type | value |
+//! |---|---|---|
+//! | `memory.allocated_bytes` ([`SPAN_ALLOCATED`]) | u64 | [`MemoryReport::allocated`] |
+//! | `memory.deallocated_bytes` ([`SPAN_DEALLOCATED`]) | u64 | [`MemoryReport::deallocated`] |
+//! | `memory.net_bytes` ([`SPAN_NET`]) | i64 | [`MemoryReport::net`] |
+//! | `memory.peak_net_bytes` ([`SPAN_PEAK_NET`]) | i64 | [`MemoryReport::peak_net`] |
+//! | `memory.outcome` ([`SPAN_OUTCOME`]) | str | [`Outcome::as_str`] |
+//! | `memory.heavy` ([`SPAN_HEAVY`]) | bool | [`MemoryReport::heavy`] |
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use http::{Request, Response};
+//! use tower::ServiceBuilder;
+//! use tower_http::trace::TraceLayer;
+//! use tower_memory_interceptor::MemoryInterceptorLayer;
+//! use tracing::field::Empty;
+//!
+//! let service = ServiceBuilder::new()
+//!     // Outside the memory layer, so that its span is current when the layer is called.
+//!     .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<String>| {
+//!         tracing::info_span!(
+//!             "request",
+//!             method = %req.method(),
+//!             uri = %req.uri(),
+//!             memory.allocated_bytes = Empty,
+//!             memory.net_bytes = Empty,
+//!             memory.peak_net_bytes = Empty,
+//!             memory.outcome = Empty,
+//!         )
+//!     }))
+//!     .layer(MemoryInterceptorLayer::new())
+//!     .service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+//! # let _ = service;
+//! ```
+//!
+//! The span is closed only when the last reference to it goes: the layer keeps one until the
+//! report, so the recorded fields are in the exported span even though the response body ends
+//! after `TraceLayer`'s `on_response`. With no subscriber installed this costs one relaxed load
+//! per request; with one, a span that declares no `memory.` field costs one scan of its field
+//! names. The same figures are also in the report's `tracing` event (target
+//! `memory_interceptor`, debug, warn for heavy and aborted requests).
+//!
 //! The route label is axum's `MatchedPath` (feature `axum`; install the layer with
 //! `Router::layer` so that routing has happened), else what the
 //! [`route_classifier`](MemoryInterceptorLayer::route_classifier) or
@@ -131,6 +183,7 @@ mod report;
 mod route;
 mod service;
 mod shared;
+mod span;
 
 pub use crate::metrics::{
     ABORTED_METRIC, ADMISSION_WAIT_METRIC, ALLOCATED_METRIC, GOVERNOR_METRIC, HEAVY_METRIC,
@@ -153,6 +206,10 @@ pub use outcome::{AbortReason, Outcome};
 pub use report::MemoryReport;
 pub use route::{Route, UNMATCHED_ROUTE};
 pub use service::MemoryInterceptor;
+pub use span::{
+    SPAN_ALLOCATED, SPAN_DEALLOCATED, SPAN_FIELDS, SPAN_HEAVY, SPAN_NET, SPAN_OUTCOME,
+    SPAN_PEAK_NET,
+};
 /// The boxed error of [`MeteredBody`] (tower-memory-probe's, shared by the workspace).
 pub use tower_memory_probe::BoxError;
 

@@ -1,9 +1,12 @@
 //! The crate's metrics: every name spelled once, and [`describe_metrics`].
 //!
 //! The names are public (re-exported at the crate root): they are the contract of dashboards and
-//! alerts, tower-memory-health names the governor's two, and tests match on them.
+//! alerts, tower-memory-health names the governor's two, and tests match on them. They are the
+//! base names: with a [prefix](tower_memory_probe::set_metric_prefix) the names emitted are
+//! `{prefix}_{name}`.
 
 use metrics::{Unit, describe_counter, describe_histogram};
+use tower_memory_probe::MetricName;
 
 /// Metric: histogram of bytes allocated per request (labels `method`, `route`, `status`).
 pub const ALLOCATED_METRIC: &str = "http_request_allocated_bytes";
@@ -22,6 +25,15 @@ pub const GOVERNOR_METRIC: &str = "http_governor_requests_total";
 /// Metric: histogram of the time requests waited for admission, in seconds (label `route`).
 pub const ADMISSION_WAIT_METRIC: &str = "http_governor_admission_wait_seconds";
 
+// The names as emitted, each resolved once with the prefix (see tower-memory-probe's
+// `MetricName`): the hot path then registers with a static string, as before.
+pub(crate) static ALLOCATED: MetricName = MetricName::new(ALLOCATED_METRIC);
+pub(crate) static NET: MetricName = MetricName::new(NET_METRIC);
+pub(crate) static HEAVY: MetricName = MetricName::new(HEAVY_METRIC);
+pub(crate) static ABORTED: MetricName = MetricName::new(ABORTED_METRIC);
+pub(crate) static GOVERNOR: MetricName = MetricName::new(GOVERNOR_METRIC);
+pub(crate) static ADMISSION_WAIT: MetricName = MetricName::new(ADMISSION_WAIT_METRIC);
+
 /// Registers the description of every metric this crate emits with the installed `metrics`
 /// recorder ([`MemoryInterceptorLayer::new`](crate::MemoryInterceptorLayer::new) calls it too).
 ///
@@ -35,32 +47,32 @@ pub const ADMISSION_WAIT_METRIC: &str = "http_governor_admission_wait_seconds";
 /// | `http_governor_admission_wait_seconds` | histogram (seconds) | `route` | Time requests waited for admission |
 pub fn describe_metrics() {
     describe_histogram!(
-        ALLOCATED_METRIC,
+        ALLOCATED.get(),
         Unit::Bytes,
         "Bytes allocated while serving a request"
     );
     describe_histogram!(
-        NET_METRIC,
+        NET.get(),
         Unit::Bytes,
         "Bytes a request still held when it ended (allocated - freed - handed to the server)"
     );
     describe_counter!(
-        HEAVY_METRIC,
+        HEAVY.get(),
         Unit::Count,
         "Requests that allocated at least the heavy threshold"
     );
     describe_counter!(
-        ABORTED_METRIC,
+        ABORTED.get(),
         Unit::Count,
         "Requests aborted by the memory interceptor, by reason"
     );
     describe_counter!(
-        GOVERNOR_METRIC,
+        GOVERNOR.get(),
         Unit::Count,
         "Memory governor decisions for requests that reserved memory, by route and decision (admitted, queued, rejected, parked, aborted)."
     );
     describe_histogram!(
-        ADMISSION_WAIT_METRIC,
+        ADMISSION_WAIT.get(),
         Unit::Seconds,
         "Time requests waited in the memory governor's admission queue, by route."
     );

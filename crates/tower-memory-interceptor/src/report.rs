@@ -72,6 +72,8 @@ pub(crate) struct Ended<'a> {
     pub(crate) start: Option<quanta::Instant>,
     pub(crate) duration: Cell<Option<Duration>>,
     pub(crate) heavy: bool,
+    /// The span the figures are recorded on (see `span.rs`).
+    pub(crate) span: &'a tracing::Span,
 }
 
 impl Ended<'_> {

@@ -25,6 +25,8 @@
 //!   read by layers without taking a lock.
 //! - [`overload_body`], [`retry_after_seconds`], [`DEFAULT_RETRY_AFTER`]: the one format of the
 //!   layers' memory 503s.
+//! - [`set_metric_prefix`] and [`MetricName`]: one prefix for every metric name the workspace
+//!   emits (default none), resolved once per name so that emitting costs what it did.
 //!
 //! # Example
 //!
@@ -43,9 +45,22 @@
 //! assert!(delta.allocated >= 1 << 20);
 //! assert!(delta.deallocated >= 1 << 20);
 //!
-//! let rss = tower_memory_probe::process_memory().expect("/proc is readable on Linux");
+//! // /proc on Linux; elsewhere the operating system through memory-stats.
+//! let rss = tower_memory_probe::process_memory().expect("a supported system");
 //! assert!(rss.rss_bytes > 0 && rss.peak_rss_bytes >= rss.rss_bytes);
 //! ```
+//!
+//! # Platforms
+//!
+//! Linux is where this crate reads the kernel and where it is tested. On macOS and Windows the
+//! thread counters work the same (they come from the allocator: jemalloc or [`CountingAlloc`]),
+//! [`process_memory`] answers from the `memory-stats` crate (resident and virtual size; the peak
+//! is the largest resident size read), and what only Linux has is absent without an error:
+//! [`cgroup_memory`] is `Ok(None)`, [`MemoryEvents`] fails to subscribe with a typed error,
+//! [`physical_memory`] fails (configure a limit instead), `malloc_trim` is not called. The same
+//! fallback answers on Linux when `/proc` cannot be read. Off Linux the crate is checked with
+//! `cargo clippy` for x86_64-apple-darwin and x86_64-pc-windows-msvc, but it is not run there.
+//! The table is `docs/platforms.md` at the repository root.
 //!
 //! # Features
 //!
@@ -75,6 +90,7 @@ mod events;
 mod jemalloc;
 #[cfg(feature = "jemalloc")]
 pub mod jemalloc_ctl;
+mod metric_name;
 mod overload;
 mod pressure;
 mod process;
@@ -93,13 +109,14 @@ pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check,
 pub use counting::CountingAlloc;
 pub use error::ProbeError;
 pub use events::{EventSource, MemoryEvent, MemoryEvents, PSI_TRIGGER, SkipReason, Skipped};
+pub use metric_name::{MetricName, MetricPrefixError, metric_prefix, set_metric_prefix};
 pub use overload::{
     DEFAULT_RETRY_AFTER, OVERLOAD_CONTENT_TYPE, overload_body, retry_after_seconds,
 };
 pub use pressure::{Pressure, PressureSignal};
 pub use process::{
-    ProcessMemory, physical_memory, physical_memory_at, process_memory, process_memory_at,
-    process_memory_of,
+    ProcessMemory, own_process_memory_at, physical_memory, physical_memory_at, process_memory,
+    process_memory_at, process_memory_of,
 };
 pub use reclaim::{
     RECLAIM_DURATION_METRIC, ReclaimError, ReclaimReport, ReclaimStats, ReclaimTrigger, Reclaimer,

@@ -60,7 +60,7 @@ pub(crate) struct Held {
 
 impl Held {
     fn new(inner: Reservation) -> Held {
-        metrics::gauge!(BUFFERED_BYTES).increment(inner.bytes() as f64);
+        metrics::gauge!(BUFFERED_BYTES.get()).increment(inner.bytes() as f64);
         Held { inner: Some(inner) }
     }
 
@@ -82,7 +82,7 @@ impl Held {
         let n = bytes.min(inner.bytes());
         inner.release(n);
         if n > 0 {
-            metrics::gauge!(BUFFERED_BYTES).decrement(n as f64);
+            metrics::gauge!(BUFFERED_BYTES.get()).decrement(n as f64);
         }
     }
 }
@@ -91,7 +91,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         let n = self.bytes();
         if n > 0 {
-            metrics::gauge!(BUFFERED_BYTES).decrement(n as f64);
+            metrics::gauge!(BUFFERED_BYTES.get()).decrement(n as f64);
         }
     }
 }

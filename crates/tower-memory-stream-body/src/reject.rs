@@ -146,7 +146,7 @@ impl Rejection {
 
     /// Counts the rejection in `http_body_rejected_total{reason}` and logs it at debug level.
     pub(crate) fn count(&self) {
-        metrics::counter!(REJECTED_TOTAL, "reason" => self.reason.as_str()).increment(1);
+        metrics::counter!(REJECTED_TOTAL.get(), "reason" => self.reason.as_str()).increment(1);
         tracing::debug!(
             reason = self.reason.as_str(),
             status = self.reason.status().as_u16(),

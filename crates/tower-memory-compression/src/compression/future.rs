@@ -95,7 +95,7 @@ where
 }
 
 fn not_acceptable<B>(settings: &Settings) -> Response<CompressionBody<B>> {
-    ::metrics::counter!(metrics::NOT_ACCEPTABLE).increment(1);
+    ::metrics::counter!(metrics::NOT_ACCEPTABLE.get()).increment(1);
     let message = format!(
         "406 Not Acceptable: the client refuses identity and every coding offered ({})\n",
         compiled_list(&settings.offered)

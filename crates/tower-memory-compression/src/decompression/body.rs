@@ -124,9 +124,9 @@ where
         let (seen_in, seen_out) = *this.reported;
         if input > seen_in || output > seen_out {
             let label = this.encoding.as_str();
-            ::metrics::counter!(metrics::DECOMPRESSION_INPUT_BYTES, "encoding" => label)
+            ::metrics::counter!(metrics::DECOMPRESSION_INPUT_BYTES.get(), "encoding" => label)
                 .increment(input - seen_in);
-            ::metrics::counter!(metrics::DECOMPRESSION_OUTPUT_BYTES, "encoding" => label)
+            ::metrics::counter!(metrics::DECOMPRESSION_OUTPUT_BYTES.get(), "encoding" => label)
                 .increment(output - seen_out);
             *this.reported = (input, output);
         }

@@ -46,6 +46,7 @@ pub struct MemoryMonitorBuilder {
     resample_gap: Duration,
     kernel_events: bool,
     in_flight: Option<InFlight>,
+    process_metrics: bool,
 }
 
 impl fmt::Debug for MemoryMonitorBuilder {
@@ -84,6 +85,7 @@ impl Default for MemoryMonitorBuilder {
             resample_gap: DEFAULT_RESAMPLE_GAP,
             kernel_events: true,
             in_flight: None,
+            process_metrics: true,
         }
     }
 }
@@ -242,6 +244,21 @@ impl MemoryMonitorBuilder {
         self
     }
 
+    /// Whether [`record_metrics`](crate::record_metrics) (and so `/metrics`) sets the standard
+    /// process gauges `process_resident_memory_bytes` and `process_virtual_memory_bytes`
+    /// (default `true`). Turn them off when the application already runs `metrics-process` (or
+    /// another process collector) in the same recorder: two writers of one series disagree
+    /// between scrapes. The monitor's own figures (`memory_process_peak_resident_bytes`,
+    /// `memory_usage_bytes`, ...) are not affected.
+    ///
+    /// On by default because most services have no process collector, and the deploy
+    /// dashboard's resident-memory panel reads `process_resident_memory_bytes`.
+    #[must_use]
+    pub fn process_metrics(mut self, enabled: bool) -> Self {
+        self.process_metrics = enabled;
+        self
+    }
+
     /// Publish into this signal instead of a new one (to share it with layers built earlier).
     #[must_use]
     pub fn signal(mut self, signal: PressureSignal) -> Self {
@@ -304,6 +321,7 @@ impl MemoryMonitorBuilder {
             resample_gap: self.resample_gap,
             kernel_events: self.kernel_events,
             in_flight: self.in_flight,
+            process_metrics: self.process_metrics,
         };
         Ok(MemoryMonitor {
             shared: Arc::new(Shared {
@@ -354,4 +372,5 @@ pub(super) struct Settings {
     pub(super) resample_gap: Duration,
     pub(super) kernel_events: bool,
     pub(super) in_flight: Option<InFlight>,
+    pub(super) process_metrics: bool,
 }

@@ -22,7 +22,7 @@ pub(super) fn pressure_changed(
         limit,
         ratio,
     } = *reading;
-    metrics::counter!(MEMORY_PRESSURE_CHANGES_TOTAL, "to" => pressure.as_str()).increment(1);
+    metrics::counter!(MEMORY_PRESSURE_CHANGES_TOTAL.get(), "to" => pressure.as_str()).increment(1);
     if pressure == Pressure::Critical {
         // One event with the requests holding the most: the cause of an OOM kill is in
         // the logs even if the process dies next.

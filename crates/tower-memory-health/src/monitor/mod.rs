@@ -285,6 +285,12 @@ impl MemoryMonitor {
         self.shared.settings.thresholds
     }
 
+    /// Whether the standard process gauges are recorded (see
+    /// [`MemoryMonitorBuilder::process_metrics`]).
+    pub fn process_metrics(&self) -> bool {
+        self.shared.settings.process_metrics
+    }
+
     /// The sampling interval.
     pub fn interval(&self) -> Duration {
         self.shared.settings.interval

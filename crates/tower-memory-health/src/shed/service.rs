@@ -122,7 +122,7 @@ where
             return ResponseFuture::inner(self.inner.call(req));
         };
         let reason = shed.reason();
-        metrics::counter!(crate::metrics::MEMORY_SHED_REQUESTS_TOTAL, "reason" => reason)
+        metrics::counter!(crate::metrics::MEMORY_SHED_REQUESTS_TOTAL.get(), "reason" => reason)
             .increment(1);
         let retry_after = retry_after_seconds(self.config.retry_after);
         let body = overload_body(

@@ -135,6 +135,8 @@ pub(crate) struct Account {
     /// When the call started; `None` when nothing would read the duration (no `on_report`, and
     /// no subscriber listening to this crate's events), which saves two clock reads.
     pub(crate) start: Option<quanta::Instant>,
+    /// The span current at the call, when it declares a field the report fills (else none).
+    pub(crate) span: tracing::Span,
 }
 
 /// A counter that only the owner writes: a relaxed load and store, which compile to plain moves,
@@ -204,6 +206,7 @@ impl Account {
             start: (shared.config.on_report.is_some()
                 || tracing::enabled!(target: "memory_interceptor", tracing::Level::WARN))
             .then(quanta::Instant::now),
+            span: crate::span::capture(),
         }
     }
 

@@ -287,6 +287,7 @@ impl Tracker {
             start: account.start,
             duration: std::cell::Cell::new(None),
             heavy: allocated >= shared.config.heavy_threshold,
+            span: &account.span,
         };
         crate::emit::emit(&shared.config, &report);
     }

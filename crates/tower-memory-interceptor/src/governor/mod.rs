@@ -21,7 +21,7 @@ use crate::account::Account;
 use crate::config::GovernorConfig;
 use crate::cost::Learning;
 use crate::ledger::Ledger;
-use crate::metrics::{ADMISSION_WAIT_METRIC, GOVERNOR_METRIC};
+use crate::metrics::{ADMISSION_WAIT, GOVERNOR};
 use crate::registry::Registry;
 
 pub(crate) use admission::{Admit, Waiting};
@@ -69,14 +69,14 @@ impl Governor {
 
     fn count(&self, account: &Account, decision: &'static str) {
         if account.shared.config.metrics {
-            metrics::counter!(GOVERNOR_METRIC, "route" => account.route().to_string(), "decision" => decision)
+            metrics::counter!(GOVERNOR.get(), "route" => account.route().to_string(), "decision" => decision)
                 .increment(1);
         }
     }
 
     fn record_wait(&self, account: &Account, waited: Duration) {
         if account.shared.config.metrics {
-            metrics::histogram!(ADMISSION_WAIT_METRIC, "route" => account.route().to_string())
+            metrics::histogram!(ADMISSION_WAIT.get(), "route" => account.route().to_string())
                 .record(waited.as_secs_f64());
         }
     }

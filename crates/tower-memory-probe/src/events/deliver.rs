@@ -1,8 +1,12 @@
 //! The delivery thread: waits in `poll(2)` on every registered source and hands what arrives to
 //! the waiters of [`MemoryEvents`](super::MemoryEvents).
 
+// Without poll(2) and descriptors (Windows) nothing here runs: subscribing fails first.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 use std::fs::File;
 use std::io::{self, Read};
+#[cfg(unix)]
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -10,6 +14,15 @@ use std::sync::{Mutex, PoisonError};
 use tokio::sync::Notify;
 
 use super::{EventSource, MemoryEvent};
+
+#[cfg(target_os = "linux")]
+use libc::{IN_IGNORED, IN_MODIFY};
+// Linux's inotify mask bits; elsewhere no inotify source is ever registered, these only keep the
+// code shared.
+#[cfg(not(target_os = "linux"))]
+const IN_MODIFY: u32 = 0x2;
+#[cfg(not(target_os = "linux"))]
+const IN_IGNORED: u32 = 0x8000;
 
 /// What the delivery thread and the waiters share.
 pub(super) struct Shared {
@@ -48,12 +61,14 @@ pub(super) enum Kind {
     /// or `memory.oom_control`). The kernel does not need it after registration, but keeping it
     /// lets `/proc/<pid>/fd` show what each eventfd watches, for one descriptor per source.
     EventFd { event: File, _target: File },
-    /// An inotify instance watching `memory.events` as `wd`.
+    /// An inotify instance watching `memory.events` as `wd` (Linux only).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Inotify { fd: File, wd: i32 },
     /// A `memory.pressure` descriptor carrying a PSI trigger.
     Psi { file: File },
 }
 
+#[cfg(unix)]
 impl Kind {
     pub(super) fn fd(&self) -> i32 {
         match self {
@@ -95,11 +110,11 @@ impl Kind {
                                 if event_wd != *wd {
                                     continue;
                                 }
-                                if mask & libc::IN_MODIFY != 0 {
+                                if mask & IN_MODIFY != 0 {
                                     modified += 1;
                                 }
                                 // The file went away (its cgroup was removed): nothing will come.
-                                if mask & libc::IN_IGNORED != 0 {
+                                if mask & IN_IGNORED != 0 {
                                     gone = true;
                                 }
                             }
@@ -138,8 +153,16 @@ pub(super) fn inotify_events(mut buffer: &[u8]) -> impl Iterator<Item = (i32, u3
     })
 }
 
+/// Without `poll(2)` (Windows) no source can be registered, so `subscribe` fails before it
+/// would start this thread: it only closes the events.
+#[cfg(not(unix))]
+pub(super) fn deliver(_shutdown: File, _watches: Vec<Watch>, shared: &Shared) {
+    shared.close();
+}
+
 /// The delivery thread: waits on the shutdown eventfd and every source until shutdown, or until
 /// no source is left.
+#[cfg(unix)]
 pub(super) fn deliver(shutdown: File, mut watches: Vec<Watch>, shared: &Shared) {
     let mut fds: Vec<libc::pollfd> = std::iter::once(libc::pollfd {
         fd: shutdown.as_raw_fd(),

@@ -1,17 +1,22 @@
 //! Registering each kind of source with the kernel: v1 eventfds through `cgroup.event_control`,
 //! v2 inotify on `memory.events`, PSI triggers on `memory.pressure`.
 
-use std::ffi::CString;
+// Without poll(2) and descriptors (Windows) nothing here runs: subscribing fails first.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+#[cfg(unix)]
+use std::os::fd::AsRawFd;
+#[cfg(target_os = "linux")]
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
 use super::deliver::Kind;
 use super::{PSI_TRIGGER, SkipReason};
 
 /// A non-blocking, close-on-exec eventfd.
+#[cfg(target_os = "linux")]
 pub(super) fn eventfd() -> io::Result<File> {
     // SAFETY: eventfd takes no pointers; the result is checked before it is used.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -29,9 +34,23 @@ pub(super) fn open(path: &Path, options: &OpenOptions) -> Result<File, SkipReaso
     })
 }
 
+/// Without file descriptors to hand the kernel (Windows) there is no v1 registration.
+#[cfg(not(unix))]
+pub(super) fn register_v1(
+    _cgroup: &Path,
+    _target: &Path,
+    _threshold: Option<u64>,
+) -> Result<Kind, SkipReason> {
+    Err(SkipReason::Os {
+        call: "eventfd",
+        source: io::Error::from(io::ErrorKind::Unsupported),
+    })
+}
+
 /// v1: an eventfd registered against `target` (with a threshold for `memory.usage_in_bytes`,
 /// without one for `memory.oom_control`) by writing `"<event_fd> <target_fd>[ <threshold>]"` to
 /// `cgroup.event_control`.
+#[cfg(unix)]
 pub(super) fn register_v1(
     cgroup: &Path,
     target: &Path,
@@ -64,8 +83,28 @@ pub(super) fn register_v1(
     })
 }
 
+/// Elsewhere there are no eventfds (nor cgroups to register them with): subscribing fails
+/// cleanly with `Unsupported`.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn eventfd() -> io::Result<File> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// Elsewhere there is no inotify (nor cgroup v2): the source is skipped as unsupported.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn watch_modified(_path: &Path) -> Result<Kind, SkipReason> {
+    Err(SkipReason::Os {
+        call: "inotify_init1",
+        source: io::Error::from(io::ErrorKind::Unsupported),
+    })
+}
+
 /// v2: inotify `IN_MODIFY` on `path` (`memory.events`).
+#[cfg(target_os = "linux")]
 pub(super) fn watch_modified(path: &Path) -> Result<Kind, SkipReason> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|e| SkipReason::Open {
         path: path.to_path_buf(),
         source: io::Error::new(io::ErrorKind::InvalidInput, e),

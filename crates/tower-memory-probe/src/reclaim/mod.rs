@@ -319,7 +319,7 @@ impl Reclaimer {
                     }
                     state.tally.history.push_back(report.clone());
                     state.last = Some(report.clone());
-                    metrics::histogram!(RECLAIM_DURATION_METRIC, "trigger" => trigger.as_str())
+                    metrics::histogram!(report::RECLAIM_DURATION.get(), "trigger" => trigger.as_str())
                         .record(report.duration.as_secs_f64());
                     tracing::info!(
                         target: "tower_memory_probe",

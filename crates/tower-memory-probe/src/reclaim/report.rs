@@ -8,7 +8,13 @@ use crate::AllocatorKind;
 
 /// Metric: histogram of the time reclaim runs spend in the allocator, in seconds (label
 /// `trigger`). Recorded through the `metrics` facade at the end of every run.
+/// This is the base name: the name emitted carries the [prefix](crate::set_metric_prefix), if
+/// one is set.
 pub const RECLAIM_DURATION_METRIC: &str = "memory_reclaim_duration_seconds";
+
+/// [`RECLAIM_DURATION_METRIC`] as emitted (resolved once with the prefix).
+pub(crate) static RECLAIM_DURATION: crate::MetricName =
+    crate::MetricName::new(RECLAIM_DURATION_METRIC);
 
 /// Who asked for a reclaim run. Every run is counted under the trigger that started it (callers
 /// that join a run under way share its report and are not counted again).

@@ -117,7 +117,7 @@ impl SpooledBody {
                         None => SpoolConfig::system_default()?.dir().to_owned(),
                     };
                     let mut file = Spill::create(&dir).await?;
-                    metrics::counter!(SPILLED_TOTAL).increment(1);
+                    metrics::counter!(SPILLED_TOTAL.get()).increment(1);
                     for earlier in memory.drain(..) {
                         file.write(earlier).await?;
                     }
