@@ -24,6 +24,7 @@ pub const DEFAULT_MAX_REQUEST_MEMORY: u64 = 1 << 30;
 const OWN_VARIABLES: &[&str] = &[
     "MAX_BODY_SIZE",
     "MAX_REQUEST_MEMORY",
+    "METRICS_PREFIX",
     "COMPRESSION_ENABLED",
     "COMPRESSION_LEVEL",
     "COMPRESSION_THRESHOLD",
@@ -78,6 +79,11 @@ pub struct Config {
     pub compression: CompressionConfig,
     /// `MAX_REQUEST_MEMORY` (default 1 GiB): the interceptor's per-request quota.
     pub max_request_memory: u64,
+    /// `METRICS_PREFIX` (default none): the prefix of every metric name of this workspace
+    /// ([`tower_memory_probe::set_metric_prefix`]), applied by
+    /// [`MemoryStack::from_env`](crate::stack::MemoryStack::from_env) and checked again by
+    /// [`build`](crate::stack::MemoryStackBuilder::build).
+    pub metric_prefix: Option<String>,
 }
 
 impl Default for Config {
@@ -87,6 +93,7 @@ impl Default for Config {
             stream_body: StreamBodyConfig::default().max_body_size(DEFAULT_MAX_BODY_SIZE),
             compression: CompressionConfig::default(),
             max_request_memory: DEFAULT_MAX_REQUEST_MEMORY,
+            metric_prefix: None,
         }
     }
 }
@@ -110,6 +117,9 @@ pub enum ConfigError {
     /// A `STREAM_*` variable.
     #[error(transparent)]
     StreamBody(#[from] tower_memory_stream_body::ConfigError),
+    /// `METRICS_PREFIX` is not a metric name fragment, or a different prefix is fixed already.
+    #[error("METRICS_PREFIX: {0}")]
+    MetricPrefix(#[from] tower_memory_probe::MetricPrefixError),
     /// One of this module's variables does not parse or is out of range.
     #[error("{variable}={value:?} is invalid: {expected}")]
     Invalid {
@@ -129,6 +139,7 @@ impl ConfigError {
             ConfigError::Memory(e) => e.variable(),
             ConfigError::StreamBody(e) => Some(e.variable()),
             ConfigError::Invalid { variable, .. } => Some(variable),
+            ConfigError::MetricPrefix(_) => Some("METRICS_PREFIX"),
         }
     }
 }
@@ -211,11 +222,16 @@ impl Config {
             .map(|v| parse_u64(v, 1, u64::MAX, "a number of bytes greater than zero"))
             .transpose()?
             .unwrap_or(DEFAULT_MAX_REQUEST_MEMORY);
+        let metric_prefix = lookup("METRICS_PREFIX").filter(|p| !p.is_empty());
+        if let Some(prefix) = &metric_prefix {
+            tower_memory_probe::check_metric_prefix(prefix)?;
+        }
         Ok(Self {
             memory,
             stream_body,
             compression,
             max_request_memory,
+            metric_prefix,
         })
     }
 }
@@ -289,6 +305,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.compression.threshold, 2048);
+    }
+
+    #[test]
+    fn metric_prefix_is_checked_when_read() {
+        let c = Config::from_vars([("METRICS_PREFIX", "myapp")]).unwrap();
+        assert_eq!(c.metric_prefix.as_deref(), Some("myapp"));
+        let c = Config::from_vars([("METRICS_PREFIX", "")]).unwrap();
+        assert_eq!(c.metric_prefix, None);
+        for bad in ["9lives", "my-app", "my app", "ünï"] {
+            invalid("METRICS_PREFIX", bad);
+        }
     }
 
     #[test]

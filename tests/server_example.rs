@@ -268,11 +268,37 @@ fn json_logs_are_one_object_per_line() {
 }
 
 #[test]
+fn metrics_prefix_renames_this_workspace_s_metrics_only() {
+    let server = Server::start("server", &[("METRICS_PREFIX", "myapp")]);
+    let (status, _) = curl(&[&server.url("/api/hello")]);
+    assert_eq!(status, 200);
+    let (status, metrics) = curl(&[&server.url("/api/metrics")]);
+    assert_eq!(status, 200);
+    let names: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    for expected in [
+        "myapp_memory_usage_bytes",
+        "myapp_http_request_allocated_bytes_count",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {metrics}");
+    }
+    let unprefixed: Vec<&&str> = names.iter().filter(|n| !n.starts_with("myapp_")).collect();
+    assert!(
+        unprefixed.is_empty(),
+        "emitted without the prefix: {unprefixed:?}"
+    );
+}
+
+#[test]
 fn bad_configuration_stops_the_server_naming_the_variable() {
     for (name, value) in [
         ("PORT", "eighty"),
         ("MEMORY_WARNING_THRESHOLD", "75%"),
         ("MAX_REQUEST_MEMORY", "-1"),
+        ("METRICS_PREFIX", "my-app"),
         ("LOG_FORMAT", "xml"),
         ("MAX_HEADER_BYTES", "100"),
         ("WRITE_TIMEOUT_MS", "soon"),

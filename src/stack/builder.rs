@@ -17,6 +17,8 @@ type RouteFn = dyn Fn(&Method, &Uri) -> Option<&'static str> + Send + Sync;
 #[must_use]
 pub struct MemoryStackBuilder {
     pub(super) config: Config,
+    /// Whether the configuration's metric prefix could be applied when the builder was made.
+    pub(super) prefix_applied: Result<(), tower_memory_probe::MetricPrefixError>,
     #[cfg(feature = "prometheus")]
     pub(super) metrics: Option<tower_memory_health::PrometheusMetrics>,
     pub(super) ledger_routes: usize,
@@ -44,6 +46,10 @@ pub enum StackError {
     /// The monitor's settings are invalid.
     #[error("memory monitor: {0}")]
     Monitor(#[from] BuildError),
+    /// The configured metric prefix cannot be applied: a different one (or none) was fixed by
+    /// metrics resolved before the stack was built.
+    #[error("metric prefix: {0}")]
+    MetricPrefix(#[from] tower_memory_probe::MetricPrefixError),
     /// The monitor could not start (no Tokio runtime).
     #[error("memory monitor: {0}")]
     Start(#[from] StartError),
@@ -141,7 +147,9 @@ impl MemoryStackBuilder {
             stream_body,
             compression: compression_config,
             max_request_memory,
+            metric_prefix: _,
         } = self.config;
+        self.prefix_applied?;
         let c = &c;
         c.apply_allocator_profile();
         // One reclaimer for the monitor's schedule and the interceptor's heavy requests: their

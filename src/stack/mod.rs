@@ -91,9 +91,20 @@ impl std::fmt::Debug for MemoryStack {
 impl MemoryStack {
     /// A builder from `config` ([`Config::from_env`]'s variables; a
     /// [`MemoryConfig`](tower_memory_health::MemoryConfig) alone takes the other layers' defaults).
+    ///
+    /// It applies the configuration's metric prefix (`METRICS_PREFIX`) at once: the prefix is
+    /// process-wide and fixed by the first metric name resolved, so this comes before installing
+    /// the exporter, as in `MemoryStack::from_env()?.metrics(PrometheusMetrics::install()?)`.
+    /// A prefix that cannot be applied is [`build`](MemoryStackBuilder::build)'s error.
     pub fn builder(config: impl Into<Config>) -> MemoryStackBuilder {
+        let config = config.into();
+        let prefix = match &config.metric_prefix {
+            Some(prefix) => tower_memory_probe::set_metric_prefix(prefix),
+            None => Ok(()),
+        };
         MemoryStackBuilder {
-            config: config.into(),
+            config,
+            prefix_applied: prefix,
             #[cfg(feature = "prometheus")]
             metrics: None,
             ledger_routes: DEFAULT_LEDGER_ROUTES,
@@ -108,6 +119,7 @@ impl MemoryStack {
     /// ([`Config::from_env`]): the one call a program makes, then the builder's settings that
     /// are code (metrics recorder, route classifier, spool directory) and
     /// [`build`](MemoryStackBuilder::build).
+    ///
     pub fn from_env() -> Result<MemoryStackBuilder, ConfigError> {
         Ok(Self::builder(Config::from_env()?))
     }

@@ -109,7 +109,9 @@ pub use counters::{AllocCounters, AllocatorKind, Backend, SelfCheck, self_check,
 pub use counting::CountingAlloc;
 pub use error::ProbeError;
 pub use events::{EventSource, MemoryEvent, MemoryEvents, PSI_TRIGGER, SkipReason, Skipped};
-pub use metric_name::{MetricName, MetricPrefixError, metric_prefix, set_metric_prefix};
+pub use metric_name::{
+    MetricName, MetricPrefixError, check_metric_prefix, metric_prefix, set_metric_prefix,
+};
 pub use overload::{
     DEFAULT_RETRY_AFTER, OVERLOAD_CONTENT_TYPE, overload_body, retry_after_seconds,
 };

@@ -49,14 +49,7 @@ pub enum MetricPrefixError {
 /// assert!(tower_memory_probe::set_metric_prefix("other").is_err());
 /// ```
 pub fn set_metric_prefix(prefix: &str) -> Result<(), MetricPrefixError> {
-    let valid = !prefix.is_empty()
-        && !prefix.starts_with(|c: char| c.is_ascii_digit())
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(MetricPrefixError::Invalid(prefix.to_string()));
-    }
+    check_metric_prefix(prefix)?;
     let mut fresh = false;
     let fixed = PREFIX.get_or_init(|| {
         fresh = true;
@@ -67,6 +60,22 @@ pub fn set_metric_prefix(prefix: &str) -> Result<(), MetricPrefixError> {
         _ if fresh => Ok(()),
         Some(current) if *current == prefix => Ok(()),
         current => Err(MetricPrefixError::AlreadyFixed { current: *current }),
+    }
+}
+
+/// Whether `prefix` can be a metric prefix (ASCII letters, digits and `_`, not starting with a
+/// digit, not empty), without fixing anything: for configuration parsers that check a value before
+/// they apply it.
+pub fn check_metric_prefix(prefix: &str) -> Result<(), MetricPrefixError> {
+    let valid = !prefix.is_empty()
+        && !prefix.starts_with(|c: char| c.is_ascii_digit())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(MetricPrefixError::Invalid(prefix.to_string()))
     }
 }
 
