@@ -164,7 +164,9 @@ pub fn describe_metrics() {
     // Named in other crates, described here because `/metrics` shows them with the monitor's.
     static RECLAIM_DURATION: MetricName =
         MetricName::new(tower_memory_probe::RECLAIM_DURATION_METRIC);
+    #[cfg(feature = "interceptor")]
     static GOVERNOR: MetricName = MetricName::new(tower_memory_interceptor::GOVERNOR_METRIC);
+    #[cfg(feature = "interceptor")]
     static ADMISSION_WAIT: MetricName =
         MetricName::new(tower_memory_interceptor::ADMISSION_WAIT_METRIC);
     describe_gauge!(
