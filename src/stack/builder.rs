@@ -61,9 +61,15 @@ pub enum StackError {
 }
 
 impl StackError {
-    /// Whether the refusal comes from the machine rather than from the configuration's values:
-    /// a heap-profile directory that does not exist or cannot be written here.
+    /// Whether the refusal comes from the machine or the process rather than from the
+    /// configuration's values: a heap-profile directory that does not exist or cannot be written
+    /// here, or a metric prefix other than the one this process has fixed already.
     pub fn is_environmental(&self) -> bool {
+        // A prefix that cannot be applied was checked when read: what refuses it is the
+        // process's state (another prefix, or none, fixed already), not the configuration.
+        if matches!(self, StackError::MetricPrefix(_)) {
+            return true;
+        }
         #[cfg(feature = "heap-profile")]
         if matches!(self, StackError::Profile(_)) {
             return true;
