@@ -313,14 +313,16 @@ fn variables_this_server_does_not_read_get_one_warning_each() {
     assert!(warnings("MEMORY_RECLAIM_ENABLED").is_empty());
 }
 
-/// The allocator profile `/api/metrics` reports as applied.
+/// The allocator profile `/api/metrics` reports as applied. The gauge comes with a sample: with
+/// the monitor running, the first one may land just after the server announced its address.
 fn applied_profile(server: &Server) -> String {
-    let text = metrics(&server.url("/api/metrics"));
-    text.lines()
-        .filter(|l| l.starts_with("memory_allocator_info{") && l.ends_with(" 1"))
-        .find_map(|l| l.split("profile=\"").nth(1)?.split('"').next())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no profile in {text}"))
+    wait_for(Duration::from_secs(10), "memory_allocator_info", || {
+        let text = metrics(&server.url("/api/metrics"));
+        text.lines()
+            .filter(|l| l.starts_with("memory_allocator_info{") && l.ends_with(" 1"))
+            .find_map(|l| l.split("profile=\"").nth(1)?.split('"').next())
+            .map(str::to_string)
+    })
 }
 
 #[test]
