@@ -110,7 +110,7 @@ fn the_readme_getting_started_builds_runs_and_answers_as_it_says() {
     let gzipped: u64 = run(curls[1]).trim().parse().unwrap();
     assert!(
         gzipped > 0 && gzipped < 1_000,
-        "120,000 repetitive bytes gzip to {gzipped} bytes (README: about 300)"
+        "120,000 repetitive bytes gzip to {gzipped} bytes (README: 637)"
     );
 
     let health: serde_json::Value = serde_json::from_str(&run(curls[2])).unwrap();
